@@ -1,0 +1,30 @@
+"""Train an autoencoder from a config file; re-running resumes from the last checkpoint.
+
+  python -m experiments.train --config configs/betavae_sprites.py [--workdir DIR]
+      [--config.train.steps=4000] [--config.hp.beta=8]
+"""
+from __future__ import annotations
+
+import logging
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from lsx.train import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: config.workdir).")
+
+
+def main(argv):
+  del argv
+  logging.getLogger("absl").setLevel(logging.WARNING)
+  config = _CONFIG.value
+  train(config, _WORKDIR.value or config.workdir)
+  print(f"done: {_WORKDIR.value or config.workdir}")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main)

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lsx.latents import BOTTLENECKS, Bottleneck
+from lsx.nn import make_networks
+
+
+class Autoencoder(NamedTuple):
+  """Pure functions of `params = {"encoder": ..., "decoder": ...}`."""
+  init: Callable[[jax.Array], Any]
+  encode: Callable  # (params, x) -> stats dict (e.g. mean, logvar)
+  decode: Callable  # (params, z) -> logits [n,H,W,C]
+  bottleneck: Bottleneck
+  latent_dim: int
+  image_shape: tuple
+
+  def represent(self, params, x):
+    """Deterministic representation (the encoder mean) of images x."""
+    return self.bottleneck.mean(self.encode(params, x))
+
+  def reconstruct(self, params, x):
+    return jax.nn.sigmoid(self.decode(params, self.represent(params, x)))
+
+
+def make_autoencoder(image_shape, latent_dim: int, arch: str = "conv",
+                     bottleneck: str = "gaussian", conv_impl: str = "gemm",
+                     hidden=None) -> Autoencoder:
+  if bottleneck not in BOTTLENECKS:
+    raise ValueError(f"Unknown bottleneck {bottleneck!r}; choose one of {sorted(BOTTLENECKS)}.")
+  if int(latent_dim) < 1:
+    raise ValueError(f"latent_dim must be >= 1, got {latent_dim}.")
+  image_shape = tuple(int(s) for s in image_shape)
+  bn = BOTTLENECKS[bottleneck]
+  enc, dec = make_networks(arch, image_shape, bn.enc_dim(latent_dim), conv_impl, hidden)
+
+  def init(rng):
+    k1, k2 = jax.random.split(rng)
+    x = jnp.zeros((1,) + image_shape, jnp.float32)
+    z = jnp.zeros((1, latent_dim), jnp.float32)
+    return {"encoder": enc.init(k1, x)["params"], "decoder": dec.init(k2, z)["params"]}
+
+  def encode(params, x):
+    return bn.stats(enc.apply({"params": params["encoder"]}, x))
+
+  def decode(params, z):
+    return dec.apply({"params": params["decoder"]}, z)
+
+  return Autoencoder(init, encode, decode, bn, int(latent_dim), image_shape)

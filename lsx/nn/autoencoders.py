@@ -1,0 +1,105 @@
+"""Encoder/decoder networks (flax.linen, used only through init/apply).
+
+Default: the convolutional architecture of Locatello et al. (2019, disentanglement_lib):
+encoder conv 32,32,64,64 (4x4, stride 2, ReLU) -> dense 256 -> `out_dim`; decoder
+dense 256 -> dense 4*4*64 -> transposed conv 64,32,32,C (4x4, stride 2). Inputs of any
+size and channel count are zero-padded up to a multiple of 16 (28x28 -> 32x32) and the
+decoder output is cropped back, so 64x64 and 28x28 share one architecture.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from lsx.nn.conv import Conv4S2, ConvT4S2
+
+
+def padded_size(n: int, multiple: int = 16) -> int:
+  return int(math.ceil(n / multiple) * multiple)
+
+
+def _pad_to(x, h, w):
+  dh, dw = h - x.shape[1], w - x.shape[2]
+  return jnp.pad(x, ((0, 0), (dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2), (0, 0)))
+
+
+class ConvEncoder(nn.Module):
+  out_dim: int
+  channels: Sequence[int] = (32, 32, 64, 64)
+  hidden: int = 256
+  impl: str = "gemm"
+
+  @nn.compact
+  def __call__(self, x):
+    h, w = padded_size(x.shape[1]), padded_size(x.shape[2])
+    x = _pad_to(x, h, w)
+    for c in self.channels:
+      x = nn.relu(Conv4S2(c, impl=self.impl)(x))
+    x = x.reshape(x.shape[0], -1)
+    x = nn.relu(nn.Dense(self.hidden)(x))
+    return nn.Dense(self.out_dim)(x)
+
+
+class ConvDecoder(nn.Module):
+  image_shape: Sequence[int]
+  channels: Sequence[int] = (64, 32, 32)
+  hidden: int = 256
+  impl: str = "gemm"
+
+  @nn.compact
+  def __call__(self, z):
+    hh, ww, c = self.image_shape
+    ph, pw = padded_size(hh), padded_size(ww)
+    s = 2 ** (len(self.channels) + 1)
+    x = nn.relu(nn.Dense(self.hidden)(z))
+    x = nn.relu(nn.Dense((ph // s) * (pw // s) * 64)(x))
+    x = x.reshape(z.shape[0], ph // s, pw // s, 64)
+    for ch in self.channels:
+      x = nn.relu(ConvT4S2(ch, impl=self.impl)(x))
+    x = ConvT4S2(c, impl=self.impl)(x)
+    dh, dw = (ph - hh) // 2, (pw - ww) // 2
+    return x[:, dh:dh + hh, dw:dw + ww, :]  # logits
+
+
+class MLPEncoder(nn.Module):
+  out_dim: int
+  hidden: Sequence[int] = (1200, 1200)
+
+  @nn.compact
+  def __call__(self, x):
+    x = x.reshape(x.shape[0], -1)
+    for h in self.hidden:
+      x = nn.relu(nn.Dense(h)(x))
+    return nn.Dense(self.out_dim)(x)
+
+
+class MLPDecoder(nn.Module):
+  image_shape: Sequence[int]
+  hidden: Sequence[int] = (1200, 1200, 1200)
+
+  @nn.compact
+  def __call__(self, z):
+    x = z
+    for h in self.hidden:
+      x = nn.tanh(nn.Dense(h)(x))
+    x = nn.Dense(math.prod(self.image_shape))(x)
+    return x.reshape((z.shape[0],) + tuple(self.image_shape))
+
+
+ENCODERS = {"conv": ConvEncoder, "mlp": MLPEncoder}
+DECODERS = {"conv": ConvDecoder, "mlp": MLPDecoder}
+
+
+def make_networks(arch: str, image_shape, enc_out: int, impl: str = "gemm", hidden=None):
+  """(encoder, decoder) modules for an architecture key in ENCODERS/DECODERS."""
+  if arch not in ENCODERS:
+    raise ValueError(f"Unknown architecture {arch!r}; choose one of {sorted(ENCODERS)}.")
+  if len(image_shape) != 3:
+    raise ValueError(f"image_shape must be (H, W, C), got {tuple(image_shape)}.")
+  if arch == "conv":
+    return ConvEncoder(enc_out, impl=impl), ConvDecoder(tuple(image_shape), impl=impl)
+  kw = {} if hidden is None else {"hidden": tuple(hidden)}
+  return MLPEncoder(enc_out, **kw), MLPDecoder(tuple(image_shape), **kw)

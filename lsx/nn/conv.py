@@ -1,0 +1,100 @@
+"""Stride-2, 4x4 convolutions expressed as matrix products.
+
+Why: on XLA:CPU, `lax.conv` (and above all its transposed form) is several times
+slower than the same arithmetic written as patch extraction + one GEMM, and a
+`vmap` over a sweep's member axis turns convolutions into grouped convolutions,
+which XLA:CPU runs slowly, while it turns GEMMs into batched GEMMs, which it runs
+well. Both layers keep the reference parameterisation (a [4,4,Cin,Cout] kernel
+and a bias) and compute exactly the function of the `lax` form (tested), so
+`impl="xla"` and `impl="gemm"` are interchangeable on the same parameters.
+
+Conventions follow PyTorch's `Conv2d(k=4, s=2, p=1)` / `ConvTranspose2d(k=4, s=2,
+p=1)`, the Locatello et al. (2019) architecture: spatial size halves / doubles.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_DN = ("NHWC", "HWIO", "NHWC")
+# Transposed conv, output phase a in {0,1} along one axis: out[2i+a] sums
+# x_pad[i + offset] * w[tap] over these (offset into the 1-padded input, tap) pairs.
+_PHASE_TAPS = {0: ((0, 3), (1, 1)), 1: ((1, 2), (2, 0))}
+
+
+def _pad1(x):
+  return jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+
+
+def conv4s2(x, w, b=None, impl: str = "gemm"):
+  """Conv2d(kernel 4, stride 2, padding 1). x [N,H,W,C] (H, W even), w [4,4,C,O]."""
+  n, h, wd, c = x.shape
+  if impl == "xla":
+    y = lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN)
+  elif impl == "gemm":
+    xp = _pad1(x)
+    cols = [xp[:, i:i + h:2, j:j + wd:2, :] for i in range(4) for j in range(4)]
+    y = jnp.concatenate(cols, axis=-1) @ w.reshape(16 * c, w.shape[-1])
+  else:
+    raise ValueError(f"conv impl must be 'gemm' or 'xla', got {impl!r}")
+  return y if b is None else y + b
+
+
+def conv_transpose4s2(x, w, b=None, impl: str = "gemm"):
+  """ConvTranspose2d(kernel 4, stride 2, padding 1): [N,H,W,C] -> [N,2H,2W,O].
+
+  `w` is [4,4,C,O]; out[2i-1+k] += x[i] * w[k] along each spatial axis (PyTorch's
+  convention). The gemm form computes the four output phases as four GEMMs over
+  2x2 input neighbourhoods and interleaves them (sub-pixel / depth-to-space).
+  """
+  n, h, wd, c = x.shape
+  o = w.shape[-1]
+  if impl == "xla":
+    y = _xla_convT(x, w)
+  elif impl == "gemm":
+    xp = _pad1(x)
+    rows = []
+    for a in (0, 1):
+      phases = []
+      for bb in (0, 1):
+        taps = [(oi, ki, oj, kj) for oi, ki in _PHASE_TAPS[a] for oj, kj in _PHASE_TAPS[bb]]
+        patches = jnp.concatenate([xp[:, oi:oi + h, oj:oj + wd] for oi, _, oj, _ in taps], -1)
+        kern = jnp.concatenate([w[ki, kj] for _, ki, _, kj in taps], 0)
+        phases.append(patches @ kern)
+      rows.append(jnp.stack(phases, axis=3))  # [N,H,W,2,O]
+    y = jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * wd, o)
+  else:
+    raise ValueError(f"conv impl must be 'gemm' or 'xla', got {impl!r}")
+  return y if b is None else y + b
+
+
+def _xla_convT(x, w):
+  # lhs-dilated convolution with the spatially flipped kernel == PyTorch ConvTranspose2d.
+  return lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), ((2, 2), (2, 2)),
+                                  lhs_dilation=(2, 2), dimension_numbers=_DN)
+
+
+class Conv4S2(nn.Module):
+  features: int
+  impl: str = "gemm"
+
+  @nn.compact
+  def __call__(self, x):
+    w = self.param("kernel", nn.initializers.lecun_normal(in_axis=(0, 1, 2), out_axis=3),
+                   (4, 4, x.shape[-1], self.features))
+    b = self.param("bias", nn.initializers.zeros, (self.features,))
+    return conv4s2(x, w, b, self.impl)
+
+
+class ConvT4S2(nn.Module):
+  features: int
+  impl: str = "gemm"
+
+  @nn.compact
+  def __call__(self, x):
+    w = self.param("kernel", nn.initializers.lecun_normal(in_axis=(0, 1, 2), out_axis=3),
+                   (4, 4, x.shape[-1], self.features))
+    b = self.param("bias", nn.initializers.zeros, (self.features,))
+    return conv_transpose4s2(x, w, b, self.impl)

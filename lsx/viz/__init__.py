@@ -1,0 +1,66 @@
+"""PNG figures: image grids, reconstructions, latent traversals."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def to_uint8(images) -> np.ndarray:
+  a = np.asarray(images, np.float32)
+  if a.shape[-1] == 1:
+    a = np.repeat(a, 3, axis=-1)
+  return (np.clip(a, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def image_grid(images, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
+  """images [rows, cols, H, W, C] in [0,1] -> one uint8 RGB array with `pad` px gutters."""
+  images = to_uint8(images)
+  rows, cols, h, w, c = images.shape
+  out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c),
+                int(pad_value * 255), np.uint8)
+  for r in range(rows):
+    for k in range(cols):
+      y, x = pad + r * (h + pad), pad + k * (w + pad)
+      out[y:y + h, x:x + w] = images[r, k]
+  return out
+
+
+def save_png(array: np.ndarray, path: str, scale: int = 1) -> str:
+  img = Image.fromarray(array)
+  if scale > 1:
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+  img.save(path)
+  return path
+
+
+def save_reconstructions(images, recons, path: str, scale: int = 2) -> str:
+  """Two rows: inputs above their reconstructions."""
+  return save_png(image_grid(np.stack([np.asarray(images), np.asarray(recons)])), path, scale)
+
+
+def traversal_values(latents, num_steps: int = 9, num_sigma: float = 3.0):
+  """Per-dimension traversal offsets over +-num_sigma * std of `latents` [n, d]: [d, S]."""
+  std = np.asarray(latents).std(0)
+  std = np.where(std > 1e-6, std, 1.0)
+  return np.linspace(-num_sigma, num_sigma, num_steps)[None, :] * std[:, None]
+
+
+def save_traversals(decode, anchors_z, path: str, latents=None, num_steps: int = 9,
+                    num_sigma: float = 3.0, scale: int = 2) -> str:
+  """Grid with one row per latent dimension; columns are, per anchor, the traversal of
+  that dimension over +-num_sigma std around the anchor's code (std from `latents`).
+
+  `decode(z [n, d]) -> images [n, H, W, C]` in [0, 1].
+  """
+  anchors_z = np.asarray(anchors_z)
+  a, d = anchors_z.shape
+  offsets = traversal_values(anchors_z if latents is None else latents, num_steps, num_sigma)
+  z = np.repeat(anchors_z[:, None, None, :], d, 1).repeat(num_steps, 2)  # [a, d, S, d]
+  z = z.copy()
+  for j in range(d):
+    z[:, j, :, j] += offsets[j]
+  imgs = np.asarray(decode(z.reshape(-1, d)))
+  imgs = imgs.reshape((a, d, num_steps) + imgs.shape[1:])
+  # rows = dims, columns = anchors side by side (each a block of num_steps)
+  grid = imgs.transpose(1, 0, 2, 3, 4, 5).reshape((d, a * num_steps) + imgs.shape[3:])
+  return save_png(image_grid(grid), path, scale)
