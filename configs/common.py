@@ -10,7 +10,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = dict(name="sprites", size=64, split="train", data_dir="", max_examples=0,
                 image_key="image")
   # model: arch 'conv' (Locatello et al. 2019) or 'mlp'; bottleneck '' = objective's own
-  c.model = dict(arch="conv", latent_dim=10, bottleneck="", conv_impl="gemm", image_shape=())
+  # hidden: MLP widths (empty = Locatello's 1200s); image_shape: empty = the data's
+  c.model = dict(arch="conv", latent_dim=10, bottleneck="", conv_impl="gemm", image_shape=(),
+                 hidden=())
   c.objective = dict(name="beta_vae", likelihood="bernoulli", iwae_k=5)
   # traced hyperparameters (arrays inside the step: a sweep may vary them)
   c.hp = ml_collections.ConfigDict({"beta": 1.0, "lr": 1e-4})

@@ -99,7 +99,7 @@ class Sprites(_Procedural):
     dx, dy = gx - cx, gy - cy
     c, s = jnp.cos(theta), jnp.sin(theta)
     # rotate the pixel grid by -theta, then normalise by the sprite radius.
-    r = 0.16 * scale
+    r = 0.2 * scale
     u = (c * dx + s * dy) / r
     v = (-s * dx + c * dy) / r
     square = jnp.maximum(jnp.abs(u), jnp.abs(v)) <= 0.8

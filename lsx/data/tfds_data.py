@@ -85,7 +85,10 @@ def load_tfds(name: str, split: str = "train", data_dir: str | None = None,
   if n == 0:
     raise ValueError(f"TFDS dataset '{name}' split '{split}' is empty.")
   keys, sizes = _FACTORS.get(name, ((), ()))
-  records = source.__getitems__(list(range(n))) if hasattr(source, "__getitems__") else [source[i] for i in range(n)]
+  try:  # batched read where the source supports it
+    records = list(source.__getitems__(list(range(n))))
+  except (AttributeError, TypeError):
+    records = [source[i] for i in range(n)]
   first = records[0]
   if image_key not in first:
     raise ValueError(f"TFDS dataset '{name}' has no '{image_key}' feature (has {sorted(first)}); "
