@@ -39,13 +39,14 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None
     return None
   path = os.path.join(str(mngr.directory), str(step))
   try:
-    meta = mngr.item_metadata(step)
+    meta = ocp.StandardCheckpointer().metadata(os.path.join(path, "default"))
+    meta = getattr(meta, "item_metadata", meta)
+    meta = getattr(meta, "tree", meta)
   except Exception as e:
     raise CheckpointError(f"Checkpoint at {path} is unreadable ({type(e).__name__}: {e}). "
                           f"Delete that step directory to fall back to an earlier one, or "
                           f"use a fresh workdir.") from e
-  if meta is not None:
-    _check_shapes(abstract_state, meta, path)
+  _check_shapes(abstract_state, meta, path)
   try:
     return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
   except Exception as e:
@@ -54,18 +55,26 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None
                           f"or use a fresh workdir.") from e
 
 
+def _key_name(k) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(k, attr):
+      return str(getattr(k, attr))
+  return str(k)
+
+
+def _flat_by_name(tree) -> dict:
+  return {".".join(_key_name(k) for k in kp): leaf
+          for kp, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def _check_shapes(abstract, meta, path):
-  try:
-    stored = dict(jax.tree_util.tree_flatten_with_path(meta)[0])
-  except Exception:  # metadata of an unknown layout: let restore decide
-    return
-  want = jax.tree_util.tree_flatten_with_path(abstract)[0]
-  for kp, leaf in want:
-    got = stored.get(kp)
-    shape = getattr(got, "shape", None)
+  """Compare leaf shapes by dotted name (the stored tree has dicts where ours has
+  dataclasses and named tuples)."""
+  stored = _flat_by_name(meta)
+  for name, leaf in _flat_by_name(abstract).items():
+    shape = getattr(stored.get(name), "shape", None)
     if shape is not None and tuple(shape) != tuple(np.shape(leaf)):
       raise CheckpointError(
-          f"Shape mismatch restoring {path}: {jax.tree_util.keystr(kp)} is {tuple(shape)} in "
-          f"the checkpoint but {tuple(np.shape(leaf))} for this config. The config changed "
-          f"the model since the checkpoint was written: restore the old value or use a new "
-          f"workdir.")
+          f"Shape mismatch restoring {path}: {name} is {tuple(shape)} in the checkpoint but "
+          f"{tuple(np.shape(leaf))} for this config. The config changed the model since the "
+          f"checkpoint was written: restore the old value or use a new workdir.")

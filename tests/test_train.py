@@ -1,0 +1,119 @@
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from lsx import train as lt
+from lsx.train import checkpoint as ckpt
+
+
+def _leaves_equal(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _lines(path):
+  with open(path) as f:
+    return [json.loads(l) for l in f]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  wd = str(tmp_path_factory.mktemp("full"))
+  state, setup = lt.train(tiny_config(), wd, write_figures=True, print_fn=lambda s: None)
+  return wd, state
+
+
+def test_run_lowers_loss_and_writes_workdir(uninterrupted):
+  wd, state = uninterrupted
+  rows = _lines(os.path.join(wd, "metrics.jsonl"))
+  assert [r["step"] for r in rows] == [2, 4, 6, 8]
+  assert rows[-1]["loss"] < rows[0]["loss"]
+  assert int(state.step) == 8
+  for f in ("config.json", "reconstructions.png", "traversals.png"):
+    assert os.path.exists(os.path.join(wd, f)), f
+  assert json.load(open(os.path.join(wd, "config.json")))["train"]["steps"] == 8
+  assert sorted(os.listdir(os.path.join(wd, "checkpoints"))) == ["4", "8"]
+
+
+def test_kill_and_resume_equals_uninterrupted(uninterrupted, tmp_path):
+  wd_full, full = uninterrupted
+  wd = str(tmp_path)
+  # "killed" after 3 chunks (6 steps): the last checkpoint is at step 4
+  lt.train(tiny_config(), wd, stop_after_chunks=3, write_figures=False, print_fn=lambda s: None)
+  assert ckpt.manager(os.path.join(wd, "checkpoints")).latest_step() == 4
+  msgs = []
+  resumed, _ = lt.train(tiny_config(), wd, write_figures=False, print_fn=msgs.append)
+  assert any("resumed from checkpoint at step 4" in m for m in msgs)
+  _leaves_equal(resumed.params, full.params)
+  _leaves_equal(resumed.opt_state, full.opt_state)
+  assert _lines(os.path.join(wd, "metrics.jsonl")) == _lines(os.path.join(wd_full, "metrics.jsonl"))
+  # a finished run re-launched does nothing and returns the same state
+  again, _ = lt.train(tiny_config(), wd, write_figures=False, print_fn=lambda s: None)
+  _leaves_equal(again.params, full.params)
+
+
+def test_same_seed_same_numbers_different_seed_differs(uninterrupted, tmp_path):
+  wd_full, full = uninterrupted
+  other, _ = lt.train(tiny_config(seed=1), str(tmp_path), write_figures=False, print_fn=lambda s: None)
+  assert not np.allclose(jax.tree.leaves(other.params)[0], jax.tree.leaves(full.params)[0])
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  wd = str(tmp_path)
+  lt.train(tiny_config(**{"train.steps": 4}), wd, write_figures=False, print_fn=lambda s: None)
+  # continue with a NaN learning rate: params turn NaN, the next loss is NaN
+  bad = tiny_config(**{"hp.lr": float("nan")})
+  with pytest.raises(lt.NonFiniteError, match=r"Non-finite loss or gradient at step \d+.*last good checkpoint \(step 4\)"):
+    lt.train(bad, wd, write_figures=False, print_fn=lambda s: None)
+  setup = lt.build(tiny_config())
+  restored = ckpt.restore(ckpt.manager(os.path.join(wd, "checkpoints")), setup.abstract_state())
+  assert int(restored.step) == 4
+  assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(restored.params))
+
+
+def test_misspelled_config_key_fails_with_suggestion():
+  with pytest.raises(AttributeError, match='Did you mean "steps"'):
+    tiny_config().train.stepz = 3
+
+
+def test_errors_raise_before_compile(tmp_path):
+  t = time.perf_counter()
+  with pytest.raises(ValueError, match=r"Shape mismatch: config.model.image_shape=\(64, 64, 3\).*\(32, 32, 1\)"):
+    lt.train(tiny_config(**{"model.image_shape": (64, 64, 3)}), str(tmp_path / "a"))
+  with pytest.raises(ValueError, match=r"config.hp has \['betta'\]"):
+    lt.build(tiny_config(hp={"betta": 1.0, "lr": 1e-3}))
+  with pytest.raises(ValueError, match="multiple of"):
+    lt.build(tiny_config(**{"train.ckpt_every": 3}))
+  with pytest.raises(ValueError, match="Unknown objective"):
+    lt.build(tiny_config(**{"objective.name": "vq"}))
+  assert time.perf_counter() - t < 5.0
+  assert not os.path.exists(tmp_path / "a" / "checkpoints")
+
+
+def test_changed_model_against_old_checkpoint_names_the_parameter(uninterrupted):
+  wd, _ = uninterrupted
+  with pytest.raises(ckpt.CheckpointError, match=r"Shape mismatch restoring .*params.*\(4, .*config changed"):
+    lt.train(tiny_config(**{"model.latent_dim": 5}), wd, print_fn=lambda s: None)
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path):
+  wd = str(tmp_path)
+  lt.train(tiny_config(**{"train.steps": 4}), wd, write_figures=False, print_fn=lambda s: None)
+  step_dir = os.path.join(wd, "checkpoints", "4")
+  for root, _, files in os.walk(step_dir):
+    for f in files:
+      with open(os.path.join(root, f), "wb") as fh:
+        fh.write(b"garbage")
+  with pytest.raises(ckpt.CheckpointError, match="delete|Delete"):
+    lt.train(tiny_config(), wd, print_fn=lambda s: None)
+
+
+def test_learning_rate_is_traced_and_checkpointed(uninterrupted):
+  _, state = uninterrupted
+  assert float(state.opt_state.hyperparams["learning_rate"]) == pytest.approx(1e-3)
