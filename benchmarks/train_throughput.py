@@ -1,0 +1,115 @@
+"""Training throughput of the default conv beta-VAE: lsx against plain PyTorch.
+
+Same network (Locatello et al. conv encoder/decoder, d=10), batch 64 of 64x64x1,
+Bernoulli likelihood, Adam; one optimizer step per image batch, fixed input batch for
+both. Prints a table and ends with `ratio lsx/pytorch: R`.
+
+  python benchmarks/train_throughput.py [--steps 30] [--chunk 10]
+PyTorch is a benchmark-only extra: pip install torch==2.13.0 (CPU build).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def bench_lsx(conv_impl: str, steps: int, chunk: int, batch: int = 64) -> float:
+  from lsx import models
+  from lsx.train import TrainState, make_optimizer, make_train_step
+
+  model = models.make_autoencoder((64, 64, 1), 10, "conv", "gaussian", conv_impl)
+  obj = models.make_objective("beta_vae", model)
+  opt = make_optimizer("adam")
+  step = make_train_step(obj, opt)
+  hp = {"beta": jnp.float32(1.0), "lr": jnp.float32(1e-4)}
+  x = (jax.random.uniform(jax.random.key(1), (batch, 64, 64, 1)) > 0.8).astype(jnp.float32)
+
+  @jax.jit
+  def run(state, x, key):
+    def body(s, k):
+      return step(s, hp, x, k)
+    return jax.lax.scan(body, state, jax.random.split(key, chunk))
+
+  state = TrainState.create(model.init(jax.random.key(0)), opt, jax.random.key(2))
+  state, _ = run(state, x, jax.random.key(3))  # compile + warm up
+  jax.block_until_ready(state)
+  n = max(1, steps // chunk)
+  t = time.perf_counter()
+  for i in range(n):
+    state, m = run(state, x, jax.random.key(i))
+  jax.block_until_ready(state)
+  return batch * n * chunk / (time.perf_counter() - t)
+
+
+def bench_torch(steps: int, batch: int = 64) -> float | None:
+  try:
+    import torch
+    import torch.nn as tnn
+    import torch.nn.functional as F
+  except ImportError:
+    return None
+  torch.manual_seed(0)
+  d, c = 10, 1
+  enc = tnn.Sequential(
+      tnn.Conv2d(c, 32, 4, 2, 1), tnn.ReLU(), tnn.Conv2d(32, 32, 4, 2, 1), tnn.ReLU(),
+      tnn.Conv2d(32, 64, 4, 2, 1), tnn.ReLU(), tnn.Conv2d(64, 64, 4, 2, 1), tnn.ReLU(),
+      tnn.Flatten(), tnn.Linear(1024, 256), tnn.ReLU(), tnn.Linear(256, 2 * d))
+  dec = tnn.Sequential(
+      tnn.Linear(d, 256), tnn.ReLU(), tnn.Linear(256, 1024), tnn.ReLU(), tnn.Unflatten(1, (64, 4, 4)),
+      tnn.ConvTranspose2d(64, 64, 4, 2, 1), tnn.ReLU(), tnn.ConvTranspose2d(64, 32, 4, 2, 1), tnn.ReLU(),
+      tnn.ConvTranspose2d(32, 32, 4, 2, 1), tnn.ReLU(), tnn.ConvTranspose2d(32, c, 4, 2, 1))
+  params = list(enc.parameters()) + list(dec.parameters())
+  opt = torch.optim.Adam(params, 1e-4)
+  x = (torch.rand(batch, c, 64, 64) > 0.8).float()
+
+  def step():
+    opt.zero_grad()
+    h = enc(x)
+    mu, lv = h[:, :d], h[:, d:]
+    z = mu + torch.randn_like(mu) * torch.exp(0.5 * lv)
+    rec = F.binary_cross_entropy_with_logits(dec(z), x, reduction="sum") / batch
+    kl = 0.5 * (mu ** 2 + lv.exp() - 1 - lv).sum(1).mean()
+    (rec + kl).backward()
+    opt.step()
+
+  for _ in range(5):
+    step()
+  t = time.perf_counter()
+  for _ in range(steps):
+    step()
+  return batch * steps / (time.perf_counter() - t)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--steps", type=int, default=40)
+  p.add_argument("--chunk", type=int, default=10)
+  p.add_argument("--skip-xla", action="store_true", help="skip the lax.conv reference row")
+  a = p.parse_args()
+  dev = jax.devices()[0]
+  print(f"device: {dev.device_kind} ({dev.platform}), {jax.device_count()} device(s); "
+        f"host {platform.machine()} {platform.processor() or ''}; jax {jax.__version__}")
+  rows = []
+  torch_ips = bench_torch(a.steps)
+  rows.append(("pytorch (plain nn.Conv2d/ConvTranspose2d)", torch_ips))
+  lsx_ips = bench_lsx("gemm", a.steps, a.chunk)
+  rows.append(("lsx (conv_impl='gemm', default)", lsx_ips))
+  if not a.skip_xla:
+    rows.append(("lsx (conv_impl='xla', lax.conv)", bench_lsx("xla", a.steps, a.chunk)))
+  print(f"{'implementation':<45} {'images/s':>10}")
+  for name, ips in rows:
+    print(f"{name:<45} {('n/a' if ips is None else f'{ips:.1f}'):>10}")
+  if torch_ips is None:
+    print("pytorch not installed (pip install torch==2.13.0): no ratio")
+    print("ratio lsx/pytorch: nan")
+  else:
+    print(f"ratio lsx/pytorch: {lsx_ips / torch_ips:.2f}")
+
+
+if __name__ == "__main__":
+  main()
