@@ -30,10 +30,11 @@ def _ref_conv_transpose(x, w):
 
 
 @pytest.mark.parametrize("impl", ["gemm", "xla"])
-def test_conv_matches_loop_reference(impl):
+@pytest.mark.parametrize("out_ch", [1, 5])  # gemm uses col2im for <= 4 output channels
+def test_conv_matches_loop_reference(impl, out_ch):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, 8, 6, 3)).astype(np.float32)
-  w = rng.normal(size=(4, 4, 3, 5)).astype(np.float32)
+  w = rng.normal(size=(4, 4, 3, out_ch)).astype(np.float32)
   np.testing.assert_allclose(lnn.conv4s2(x, w, impl=impl), _ref_conv(x, w), atol=1e-4)
   np.testing.assert_allclose(lnn.conv_transpose4s2(x, w, impl=impl), _ref_conv_transpose(x, w),
                              atol=1e-4)
@@ -42,7 +43,11 @@ def test_conv_matches_loop_reference(impl):
 def test_gemm_and_xla_gradients_agree():
   rng = np.random.default_rng(1)
   x = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)
-  w = jnp.asarray(rng.normal(size=(4, 4, 3, 4)), jnp.float32)
+  for o in (2, 6):
+    _grads_agree(x, jnp.asarray(rng.normal(size=(4, 4, 3, o)), jnp.float32))
+
+
+def _grads_agree(x, w):
   for f in (lnn.conv4s2, lnn.conv_transpose4s2):
     g = [jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w, impl=i))), (0, 1))(x, w) for i in ("gemm", "xla")]
     for a, b in zip(*g):
