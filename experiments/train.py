@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -25,6 +26,15 @@ def main(argv):
   print(f"done: {_WORKDIR.value or config.workdir}")
 
 
+def _parse(argv):
+  """absl parsing, with config mistakes (a misspelled field) reported in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    msg = re.sub(r"[\\'\"]+", "'", str(e).replace("\\n", " ").replace("\n", " ")).strip("' ")
+    raise SystemExit(f"config error: unknown field '{msg}") from None
+
+
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  app.run(main, flags_parser=_parse)

@@ -125,6 +125,7 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   raises `NonFiniteError`; the last good checkpoint stays as it was.
   `stop_after_chunks` ends early after that many chunks of this call (simulates a kill).
   """
+  t_start = time.perf_counter()
   print_fn = print_fn or (lambda s: print(s, file=sys.stderr, flush=True))
   workdir = workdir or config.workdir
   setup = build(config)
@@ -147,12 +148,17 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
     print_fn(f"resumed from checkpoint at step {start} in {workdir}")
   total = int(t.steps)
   step_fn = make_train_step(setup.objective, setup.optimizer)
-  compiled = {}
+  compiled, compile_s = {}, [0.0]
 
   def chunk_fn(k):
     if k not in compiled:
-      compiled[k] = jax.jit(make_train_chunk(step_fn, setup.dataset.sample, int(t.batch_size), k),
-                            donate_argnums=0)
+      tc = time.perf_counter()
+      fn = jax.jit(make_train_chunk(step_fn, setup.dataset.sample, int(t.batch_size), k),
+                   donate_argnums=0)
+      compiled[k] = fn.lower(state, setup.hp).compile()
+      compile_s[0] += time.perf_counter() - tc
+      print_fn(f"compiled a {k}-step chunk in {time.perf_counter() - tc:.1f}s "
+               f"({time.perf_counter() - t_start:.1f}s since start)")
     return compiled[k]
 
   t0, done, chunks = time.perf_counter(), 0, 0
@@ -181,7 +187,7 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
       ckpt.save(mngr, step, state)
     now = time.perf_counter()
     if now - last_print >= float(t.get("log_every_s", 5.0)) or step == total:
-      rate = done / (now - t0)
+      rate = done / max(now - t0 - compile_s[0], 1e-9)
       extra = " ".join(f"{key} {row[key]:.4g}" for key in ("rec", "kl") if key in row)
       print_fn(f"step {step}/{total} | {rate:.2f} steps/s ({rate * int(t.batch_size):.0f} img/s)"
                f" | ETA {_fmt_time((total - step) / max(rate, 1e-9))} | loss {row['loss']:.4g} {extra}")
