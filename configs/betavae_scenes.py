@@ -1,0 +1,15 @@
+"""beta_vae on the built-in scenes data.
+
+  python -m experiments.train --config configs/betavae_scenes.py
+"""
+from configs import common
+
+
+def get_config(arg: str = ""):
+  config = common.base_config()
+  config.workdir = "workdirs/betavae_scenes"
+  config.data.name = "scenes"
+  config.objective.name = "beta_vae"
+  config.hp = dict(beta=4.0, lr=1e-3)
+  config.train.steps = 2000
+  return common.finalize(config, arg)

@@ -1,0 +1,32 @@
+import glob
+import importlib.util
+import os
+
+import pytest
+
+from lsx import train as lt
+
+CONFIGS = sorted(p for p in glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))
+                 if os.path.basename(p) not in ("__init__.py", "common.py"))
+
+
+def _load(path, arg=""):
+  spec = importlib.util.spec_from_file_location("cfg", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
+def test_every_config_builds_without_compiling(path):
+  setup = lt.build(_load(path))
+  assert set(setup.hp) >= {"lr"}
+  state = setup.abstract_state()  # shapes only, nothing allocated
+  assert state.step.shape == ()
+
+
+def test_smoke_arg_shrinks_and_unknown_arg_fails():
+  path = [p for p in CONFIGS if p.endswith("betavae_sprites.py")][0]
+  assert _load(path, "smoke").train.steps == 4
+  with pytest.raises(ValueError, match="Unknown config argument 'big'"):
+    _load(path, "big")
