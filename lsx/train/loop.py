@@ -138,7 +138,8 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   state = ckpt.restore(mngr, abstract)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   if state is None:
-    state = setup.init_state()
+    # one compiled init instead of hundreds of eagerly dispatched ops (~10x faster start)
+    state = jax.jit(setup.init_state)()
     start = 0
     if os.path.exists(metrics_path):
       os.remove(metrics_path)
