@@ -90,24 +90,19 @@ def _xla_convT(x, w):
 
 
 class Conv4S2(nn.Module):
+  """Conv2d(k=4, s=2, p=1) layer with a [4,4,Cin,Cout] kernel and a bias."""
   features: int
   impl: str = "gemm"
+  op = staticmethod(conv4s2)
 
   @nn.compact
   def __call__(self, x):
     w = self.param("kernel", nn.initializers.lecun_normal(in_axis=(0, 1, 2), out_axis=3),
                    (4, 4, x.shape[-1], self.features))
     b = self.param("bias", nn.initializers.zeros, (self.features,))
-    return conv4s2(x, w, b, self.impl)
+    return self.op(x, w, b, self.impl)
 
 
-class ConvT4S2(nn.Module):
-  features: int
-  impl: str = "gemm"
-
-  @nn.compact
-  def __call__(self, x):
-    w = self.param("kernel", nn.initializers.lecun_normal(in_axis=(0, 1, 2), out_axis=3),
-                   (4, 4, x.shape[-1], self.features))
-    b = self.param("bias", nn.initializers.zeros, (self.features,))
-    return conv_transpose4s2(x, w, b, self.impl)
+class ConvT4S2(Conv4S2):
+  """ConvTranspose2d(k=4, s=2, p=1) layer, same parameterisation as `Conv4S2`."""
+  op = staticmethod(conv_transpose4s2)
