@@ -40,6 +40,15 @@ def test_conv_matches_loop_reference(impl, out_ch):
                              atol=1e-4)
 
 
+def test_micro_batched_image_layer_matches_reference():
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(16, 4, 4, 3)).astype(np.float32)  # 16 = 2 micro-batches of 8
+  w = rng.normal(size=(4, 4, 3, 1)).astype(np.float32)
+  np.testing.assert_allclose(lnn.conv_transpose4s2(x, w), _ref_conv_transpose(x, w), atol=1e-4)
+  g = [jax.grad(lambda w: jnp.sum(jnp.sin(lnn.conv_transpose4s2(x, w, impl=i))))(w) for i in ("gemm", "xla")]
+  np.testing.assert_allclose(g[0], g[1], atol=1e-3, rtol=1e-4)
+
+
 def test_gemm_and_xla_gradients_agree():
   rng = np.random.default_rng(1)
   x = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)

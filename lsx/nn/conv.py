@@ -54,18 +54,15 @@ def conv_transpose4s2(x, w, b=None, impl: str = "gemm"):
   if impl == "xla":
     y = _xla_convT(x, w)
   elif impl == "gemm" and o <= 4:
-    # few output channels (the image layer): one GEMM x @ W[C, 16*O], then overlap-add
-    # of the 4x4 contributions (col2im); far less memory traffic than input patches.
-    contrib = (x @ w.transpose(2, 0, 1, 3).reshape(c, 16 * o)).reshape(n, h, wd, 4, 4, o)
-    contrib = jnp.pad(contrib, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
-    rows = []
-    for a in (0, 1):
-      phases = []
-      for bb in (0, 1):
-        phases.append(sum(contrib[:, oi:oi + h, oj:oj + wd, ki, kj]
-                          for oi, ki in _PHASE_TAPS[a] for oj, kj in _PHASE_TAPS[bb]))
-      rows.append(jnp.stack(phases, axis=3))
-    y = jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * wd, o)
+    # few output channels (the image layer): GEMM + overlap-add, over micro-batches of 8
+    # in sequence so the [n,h,w,16*o] contributions stay in cache (measured 3-4x faster
+    # forward+backward than one pass over a batch of 64 on a 2-core CPU).
+    groups = n // 8 if n % 8 == 0 and n >= 16 else 1
+    if groups > 1:
+      y = lax.map(lambda xg: _col2im_convT(xg, w), x.reshape((groups, 8) + x.shape[1:]))
+      y = y.reshape((n,) + y.shape[2:])
+    else:
+      y = _col2im_convT(x, w)
   elif impl == "gemm":
     xp = _pad1(x)
     rows = []
@@ -81,6 +78,20 @@ def conv_transpose4s2(x, w, b=None, impl: str = "gemm"):
   else:
     raise ValueError(f"conv impl must be 'gemm' or 'xla', got {impl!r}")
   return y if b is None else y + b
+
+
+def _col2im_convT(x, w):
+  """ConvTranspose as one GEMM x @ W[C, 16*O] and an overlap-add of the 4x4 contributions."""
+  n, h, wd, c = x.shape
+  o = w.shape[-1]
+  contrib = (x @ w.transpose(2, 0, 1, 3).reshape(c, 16 * o)).reshape(n, h, wd, 4, 4, o)
+  contrib = jnp.pad(contrib, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
+  rows = []
+  for a in (0, 1):
+    phases = [sum(contrib[:, oi:oi + h, oj:oj + wd, ki, kj]
+                  for oi, ki in _PHASE_TAPS[a] for oj, kj in _PHASE_TAPS[bb]) for bb in (0, 1)]
+    rows.append(jnp.stack(phases, axis=3))
+  return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * wd, o)
 
 
 def _xla_convT(x, w):
