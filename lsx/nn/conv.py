@@ -65,16 +65,13 @@ def conv_transpose4s2(x, w, b=None, impl: str = "gemm"):
       y = _col2im_convT(x, w)
   elif impl == "gemm":
     xp = _pad1(x)
-    rows = []
-    for a in (0, 1):
-      phases = []
-      for bb in (0, 1):
-        taps = [(oi, ki, oj, kj) for oi, ki in _PHASE_TAPS[a] for oj, kj in _PHASE_TAPS[bb]]
-        patches = jnp.concatenate([xp[:, oi:oi + h, oj:oj + wd] for oi, _, oj, _ in taps], -1)
-        kern = jnp.concatenate([w[ki, kj] for _, ki, _, kj in taps], 0)
-        phases.append(patches @ kern)
-      rows.append(jnp.stack(phases, axis=3))  # [N,H,W,2,O]
-    y = jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * wd, o)
+
+    def phase(a, bb):  # one GEMM over the 2x2 input neighbourhoods of this phase
+      taps = [(oi, ki, oj, kj) for oi, ki in _PHASE_TAPS[a] for oj, kj in _PHASE_TAPS[bb]]
+      patches = jnp.concatenate([xp[:, oi:oi + h, oj:oj + wd] for oi, _, oj, _ in taps], -1)
+      return patches @ jnp.concatenate([w[ki, kj] for _, ki, _, kj in taps], 0)
+
+    y = _interleave_phases(phase)
   else:
     raise ValueError(f"conv impl must be 'gemm' or 'xla', got {impl!r}")
   return y if b is None else y + b
@@ -86,12 +83,16 @@ def _col2im_convT(x, w):
   o = w.shape[-1]
   contrib = (x @ w.transpose(2, 0, 1, 3).reshape(c, 16 * o)).reshape(n, h, wd, 4, 4, o)
   contrib = jnp.pad(contrib, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0), (0, 0)))
-  rows = []
-  for a in (0, 1):
-    phases = [sum(contrib[:, oi:oi + h, oj:oj + wd, ki, kj]
-                  for oi, ki in _PHASE_TAPS[a] for oj, kj in _PHASE_TAPS[bb]) for bb in (0, 1)]
-    rows.append(jnp.stack(phases, axis=3))
-  return jnp.stack(rows, axis=2).reshape(n, 2 * h, 2 * wd, o)
+  return _interleave_phases(lambda a, bb: sum(
+      contrib[:, oi:oi + h, oj:oj + wd, ki, kj]
+      for oi, ki in _PHASE_TAPS[a] for oj, kj in _PHASE_TAPS[bb]))
+
+
+def _interleave_phases(phase):
+  """Depth-to-space: `phase(a, b) -> [N,H,W,O]` is output pixel (2i+a, 2j+b); -> [N,2H,2W,O]."""
+  y = jnp.stack([jnp.stack([phase(a, bb) for bb in (0, 1)], axis=3) for a in (0, 1)], axis=2)
+  n, h, _, w, _, o = y.shape
+  return y.reshape(n, 2 * h, 2 * w, o)
 
 
 def _xla_convT(x, w):

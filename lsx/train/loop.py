@@ -157,8 +157,9 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
       fn = jax.jit(make_train_chunk(step_fn, setup.dataset.sample, int(t.batch_size), k),
                    donate_argnums=0)
       compiled[k] = fn.lower(state, setup.hp).compile()
-      compile_s[0] += time.perf_counter() - tc
-      print_fn(f"compiled a {k}-step chunk in {time.perf_counter() - tc:.1f}s "
+      took = time.perf_counter() - tc
+      compile_s[0] += took
+      print_fn(f"compiled a {k}-step chunk in {took:.1f}s "
                f"({time.perf_counter() - t_start:.1f}s since start)")
     return compiled[k]
 
