@@ -10,6 +10,7 @@ def get_config(arg: str = ""):
   config.workdir = "workdirs/betavae_scenes"
   config.data.name = "scenes"
   config.objective.name = "beta_vae"
+  config.model.latent_dim = 12  # 2 x 6 factors, as QLAE, for a like-for-like comparison
   config.hp = dict(beta=4.0, lr=1e-3)
   config.train.steps = 2000
   return common.finalize(config, arg)

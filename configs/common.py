@@ -11,8 +11,9 @@ def base_config() -> ml_collections.ConfigDict:
                 image_key="image")
   # model: arch 'conv' (Locatello et al. 2019) or 'mlp'; bottleneck '' = objective's own
   # hidden: MLP widths (empty = Locatello's 1200s); image_shape: empty = the data's
+  # num_values: codebook size per latent (quantized bottleneck); style_widths: 'style' decoder
   c.model = dict(arch="conv", latent_dim=10, bottleneck="", conv_impl="gemm", image_shape=(),
-                 hidden=())
+                 hidden=(), num_values=10, style_widths=())
   c.objective = dict(name="beta_vae", likelihood="bernoulli", iwae_k=5)
   # traced hyperparameters (arrays inside the step: a sweep may vary them)
   c.hp = ml_collections.ConfigDict({"beta": 1.0, "lr": 1e-4})

@@ -6,12 +6,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lsx.latents import BOTTLENECKS, Bottleneck
+from lsx.latents import BOTTLENECKS, Bottleneck, make_quantized
 from lsx.nn import make_networks
 
 
 class Autoencoder(NamedTuple):
-  """Pure functions of `params = {"encoder": ..., "decoder": ...}`."""
+  """Pure functions of `params = {"encoder": ..., "decoder": ...[, "latent": ...]}`.
+
+  `params["latent"]` holds the bottleneck's own parameters when it has any (QLAE's
+  codebooks)."""
   init: Callable[[jax.Array], Any]
   encode: Callable  # (params, x) -> stats dict (e.g. mean, logvar)
   decode: Callable  # (params, z) -> logits [n,H,W,C]
@@ -29,23 +32,28 @@ class Autoencoder(NamedTuple):
 
 def make_autoencoder(image_shape, latent_dim: int, arch: str = "conv",
                      bottleneck: str = "gaussian", conv_impl: str = "gemm",
-                     hidden=None) -> Autoencoder:
+                     hidden=None, num_values: int = 10, style_widths=None) -> Autoencoder:
   if bottleneck not in BOTTLENECKS:
     raise ValueError(f"Unknown bottleneck {bottleneck!r}; choose one of {sorted(BOTTLENECKS)}.")
   if int(latent_dim) < 1:
     raise ValueError(f"latent_dim must be >= 1, got {latent_dim}.")
   image_shape = tuple(int(s) for s in image_shape)
-  bn = BOTTLENECKS[bottleneck]
-  enc, dec = make_networks(arch, image_shape, bn.enc_dim(latent_dim), conv_impl, hidden)
+  bn = make_quantized(num_values) if bottleneck == "quantized" else BOTTLENECKS[bottleneck]
+  enc, dec = make_networks(arch, image_shape, bn.enc_dim(latent_dim), conv_impl, hidden,
+                           style_widths)
 
   def init(rng):
     k1, k2 = jax.random.split(rng)
     x = jnp.zeros((1,) + image_shape, jnp.float32)
     z = jnp.zeros((1, latent_dim), jnp.float32)
-    return {"encoder": enc.init(k1, x)["params"], "decoder": dec.init(k2, z)["params"]}
+    params = {"encoder": enc.init(k1, x)["params"], "decoder": dec.init(k2, z)["params"]}
+    latent = bn.init(latent_dim)
+    if latent:
+      params["latent"] = latent
+    return params
 
   def encode(params, x):
-    return bn.stats(enc.apply({"params": params["encoder"]}, x))
+    return bn.stats(enc.apply({"params": params["encoder"]}, x), params.get("latent"))
 
   def decode(params, z):
     return dec.apply({"params": params["decoder"]}, z)

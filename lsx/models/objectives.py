@@ -8,6 +8,11 @@
 - `iwae` (Burda et al. 2016): -E[logsumexp_i(log p(x, z_i) - log q(z_i|x)) - log k];
   with k = 1 it is the single-sample ELBO.
 
+- `qlae` (Hsu et al. 2023): quantized latents; loss = mean per-pixel BCE of the decoded
+  straight-through code + w_q mean(sg(z) - q)^2 (moves the codebook) + w_c mean(z -
+  sg(q))^2 (commitment), as the paper's public code (its BCE is a mean over pixels).
+  Weight decay (AdamW, 0.1) is the optimizer's traced `weight_decay`.
+
 Reconstruction: Bernoulli likelihood (sigmoid cross-entropy summed over pixels) or
 Gaussian with unit variance (`likelihood="gaussian"`, sum of squared errors / 2).
 Losses are means over the batch of per-image sums.
@@ -111,11 +116,26 @@ def _iwae(model, likelihood, k):
   return loss
 
 
+def _qlae(model, likelihood):
+  def loss(params, x, rng, hp):
+    del rng
+    stats = model.encode(params, x)
+    z, q = stats["z"], stats["q"]
+    npix = math.prod(x.shape[1:])
+    rec = neg_log_likelihood(model.decode(params, stats["z_hat"]), x, likelihood).mean() / npix
+    quant = jnp.mean((jax.lax.stop_gradient(z) - q) ** 2)
+    commit = jnp.mean((z - jax.lax.stop_gradient(q)) ** 2)
+    total = rec + hp["quantization_weight"] * quant + hp["commitment_weight"] * commit
+    return total, {"rec": rec, "quantization": quant, "commitment": commit}
+  return loss
+
+
 OBJECTIVES = {
     "ae": ({}, "deterministic"),
     "beta_vae": ({"beta": 1.0}, "gaussian"),
     "beta_tcvae": ({"alpha": 1.0, "beta": 6.0, "gamma": 1.0}, "gaussian"),
     "iwae": ({}, "gaussian"),
+    "qlae": ({"quantization_weight": 0.01, "commitment_weight": 0.01}, "quantized"),
 }
 
 
@@ -132,6 +152,8 @@ def make_objective(name: str, model, likelihood: str = "bernoulli", iwae_k: int 
     fn = _ae(model, likelihood)
   elif name == "beta_vae":
     fn = _beta_vae(model, likelihood)
+  elif name == "qlae":
+    fn = _qlae(model, likelihood)
   elif name == "beta_tcvae":
     fn = _beta_tcvae(model, likelihood, float(dataset_size))
   else:

@@ -5,6 +5,13 @@ encoder conv 32,32,64,64 (4x4, stride 2, ReLU) -> dense 256 -> `out_dim`; decode
 dense 256 -> dense 4*4*64 -> transposed conv 64,32,32,C (4x4, stride 2). Inputs of any
 size and channel count are zero-padded up to a multiple of 16 (28x28 -> 32x32) and the
 decoder output is cropped back, so 64x64 and 28x28 share one architecture.
+
+`arch="style"`: the same encoder with QLAE's style-modulated decoder (Hsu et al. 2023):
+an MLP maps z to a style vector w; a learned constant map (init 0.1) is upsampled by
+stride-2 transposed convolutions, each followed by leaky ReLU, instance normalization
+and a per-channel scale and bias predicted from w; a 3x3 convolution gives the logits.
+The paper stacks (3x3, 3x3, 4x4/2) blocks of widths 256..32; lsx keeps one 4x4/2 block
+per resolution (widths `style_widths`, default 64, 64, 32, 32) to stay CPU-sized.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import math
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from lsx.nn.conv import Conv4S2, ConvT4S2
@@ -64,6 +72,37 @@ class ConvDecoder(nn.Module):
     return x[:, dh:dh + hh, dw:dw + ww, :]  # logits
 
 
+class StyleDecoder(nn.Module):
+  image_shape: Sequence[int]
+  widths: Sequence[int] = (64, 64, 32, 32)
+  style_dim: int = 256
+  impl: str = "gemm"
+
+  @nn.compact
+  def __call__(self, z):
+    hh, ww, c = self.image_shape
+    ph, pw = padded_size(hh), padded_size(ww)
+    s = 2 ** len(self.widths)
+    if ph % s or pw % s:
+      raise ValueError(f"style decoder with {len(self.widths)} stages needs padded image sides "
+                       f"divisible by {s}, got {ph}x{pw}.")
+    w = nn.relu(nn.Dense(self.style_dim)(z))
+    w = nn.relu(nn.Dense(self.style_dim)(w))
+    const = self.param("input_map", nn.initializers.constant(0.1),
+                       (ph // s, pw // s, self.widths[0]))
+    x = jnp.broadcast_to(const, (z.shape[0],) + const.shape)
+    for width in self.widths:
+      x = nn.leaky_relu(ConvT4S2(width, impl=self.impl)(x))
+      mu = x.mean(axis=(1, 2), keepdims=True)
+      var = x.var(axis=(1, 2), keepdims=True)
+      x = (x - mu) * jax.lax.rsqrt(var + 1e-6)
+      scale, bias = jnp.split(nn.Dense(2 * width)(w), 2, axis=-1)
+      x = x * scale[:, None, None, :] + bias[:, None, None, :]
+    x = nn.Conv(c, (3, 3), padding="SAME")(x)
+    dh, dw = (ph - hh) // 2, (pw - ww) // 2
+    return x[:, dh:dh + hh, dw:dw + ww, :]  # logits
+
+
 class MLPEncoder(nn.Module):
   out_dim: int
   hidden: Sequence[int] = (1200, 1200)
@@ -89,11 +128,12 @@ class MLPDecoder(nn.Module):
     return x.reshape((z.shape[0],) + tuple(self.image_shape))
 
 
-ENCODERS = {"conv": ConvEncoder, "mlp": MLPEncoder}
-DECODERS = {"conv": ConvDecoder, "mlp": MLPDecoder}
+ENCODERS = {"conv": ConvEncoder, "mlp": MLPEncoder, "style": ConvEncoder}
+DECODERS = {"conv": ConvDecoder, "mlp": MLPDecoder, "style": StyleDecoder}
 
 
-def make_networks(arch: str, image_shape, enc_out: int, impl: str = "gemm", hidden=None):
+def make_networks(arch: str, image_shape, enc_out: int, impl: str = "gemm", hidden=None,
+                  style_widths=None):
   """(encoder, decoder) modules for an architecture key in ENCODERS/DECODERS."""
   if arch not in ENCODERS:
     raise ValueError(f"Unknown architecture {arch!r}; choose one of {sorted(ENCODERS)}.")
@@ -101,5 +141,8 @@ def make_networks(arch: str, image_shape, enc_out: int, impl: str = "gemm", hidd
     raise ValueError(f"image_shape must be (H, W, C), got {tuple(image_shape)}.")
   if arch == "conv":
     return ConvEncoder(enc_out, impl=impl), ConvDecoder(tuple(image_shape), impl=impl)
+  if arch == "style":
+    kw = {} if not style_widths else {"widths": tuple(int(w) for w in style_widths)}
+    return ConvEncoder(enc_out, impl=impl), StyleDecoder(tuple(image_shape), impl=impl, **kw)
   kw = {} if hidden is None else {"hidden": tuple(hidden)}
   return MLPEncoder(enc_out, **kw), MLPDecoder(tuple(image_shape), **kw)

@@ -75,7 +75,9 @@ def build(config) -> Setup:
     raise ValueError(f"Unknown objective {o.name!r}; choose one of {sorted(models.OBJECTIVES)}.")
   bottleneck = m.get("bottleneck", "") or models.OBJECTIVES[o.name][1]
   model = models.make_autoencoder(dataset.image_shape, m.latent_dim, m.arch, bottleneck,
-                                  m.get("conv_impl", "gemm"), tuple(m.get("hidden", ())) or None)
+                                  m.get("conv_impl", "gemm"), tuple(m.get("hidden", ())) or None,
+                                  int(m.get("num_values", 10)),
+                                  tuple(m.get("style_widths", ())) or None)
   objective = models.make_objective(o.name, model, o.get("likelihood", "bernoulli"),
                                     o.get("iwae_k", 5), dataset.num_examples)
   t = config.train
