@@ -10,6 +10,7 @@ from lsx.metrics.infomec import infomec, infomec_from_codes, make_infomec
 from lsx.metrics.interventions import beta_vae_score, factor_vae_score
 from lsx.metrics.mig import histogram_discretize, make_mig, mig, mig_from_codes
 from lsx.metrics.sap import sap, sap_continuous
+from lsx.metrics import suite
 
 __all__ = ["infomec", "make_infomec", "infomec_from_codes", "mig", "make_mig",
            "mig_from_codes", "histogram_discretize", "dci", "dci_logistic_from_codes",

@@ -215,3 +215,24 @@ def write_run_figures(setup: Setup, params, workdir: str) -> None:
   decode = jax.jit(lambda z: jax.nn.sigmoid(model.decode(params, z)))
   viz.save_traversals(decode, z[:n], os.path.join(workdir, "traversals.png"), latents=z,
                       num_steps=int(v.get("num_steps", 9)), num_sigma=float(v.get("num_sigma", 3.0)))
+
+
+def config_from_json(path: str):
+  """The ConfigDict a run was trained with, from its workdir's config.json."""
+  import ml_collections
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load_run(workdir: str, step: int | None = None):
+  """(setup, state) of a trained run: its config.json rebuilt, its checkpoint restored."""
+  cfg_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(cfg_path):
+    raise FileNotFoundError(f"{workdir} has no config.json: is it a workdir written by "
+                            f"experiments.train?")
+  setup = build(config_from_json(cfg_path))
+  mngr = ckpt.manager(os.path.join(workdir, "checkpoints"))
+  state = ckpt.restore(mngr, setup.abstract_state(), step)
+  if state is None:
+    raise FileNotFoundError(f"{workdir}/checkpoints has no checkpoint yet: train first.")
+  return setup, state

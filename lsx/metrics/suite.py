@@ -1,0 +1,103 @@
+"""Score one representation with every metric (what experiments/evaluate.py runs)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+
+from lsx.metrics.dci import dci
+from lsx.metrics.infomec import infomec
+from lsx.metrics.interventions import beta_vae_score, factor_vae_score
+from lsx.metrics.mig import mig
+from lsx.metrics.sap import sap
+
+ALL = ("infomec", "mig", "dci", "sap", "factor_vae", "beta_vae")
+
+
+def encode_samples(represent: Callable, dataset, rng, n: int, chunk: int = 1000):
+  """(latents [n, d] float32, factors [n, F] int32) for n random samples of the dataset."""
+  enc = jax.jit(lambda r, m: (lambda x, f: (represent(x), f))(*dataset.sample(r, m)),
+                static_argnums=1)
+  zs, fs, done, i = [], [], 0, 0
+  while done < n:
+    m = min(chunk, n - done)
+    z, f = enc(jax.random.fold_in(rng, i), m)
+    zs.append(np.asarray(z, np.float32))
+    fs.append(np.asarray(f))
+    done, i = done + m, i + 1
+  return np.concatenate(zs), np.concatenate(fs)
+
+
+def evaluate(represent: Callable, dataset, rng, *, discrete_latents: bool = False,
+             metrics=ALL, num_samples: int = 10000, num_test: int = 5000,
+             dci_estimator: str = "gbt", intervention_train: int = 10000,
+             intervention_eval: int = 5000, dci_jobs: int = 1, log=print) -> dict:
+  """Every metric in `metrics` on `represent` (images -> latents). Flat dict of floats.
+
+  Sizes default to disentanglement_lib's (10000 train / 5000 test; interventions 10000 /
+  5000 votes of 64); shrink them for quick looks on a CPU.
+  """
+  unknown = sorted(set(metrics) - set(ALL))
+  if unknown:
+    raise ValueError(f"Unknown metrics {unknown}; choose from {list(ALL)}.")
+  k_train, k_test, k_int = jax.random.split(rng, 3)
+  z, f = encode_samples(represent, dataset, k_train, num_samples)
+  needs_test = {"dci", "sap"} & set(metrics)
+  zt, ft = encode_samples(represent, dataset, k_test, num_test) if needs_test else (None, None)
+  out = {}
+
+  def timed(name, fn):
+    t0 = time.perf_counter()
+    res = fn()
+    log(f"  {name}: {time.perf_counter() - t0:.1f}s")
+    return res
+
+  if "infomec" in metrics:
+    r = timed("infomec", lambda: infomec(z, f, discrete_latents))
+    out.update({k: r[k] for k in ("infom", "infoc", "infoe")})
+    out["nmi"] = r["nmi"].tolist()
+    out["active_latents"] = int(r["active_latents"].sum())
+  if "mig" in metrics:
+    out["mig"] = timed("mig", lambda: mig(z, f))
+  if "dci" in metrics:
+    r = timed("dci", lambda: dci(z, f, zt, ft, estimator=dci_estimator, n_jobs=dci_jobs))
+    out.update({f"dci_{k}": v for k, v in r.items() if k != "importance"})
+  if "sap" in metrics:
+    out["sap"] = timed("sap", lambda: sap(z, f, zt, ft)["sap"])
+  if "factor_vae" in metrics and getattr(dataset, "has_render", False):
+    r = timed("factor_vae", lambda: factor_vae_score(
+        represent, dataset, jax.random.fold_in(k_int, 0), num_train=intervention_train,
+        num_eval=intervention_eval, num_variance_estimate=num_samples))
+    out["factor_vae"] = r["eval_accuracy"]
+  if "beta_vae" in metrics and getattr(dataset, "has_render", False):
+    r = timed("beta_vae", lambda: beta_vae_score(
+        represent, dataset, jax.random.fold_in(k_int, 1), num_train=intervention_train,
+        num_eval=intervention_eval))
+    out["beta_vae"] = r["eval_accuracy"]
+  return out
+
+
+def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **kw) -> dict:
+  """Score the latest checkpoint of `workdir`; writes and returns metrics.json's dict."""
+  t0 = time.perf_counter()
+  from lsx.train import load_run  # late: lsx.train does not depend on metrics
+
+  setup, state = load_run(workdir)
+  model, params = setup.model, state.params
+  represent = lambda x: model.represent(params, x)
+  log(f"evaluating {workdir} (step {int(state.step)}, {setup.config.objective.name})")
+  res = evaluate(represent, setup.dataset, jax.random.key(seed),
+                          discrete_latents=model.bottleneck.discrete,
+                          metrics=tuple(metrics or ALL), log=log, **kw)
+  res = {"step": int(state.step), "objective": setup.config.objective.name,
+         "seed": int(setup.config.seed), **res}
+  with open(os.path.join(workdir, "metrics.json"), "w") as f:
+    json.dump(res, f, indent=1)
+  rows = [(k, v) for k, v in res.items() if isinstance(v, float)]
+  log("\n".join(f"{k:>28s}  {v:.4f}" for k, v in rows))
+  log(f"wrote {os.path.join(workdir, 'metrics.json')} in {time.perf_counter() - t0:.1f}s")
+  return res
