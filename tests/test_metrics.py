@@ -1,0 +1,183 @@
+"""Metrics against reference values, closed forms, invariances and edge cases."""
+import json
+import math
+import os
+import sys
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lsx import metrics as lm
+from lsx.metrics import _info
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "reference"))
+from make_reference import cases, dci_case  # noqa: E402
+
+with open(os.path.join(os.path.dirname(__file__), "reference", "metrics_reference.json")) as _f:
+  REF = json.load(_f)
+
+
+@pytest.fixture(scope="module")
+def data():
+  return cases()
+
+
+@pytest.mark.parametrize("name", ["disentangled", "entangled", "noise", "fewer_latents", "discrete"])
+def test_infomec_and_mig_match_reference(data, name):
+  f, cs = data
+  ref = REF[name]
+  got = lm.infomec(cs[name], f, discrete_latents=name == "discrete")
+  assert abs(got["infom"] - ref["infom"]) <= 1e-2
+  assert abs(got["infoe"] - ref["infoe"]) <= 2e-2
+  if math.isnan(ref["infoc"]):  # the reference divides 0 by 0 for uncovered sources
+    assert np.isfinite(got["infoc"])
+  else:
+    assert abs(got["infoc"] - ref["infoc"]) <= 1e-2
+  np.testing.assert_allclose(got["nmi"], np.array(ref["nmi"]), atol=1e-2)
+  assert abs(lm.mig(cs[name], f) - ref["mig"]) <= 2e-3
+
+
+def test_dci_matches_reference():
+  got = lm.dci(*dci_case())
+  for k in ("disentanglement", "completeness", "informativeness_test"):
+    assert abs(got[k] - REF["dci"][k]) <= 1e-2, k
+
+
+def test_ksg_matches_sklearn_on_one_pair():
+  from sklearn.feature_selection import mutual_info_classif
+  rng = np.random.default_rng(3)
+  y = rng.integers(0, 7, 1500)
+  c = y + 0.5 * rng.normal(size=1500)
+  c = (c - c.mean()) / c.std()
+  ours = float(_info.ksg_mi_cd(jnp.asarray(c, jnp.float32), jnp.asarray(y, jnp.int32), 8, 10))
+  ref = mutual_info_classif(c[:, None], y, n_neighbors=10, random_state=0)[0]
+  assert abs(ours - ref) < 2e-3
+
+
+def test_closed_forms(data):
+  f, _ = data
+  rng = np.random.default_rng(1)
+  # a latent equal to a factor: NMI 1 for that pair (exactly, as a discrete latent)
+  r = lm.infomec(f[:, :2].astype(np.float32), f, discrete_latents=True)
+  assert r["nmi"][0, 0] == pytest.approx(1.0, abs=1e-5)
+  assert r["nmi"][1, 1] == pytest.approx(1.0, abs=1e-5)
+  rc = lm.infomec(f.astype(np.float32) + 1e-3 * rng.normal(size=f.shape), f)
+  assert np.all(np.diag(rc["nmi"]) > 0.95)
+  # independent noise: NMI about 0
+  rn = lm.infomec(rng.normal(size=(f.shape[0], 3)), f)
+  assert rn["nmi"].max() < 0.02
+  assert lm.mig(rng.normal(size=(f.shape[0], 3)), f) < 0.02
+
+
+def test_invariances(data):
+  f, cs = data
+  z = cs["entangled"]
+  base = lm.infomec(z, f)
+  base_mig, base_dci = lm.mig(z, f), lm.dci(z[:1000], f[:1000], z[1000:], f[1000:],
+                                            estimator="logistic")
+  perm = np.array([3, 0, 5, 1, 4, 2])
+  fperm = np.array([2, 0, 3, 1])
+  for zz, ff in [(z[:, perm], f), (z, f[:, fperm]), (z * np.linspace(0.5, 3, 6) + 7.0, f)]:
+    r = lm.infomec(zz, ff)
+    assert abs(r["infom"] - base["infom"]) < 2e-3
+    assert abs(r["infoc"] - base["infoc"]) < 2e-3
+    assert abs(lm.mig(zz, ff) - base_mig) < 1e-5
+    d = lm.dci(zz[:1000], ff[:1000], zz[1000:], ff[1000:], estimator="logistic")
+    assert abs(d["disentanglement"] - base_dci["disentanglement"]) < 2e-3
+    assert abs(d["completeness"] - base_dci["completeness"]) < 2e-3
+
+
+def test_degenerate_latents_give_numbers_not_nan(data):
+  f, cs = data
+  n = f.shape[0]
+  z = cs["disentangled"][:, :2]
+  for zz in [np.zeros((n, 3)), np.concatenate([z, z], 1), z[:, :1], np.ones((n, 1))]:
+    r = lm.infomec(zz, f)
+    assert all(np.isfinite(r[k]) for k in ("infom", "infoc", "infoe"))
+    assert np.isfinite(lm.mig(zz, f))
+    d = lm.dci(zz[:500], f[:500], zz[500:1000], f[500:1000], estimator="logistic")
+    assert np.isfinite(d["disentanglement"]) and np.isfinite(d["completeness"])
+    assert np.isfinite(lm.sap(zz, f, continuous_factors=True)["sap"])
+  assert lm.infomec(np.zeros((n, 3)), f)["infom"] == 0.0
+
+
+def test_bad_input_is_named():
+  f = np.zeros((10, 2), int)
+  with pytest.raises(ValueError, match="same number of samples"):
+    lm.mig(np.zeros((9, 3)), f)
+  with pytest.raises(ValueError, match="at least 2 samples"):
+    lm.infomec(np.zeros((0, 3)), np.zeros((0, 2), int))
+  with pytest.raises(ValueError, match="shape \\[n, d\\]"):
+    lm.mig(np.zeros(10), f)
+  with pytest.raises(ValueError, match="NaN"):
+    lm.mig(np.full((10, 3), np.nan), f)
+  with pytest.raises(ValueError, match="every factor is constant"):
+    lm.infomec(np.random.rand(10, 3), f)
+  with pytest.raises(ValueError, match="Unknown DCI estimator"):
+    lm.dci(np.random.rand(10, 3), f + np.arange(10)[:, None] % 2,
+           np.random.rand(10, 3), f, estimator="forest")
+
+
+def test_vmapped_over_members_equals_one_by_one(data):
+  f, cs = data
+  zs = np.stack([cs["disentangled"][:, :5], cs["entangled"][:, :5]]).astype(np.float32)
+  fn = lm.make_infomec(f)
+  both = jax.jit(jax.vmap(fn))(zs)
+  mig_both = jax.vmap(lm.make_mig(f))(zs)["mig"]
+  for i in range(2):
+    one = lm.infomec(zs[i], f)
+    assert abs(float(both["infom"][i]) - one["infom"]) < 1e-5
+    assert abs(float(both["infoc"][i]) - one["infoc"]) < 1e-5
+    assert abs(float(both["infoe"][i]) - one["infoe"]) < 1e-3
+    assert abs(float(mig_both[i]) - lm.mig(zs[i], f)) < 1e-6
+
+
+def test_sap_continuous_closed_form_and_discrete(data):
+  f, cs = data
+  z = cs["disentangled"]
+  gap, s = lm.sap_continuous(z, f)
+  c = np.corrcoef(np.concatenate([z, f], 1).T)[:z.shape[1], z.shape[1]:] ** 2
+  np.testing.assert_allclose(np.asarray(s), c, atol=1e-4)
+  srt = np.sort(c, 0)
+  assert float(gap) == pytest.approx(np.mean(srt[-1] - srt[-2]), abs=1e-4)
+  r = lm.sap(z[:1000], f[:1000], z[1000:], f[1000:])
+  assert 0.3 < r["sap"] <= 1.0
+  dup = lm.sap(np.repeat(z[:, :1], 2, 1)[:1000], f[:1000], np.repeat(z[:, :1], 2, 1)[1000:],
+               f[1000:])
+  assert dup["sap"] == pytest.approx(0.0)  # two identical latents leave no gap
+
+
+class _FactorsAsImages:
+  """A dataset whose 'images' are its factor vectors: an oracle representation."""
+  factor_sizes = (4, 5, 6)
+  has_render = True
+
+  def sample_factors(self, rng, n):
+    keys = jax.random.split(rng, 3)
+    return jnp.stack([jax.random.randint(k, (n,), 0, s) for k, s in
+                      zip(keys, self.factor_sizes)], 1)
+
+  def render(self, factors):
+    return factors.astype(jnp.float32)
+
+  def sample(self, rng, n):
+    f = self.sample_factors(rng, n)
+    return self.render(f), f
+
+
+def test_intervention_scores_are_perfect_for_the_oracle_and_not_for_a_mixture():
+  ds = _FactorsAsImages()
+  rng = jax.random.key(0)
+  kw = dict(num_train=300, num_eval=150, batch_size=32)
+  fv = lm.factor_vae_score(lambda x: x, ds, rng, num_variance_estimate=1000, **kw)
+  assert fv["eval_accuracy"] == 1.0 and fv["num_active_dims"] == 3
+  bv = lm.beta_vae_score(lambda x: x, ds, rng, **kw)
+  assert bv["eval_accuracy"] == 1.0
+  mix = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3)), jnp.float32)
+  fv_mix = lm.factor_vae_score(lambda x: x @ mix, ds, rng, num_variance_estimate=1000, **kw)
+  assert fv_mix["eval_accuracy"] < 0.9
+  with pytest.raises(ValueError, match="cannot render"):
+    lm.factor_vae_score(lambda x: x, SimpleNamespace(has_render=False), rng)
