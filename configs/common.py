@@ -20,17 +20,35 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim = dict(name="adam", grad_clip=0.0)
   c.train = dict(steps=2000, batch_size=64, chunk=50, ckpt_every=500, keep=2, log_every_s=5.0)
   c.viz = dict(num_anchors=3, num_steps=9, num_sigma=3.0)
+  # sweep: many runs as one program (lsx/train/sweep.py). Sweepable: seed and traced hp,
+  # e.g. sweep.seed=(0, 1, 2), sweep.hp=dict(beta=(1., 4.)); mode 'product' or 'zip'.
+  c.sweep = ml_collections.ConfigDict({"mode": "product", "seed": (), "hp": {}})
+  # 'auto' | 'vmap' | 'map' | 'sharded' (over a ("member", "data") mesh of all devices)
+  c.sweep_strategy = "auto"
+  c.mesh = dict(data=1)  # devices per member along the mesh's data axis
   return c
 
 
 def finalize(config, arg: str = ""):
-  """`arg` 'smoke' shrinks the run for tests; the config is locked against typos."""
-  if arg == "smoke":
+  """`arg`: 'smoke' shrinks the run for tests; 'sweep' trains 4 seeds x 4 betas as one
+  program (where the config has a beta); 'smoke_sweep' both. Then the config is locked."""
+  parts = set(arg.split(",")) if arg else set()
+  if "sweep" in parts or "smoke_sweep" in parts:
+    config.workdir = config.workdir + "_sweep"
+    config.sweep.seed = (0, 1, 2, 3)
+    if "beta" in config.hp:
+      config.sweep.hp = {"beta": (1.0, 2.0, 4.0, 8.0)}
+  if "smoke_sweep" in parts:
+    config.sweep.seed = (0, 1)
+    config.sweep.hp = {"beta": (1.0, 4.0)} if "beta" in config.hp else {}
+  if parts & {"smoke", "smoke_sweep"}:
     config.train.steps = 4
     config.train.chunk = 2
     config.train.ckpt_every = 2
     config.model.latent_dim = 4
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; known: 'smoke'.")
+  unknown = parts - {"smoke", "sweep", "smoke_sweep"}
+  if unknown:
+    raise ValueError(f"Unknown config argument {sorted(unknown)[0]!r}; known: 'smoke', "
+                     f"'sweep', 'smoke_sweep' (comma-separated).")
   config.lock()
   return config

@@ -10,6 +10,7 @@ Sizes default to disentanglement_lib's; shrink them for a quick look on a CPU.
 from __future__ import annotations
 
 import logging
+import os
 
 from absl import app, flags
 
@@ -23,6 +24,7 @@ _NTEST = flags.DEFINE_integer("num_test", 5000, "Test samples for DCI/SAP.")
 _NINT = flags.DEFINE_integer("intervention_train", 10000, "Votes for BetaVAE/FactorVAE (train).")
 _NINTE = flags.DEFINE_integer("intervention_eval", 5000, "Votes for BetaVAE/FactorVAE (eval).")
 _DCI = flags.DEFINE_enum("dci_estimator", "gbt", ["gbt", "logistic"], "DCI importance estimator.")
+_JOBS = flags.DEFINE_integer("dci_jobs", os.cpu_count() or 1, "Processes for the DCI tree fits.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the evaluation samples.")
 
 
@@ -31,7 +33,7 @@ def main(argv):
   logging.getLogger("absl").setLevel(logging.WARNING)
   lm.suite.evaluate_workdir(_WORKDIR.value, metrics=_METRICS.value, seed=_SEED.value,
                    num_samples=_N.value, num_test=_NTEST.value, dci_estimator=_DCI.value,
-                   intervention_train=_NINT.value, intervention_eval=_NINTE.value)
+                   intervention_train=_NINT.value, intervention_eval=_NINTE.value, dci_jobs=_JOBS.value)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import numpy as np
 from lsx import data as lsx_data
 from lsx import models, viz
 from lsx.train import checkpoint as ckpt
+from lsx.train import sweep as sweep_lib
 from lsx.train.state import OPTIMIZER_HPS, TrainState, make_optimizer, make_train_chunk, make_train_step
 
 log = logging.getLogger("lsx")
@@ -120,71 +121,105 @@ def _to_json(x):
 
 def train(config, workdir: str | None = None, *, stop_after_chunks: int | None = None,
           write_figures: bool = True, print_fn=None) -> tuple[TrainState, Setup]:
-  """Train (or resume) the run described by `config` in `workdir`.
+  """Train (or resume) the run or sweep described by `config` in `workdir`.
 
-  Writes config.json, metrics.jsonl (one line per chunk), orbax checkpoints under
-  checkpoints/, and reconstructions.png + traversals.png at the end. A non-finite loss
-  raises `NonFiniteError`; the last good checkpoint stays as it was.
+  Writes config.json, metrics.jsonl (one line per chunk; per-member lists for a
+  sweep), orbax checkpoints under checkpoints/ (the stacked state for a sweep), and at
+  the end reconstructions.png + traversals.png (single run) or sweep.csv + sweep.png
+  (sweep). A non-finite loss stops a single run with `NonFiniteError` (the last good
+  checkpoint stays as it was); in a sweep the member's updates are skipped from then on
+  and it is reported and marked in sweep.csv, while the others go on.
   `stop_after_chunks` ends early after that many chunks of this call (simulates a kill).
   """
   t_start = time.perf_counter()
   print_fn = print_fn or (lambda s: print(s, file=sys.stderr, flush=True))
   workdir = workdir or config.workdir
   setup = build(config)
+  members = sweep_lib.plan(config, setup.hp)
+  t = config.train
+  mesh, strategy = None, None
+  if members is not None:
+    strategy = sweep_lib.resolve_strategy(config.get("sweep_strategy", "auto"), config.model.arch)
+    if strategy == "sharded":
+      mesh = sweep_lib.make_mesh(members.size, int(config.get("mesh", {}).get("data", 1)))
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     json.dump(_to_json(config), f, indent=2, sort_keys=True)
-  t = config.train
   mngr = ckpt.manager(os.path.join(workdir, "checkpoints"), max_to_keep=t.get("keep", 2))
-  abstract = setup.abstract_state()
+  if members is None:
+    init, hp, num = jax.jit(setup.init_state), setup.hp, 1
+  else:
+    seeds = jnp.asarray(members.seeds, jnp.uint32)
+    init = jax.jit(lambda: sweep_lib.stack_init(setup.init_state, seeds))
+    hp, num = members.hp, members.size
+  abstract = jax.eval_shape(init)
   state = ckpt.restore(mngr, abstract)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   if state is None:
     # one compiled init instead of hundreds of eagerly dispatched ops (~10x faster start)
-    state = jax.jit(setup.init_state)()
+    state = init()
     start = 0
     if os.path.exists(metrics_path):
       os.remove(metrics_path)
   else:
-    start = int(state.step)
+    start = int(np.max(state.step))
     _truncate_jsonl(metrics_path, start)
     print_fn(f"resumed from checkpoint at step {start} in {workdir}")
+  if mesh is not None:
+    state, hp = sweep_lib.shard_members(state, mesh), sweep_lib.shard_members(hp, mesh)
   total = int(t.steps)
   step_fn = make_train_step(setup.objective, setup.optimizer)
+  constrain = None
+  if mesh is not None and mesh.shape["data"] > 1:
+    data_spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    constrain = lambda x: jax.lax.with_sharding_constraint(x, data_spec)
   compiled, compile_s = {}, [0.0]
 
   def chunk_fn(k):
     if k not in compiled:
       tc = time.perf_counter()
-      fn = jax.jit(make_train_chunk(step_fn, setup.dataset.sample, int(t.batch_size), k),
-                   donate_argnums=0)
-      compiled[k] = fn.lower(state, setup.hp).compile()
+      chunk = make_train_chunk(step_fn, setup.dataset.sample, int(t.batch_size), k, constrain)
+      if members is not None:
+        chunk = sweep_lib.vectorize(chunk, strategy, mesh)
+      compiled[k] = jax.jit(chunk, donate_argnums=0).lower(state, hp).compile()
       took = time.perf_counter() - tc
       compile_s[0] += took
-      print_fn(f"compiled a {k}-step chunk in {took:.1f}s "
-               f"({time.perf_counter() - t_start:.1f}s since start)")
+      what = f"{k}-step chunk" + (f" of {num} members ({strategy})" if members else "")
+      print_fn(f"compiled a {what} in {took:.1f}s ({time.perf_counter() - t_start:.1f}s since start)")
     return compiled[k]
 
   t0, done, chunks = time.perf_counter(), 0, 0
   last_print = -1e9
   step = start
+  failed: dict[int, int] = {}
   while step < total:
     k = min(int(t.chunk), total - step)
-    new_state, m = chunk_fn(k)(state, setup.hp)
+    new_state, m = chunk_fn(k)(state, hp)
     m = jax.device_get(m)
-    if np.any(m["nonfinite"]):
-      bad = step + int(np.argmax(m["nonfinite"])) + 1
+    bad = np.asarray(m["nonfinite"]).reshape(num, k) if members else np.asarray(m["nonfinite"])
+    if members is None and np.any(bad):
+      i = int(np.argmax(bad))
       last = mngr.latest_step()
       raise NonFiniteError(
-          f"Non-finite loss or gradient at step {bad} (loss={m['loss'][np.argmax(m['nonfinite'])]}). "
+          f"Non-finite loss or gradient at step {step + i + 1} (loss={m['loss'][i]}). "
           f"Training stopped; the last good checkpoint (step {last}) in "
           f"{os.path.join(workdir, 'checkpoints')} is untouched. Lower hp.lr, add "
           f"optim.grad_clip, or check the data.")
+    if members is not None:
+      for i in np.flatnonzero(bad.any(1)):
+        if int(i) not in failed:
+          failed[int(i)] = step + int(np.argmax(bad[i])) + 1
+          print_fn(f"member {i} ({members.labels[i]}) hit a non-finite loss at step "
+                   f"{failed[int(i)]}; its updates are skipped from here on.")
     state = new_state
     step += k
     done += k
     chunks += 1
-    row = {"step": step, **{key: float(np.mean(v)) for key, v in m.items() if key != "nonfinite"}}
+    if members is None:
+      row = {"step": step, **{key: float(np.mean(v)) for key, v in m.items() if key != "nonfinite"}}
+    else:
+      row = {"step": step, **{key: np.mean(np.asarray(v, np.float64), axis=1).tolist()
+                              for key, v in m.items() if key != "nonfinite"}}
     with open(metrics_path, "a") as f:
       f.write(json.dumps(row) + "\n")
     if step % int(t.ckpt_every) == 0 or step == total:
@@ -192,15 +227,43 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
     now = time.perf_counter()
     if now - last_print >= float(t.get("log_every_s", 5.0)) or step == total:
       rate = done / max(now - t0 - compile_s[0], 1e-9)
-      extra = " ".join(f"{key} {row[key]:.4g}" for key in ("rec", "kl") if key in row)
-      print_fn(f"step {step}/{total} | {rate:.2f} steps/s ({rate * int(t.batch_size):.0f} img/s)"
-               f" | ETA {_fmt_time((total - step) / max(rate, 1e-9))} | loss {row['loss']:.4g} {extra}")
+      loss = np.mean(row["loss"])
+      extra = " ".join(f"{key} {np.mean(row[key]):.4g}" for key in ("rec", "kl") if key in row)
+      who = f"{num} members x " if members else ""
+      print_fn(f"step {step}/{total} | {who}{rate:.2f} steps/s ({rate * num * int(t.batch_size):.0f} img/s)"
+               f" | ETA {_fmt_time((total - step) / max(rate, 1e-9))} | loss {loss:.4g}"
+               f"{' (mean)' if members else ''} {extra}")
       last_print = now
     if stop_after_chunks is not None and chunks >= stop_after_chunks:
       return state, setup
-  if write_figures:
+  if members is not None:
+    write_sweep_outputs(members, metrics_path, workdir, failed)
+  elif write_figures:
     write_run_figures(setup, state.params, workdir)
   return state, setup
+
+
+def write_sweep_outputs(members, metrics_path: str, workdir: str, failed=None) -> None:
+  """sweep.csv (one row per member: swept values, final metrics) and sweep.png."""
+  import csv
+  failed = failed or {}
+  with open(metrics_path) as f:
+    last = [json.loads(l) for l in f if l.strip()][-1]
+  keys = [k for k in last if k != "step"]
+  rows = []
+  for i, lab in enumerate(members.labels):
+    row = {"member": i, "seed": int(members.seeds[i]),
+           **{f"hp.{k}": float(v[i]) for k, v in members.hp.items()}}
+    row.update({k: last[k][i] for k in keys})
+    row["nonfinite_at"] = failed.get(i, "")
+    rows.append(row)
+  with open(os.path.join(workdir, "sweep.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+  viz.save_sweep_plot(rows, [a for a in members.axes if a != "seed"],
+                      [k for k in ("loss", "rec", "kl") if k in keys],
+                      os.path.join(workdir, "sweep.png"))
 
 
 def write_run_figures(setup: Setup, params, workdir: str) -> None:
@@ -225,14 +288,53 @@ def config_from_json(path: str):
 
 
 def load_run(workdir: str, step: int | None = None):
-  """(setup, state) of a trained run: its config.json rebuilt, its checkpoint restored."""
+  """(setup, state) of a trained run: its config.json rebuilt, its checkpoint restored.
+
+  For a sweep the state is the stacked one (leading member axis); see `extract_member`.
+  """
   cfg_path = os.path.join(workdir, "config.json")
   if not os.path.exists(cfg_path):
     raise FileNotFoundError(f"{workdir} has no config.json: is it a workdir written by "
                             f"experiments.train?")
-  setup = build(config_from_json(cfg_path))
-  mngr = ckpt.manager(os.path.join(workdir, "checkpoints"))
-  state = ckpt.restore(mngr, setup.abstract_state(), step)
+  config = config_from_json(cfg_path)
+  setup = build(config)
+  members = sweep_lib.plan(config, setup.hp)
+  if members is None:
+    abstract = setup.abstract_state()
+  else:
+    seeds = jnp.asarray(members.seeds, jnp.uint32)
+    abstract = jax.eval_shape(lambda: sweep_lib.stack_init(setup.init_state, seeds))
+  state = ckpt.restore(ckpt.manager(os.path.join(workdir, "checkpoints")), abstract, step)
   if state is None:
     raise FileNotFoundError(f"{workdir}/checkpoints has no checkpoint yet: train first.")
   return setup, state
+
+
+def extract_member(workdir: str, member: int, out_workdir: str) -> str:
+  """Write member `member` of the sweep in `workdir` as an ordinary single-run workdir
+  (config.json with its seed and hyperparameters, its checkpoint, its metrics)."""
+  config = config_from_json(os.path.join(workdir, "config.json"))
+  setup, state = load_run(workdir)
+  members = sweep_lib.plan(config, setup.hp)
+  if members is None:
+    raise ValueError(f"{workdir} is a single run, not a sweep: nothing to extract.")
+  if not 0 <= member < members.size:
+    raise ValueError(f"member must be in [0, {members.size}), got {member}.")
+  one = sweep_lib.take_member(state, member)
+  with config.unlocked():
+    config.seed = int(members.seeds[member])
+    config.hp = {k: float(v[member]) for k, v in members.hp.items()}
+    config.sweep = {"mode": "product", "seed": (), "hp": {}}
+    config.workdir = out_workdir
+  os.makedirs(out_workdir, exist_ok=True)
+  with open(os.path.join(out_workdir, "config.json"), "w") as f:
+    json.dump(_to_json(config), f, indent=2, sort_keys=True)
+  mngr = ckpt.manager(os.path.join(out_workdir, "checkpoints"))
+  ckpt.save(mngr, int(one.step), one)
+  src = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(src):
+    with open(src) as f, open(os.path.join(out_workdir, "metrics.jsonl"), "w") as g:
+      for line in f:
+        row = json.loads(line)
+        g.write(json.dumps({k: (v if k == "step" else v[member]) for k, v in row.items()}) + "\n")
+  return out_workdir

@@ -77,17 +77,22 @@ def make_train_step(objective, optimizer) -> Callable:
   return step
 
 
-def make_train_chunk(step: Callable, sample: Callable, batch_size: int, num_steps: int):
+def make_train_chunk(step: Callable, sample: Callable, batch_size: int, num_steps: int,
+                     constrain_batch: Callable | None = None):
   """`chunk(state, hp) -> (state, metrics [num_steps])`: `num_steps` steps in one scan.
 
   Batches are drawn on device from `sample(rng, n)` (a dataset's sampler), keyed by the
   state's own rng, so the data position is part of the checkpointed state.
+  `constrain_batch` (e.g. a sharding constraint over a mesh's data axis) is applied to
+  each batch: data parallelism without changing the step.
   """
   def chunk(state: TrainState, hp):
     def body(state, _):
       rng = jax.random.wrap_key_data(state.rng)
       rng, k_data, k_loss = jax.random.split(rng, 3)
       images, _ = sample(k_data, batch_size)
+      if constrain_batch is not None:
+        images = constrain_batch(images)
       state = state.replace(rng=jax.random.key_data(rng))
       return step(state, hp, images, k_loss)
     return jax.lax.scan(body, state, None, length=num_steps)

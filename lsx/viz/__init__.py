@@ -64,3 +64,32 @@ def save_traversals(decode, anchors_z, path: str, latents=None, num_steps: int =
   # rows = dims, columns = anchors side by side (each a block of num_steps)
   grid = imgs.transpose(1, 0, 2, 3, 4, 5).reshape((d, a * num_steps) + imgs.shape[3:])
   return save_png(image_grid(grid), path, scale)
+
+
+def save_sweep_plot(rows, axes, metrics, path: str) -> str:
+  """Final metrics against each swept hyperparameter; members sharing a value (seeds)
+  shown as points around their mean line. `rows`: sweep.csv's dicts."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  axes = list(axes) or ["seed"]
+  metrics = list(metrics) or ["loss"]
+  fig, grid = plt.subplots(len(metrics), len(axes), squeeze=False,
+                           figsize=(3.6 * len(axes), 2.8 * len(metrics)))
+  for r, metric in enumerate(metrics):
+    for c, axis in enumerate(axes):
+      ax = grid[r][c]
+      xs = np.array([float(row[axis]) for row in rows])
+      ys = np.array([float(row[metric]) for row in rows])
+      ax.scatter(xs, ys, s=14, alpha=0.6)
+      ux = np.unique(xs)
+      ax.plot(ux, [ys[xs == u].mean() for u in ux], "-o", ms=3)
+      if axis != "seed" and np.all(ux > 0) and ux.max() / ux.min() >= 10:
+        ax.set_xscale("log")
+      ax.set_xlabel(axis)
+      ax.set_ylabel(metric)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

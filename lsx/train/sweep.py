@@ -1,0 +1,153 @@
+"""Sweeps: many runs as one program.
+
+A config's `sweep` names what varies: `seed` and traced hyperparameters under `hp`,
+combined as a `product` (default) or a `zip`:
+
+    config.sweep = dict(mode="product", seed=(0, 1, 2, 3), hp=dict(beta=(1., 2., 4., 8.)))
+
+Members are stacked on a leading axis of the train state and of `hp`. The same pure
+chunk (K scanned steps) then runs under one of these strategies:
+- `vmap`: one batched program (accelerators; small dense models on CPU).
+- `map`: members in sequence inside one jitted program (`lax.map`): CPU conv models,
+  memory-bound cases.
+- `sharded`: `vmap` with `spmd_axis_name="member"`, the member axis sharded over the
+  `member` axis of a `("member", "data")` device mesh (`jax.make_mesh`, NamedSharding);
+  each member's batch is sharded over `data`.
+- `auto`: `vmap` on GPU/TPU and for MLP models, `map` for conv models on CPU (batched
+  convolutions lower to slow grouped convolutions on XLA:CPU); `sharded` when there
+  is more than one device.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+STRATEGIES = ("auto", "vmap", "map", "sharded")
+
+
+class Plan(NamedTuple):
+  """The members of a sweep: seeds [M] and the stacked traced hyperparameters."""
+  seeds: np.ndarray  # [M] int
+  hp: dict  # name -> float32 [M]
+  axes: dict  # swept name -> values (for tables and plots), 'seed' included
+  labels: list  # per member: dict of its swept values
+
+  @property
+  def size(self) -> int:
+    return len(self.seeds)
+
+  def member_hp(self, i: int) -> dict:
+    return {k: v[i] for k, v in self.hp.items()}
+
+
+def _as_dict(x) -> dict:
+  return dict(x.to_dict() if hasattr(x, "to_dict") else x)
+
+
+def plan(config, base_hp: dict) -> Plan | None:
+  """Members of `config.sweep` (None for a single run). Raises on what cannot be swept."""
+  spec = _as_dict(config.get("sweep", {}) or {})
+  mode = spec.pop("mode", "product")
+  spec = {k: v for k, v in spec.items() if not (isinstance(v, (tuple, list, dict)) and len(v) == 0)}
+  if not spec:
+    return None
+  if mode not in ("product", "zip"):
+    raise ValueError(f"config.sweep.mode must be 'product' or 'zip', got {mode!r}.")
+  axes: dict[str, tuple] = {}
+  for key, val in spec.items():
+    if key == "seed":
+      axes["seed"] = tuple(int(s) for s in val)
+    elif key == "hp":
+      for name, vals in _as_dict(val).items():
+        if name not in base_hp:
+          raise ValueError(f"config.sweep.hp.{name}: not a traced hyperparameter of this run; "
+                           f"the traced ones are {sorted(base_hp)}.")
+        axes[f"hp.{name}"] = tuple(float(v) for v in vals)
+    else:
+      raise ValueError(
+          f"config.sweep.{key} cannot be vectorized: only 'seed' and the traced "
+          f"hyperparameters under 'hp' ({sorted(base_hp)}) can be swept in one program. "
+          f"A static field (shapes, steps, architecture) changes the compiled program: "
+          f"run one job per value instead.")
+  for k, v in axes.items():
+    if len(v) == 0:
+      raise ValueError(f"config.sweep.{k} is empty.")
+  names = list(axes)
+  if mode == "zip":
+    lengths = {k: len(v) for k, v in axes.items()}
+    if len(set(lengths.values())) != 1:
+      raise ValueError(f"config.sweep.mode='zip' needs axes of one length, got {lengths}.")
+    combos = list(zip(*axes.values()))
+  else:
+    combos = list(itertools.product(*axes.values()))
+  labels = [dict(zip(names, c)) for c in combos]
+  seeds = np.array([lab.get("seed", int(config.seed)) for lab in labels], np.int64)
+  hp = {}
+  for name, base in base_hp.items():
+    key = f"hp.{name}"
+    vals = [lab[key] if key in lab else float(base) for lab in labels]
+    hp[name] = jnp.asarray(vals, jnp.float32)
+  return Plan(seeds, hp, axes, labels)
+
+
+def resolve_strategy(strategy: str, arch: str, num_devices: int | None = None) -> str:
+  if strategy not in STRATEGIES:
+    raise ValueError(f"Unknown sweep strategy {strategy!r}; choose one of {STRATEGIES}.")
+  if strategy != "auto":
+    return strategy
+  num_devices = jax.device_count() if num_devices is None else num_devices
+  if num_devices > 1:
+    return "sharded"
+  if jax.default_backend() != "cpu" or arch == "mlp":
+    return "vmap"
+  return "map"
+
+
+def make_mesh(num_members: int, data: int = 1):
+  """A ("member", "data") mesh over all devices: `data` devices per member group."""
+  n = jax.device_count()
+  if n % data:
+    raise ValueError(f"mesh data axis {data} does not divide the {n} devices.")
+  member = n // data
+  if num_members % member:
+    raise ValueError(f"{num_members} sweep members cannot be split evenly over the mesh's "
+                     f"member axis of {member} devices; use a multiple of {member} members "
+                     f"or set config.mesh.data so that devices/data divides it.")
+  auto = (jax.sharding.AxisType.Auto,) * 2  # the compiler propagates shardings
+  return jax.make_mesh((member, data), ("member", "data"), axis_types=auto)
+
+
+def vectorize(chunk: Callable, strategy: str, mesh=None) -> Callable:
+  """Lift `chunk(state, hp) -> (state, metrics)` to stacked members."""
+  if strategy == "vmap":
+    return jax.vmap(chunk)
+  if strategy == "map":
+    return lambda state, hp: jax.lax.map(lambda a: chunk(*a), (state, hp))
+  if strategy == "sharded":
+    if mesh is None:
+      raise ValueError("strategy 'sharded' needs a mesh (make_mesh).")
+    return jax.vmap(chunk, spmd_axis_name="member")
+  raise ValueError(f"Unknown strategy {strategy!r}.")
+
+
+def member_sharding(mesh):
+  return NamedSharding(mesh, P("member"))
+
+
+def shard_members(tree, mesh):
+  """Place every leaf's leading (member) axis on the mesh's member axis."""
+  return jax.device_put(tree, member_sharding(mesh))
+
+
+def take_member(tree, i: int):
+  return jax.tree.map(lambda a: a[i], tree)
+
+
+def stack_init(init_state: Callable, seeds) -> Any:
+  """Stacked initial states: member i starts exactly as a single run with seed i."""
+  return jax.vmap(lambda s: init_state(jax.random.key(s)))(jnp.asarray(seeds, jnp.uint32))
