@@ -82,7 +82,7 @@ def dci_logistic_from_codes(zt, yt, ze, ye, *, kf: int, l2: float = 1e-3, steps:
     return (imp, jnp.mean(jnp.argmax(probs, 1) == y),
             jnp.mean(jnp.argmax(logits_test, 1) == y_test))
 
-  imp, acc_t, acc_e = jax.vmap(one, in_axes=(1, 1))(yt, ye)
+  imp, acc_t, acc_e = jax.lax.map(lambda a: one(*a), (yt.T, ye.T))
   dis, com = scores_from_importance(imp.T)
   return {"disentanglement": dis, "completeness": com, "informativeness_train": acc_t.mean(),
           "informativeness_test": acc_e.mean(), "importance": imp.T}

@@ -76,7 +76,7 @@ def infomec_from_codes(latents, codes, num_values, *, kf: int, kv: int = 16,
     _, _, probs = _info.fit_logistic(feats, y, kf, balanced=True, steps=logreg_steps)
     return _info.log_loss(probs, y)
 
-  hp = jax.vmap(h_pred, in_axes=1)(codes)
+  hp = jax.lax.map(h_pred, codes.T)  # one fit after another: a vmapped L-BFGS is ~10x slower
   per = jnp.where(informative, (h_null - hp) / jnp.where(h_null > 0, h_null, 1.0), 0.0)
   infoe = jnp.sum(per) / jnp.maximum(informative.sum(), 1)
   return {"infom": infom, "infoe": infoe, "infoc": infoc, "nmi": nmi, "active_latents": active}
