@@ -110,7 +110,7 @@ def ksg_mi_cd(c, labels, num_classes: int, k: int = 10):
   the distance to that neighbour (exclusive), points whose label occurs once are
   ignored, the result is clipped at 0. In one dimension the k nearest same-label
   neighbours lie within k places in the label-then-value sort order, and neighbour
-  counts are two binary searches, so this is O(n log n) with static shapes.
+  counts are two binary searches, so this is O(n log n + nk) with static shapes.
   """
   n = c.shape[0]
   counts = jax.ops.segment_sum(jnp.ones((n,), jnp.float32), labels, num_segments=num_classes)
@@ -118,14 +118,25 @@ def ksg_mi_cd(c, labels, num_classes: int, k: int = 10):
   cs, ls = c[order], labels[order]
   cnt = counts[ls]
   keff = jnp.minimum(k, cnt - 1).astype(jnp.int32)
-  offsets = jnp.concatenate([jnp.arange(-k, 0), jnp.arange(1, k + 1)])
-  idx = jnp.arange(n)[:, None] + offsets[None, :]
-  inb = (idx >= 0) & (idx < n)
-  idx = jnp.clip(idx, 0, n - 1)
-  same = inb & (ls[idx] == ls[:, None])
-  dist = jnp.where(same, jnp.abs(cs[idx] - cs[:, None]), jnp.inf)
-  dist = -jax.lax.top_k(-dist, k)[0]  # the k smallest, ascending
-  r = jnp.take_along_axis(dist, jnp.maximum(keff - 1, 0)[:, None], axis=1)[:, 0]
+  # The k nearest same-label neighbours of a point are a window of k sorted places around
+  # it: a on the left and k - a on the right. Its k-th distance is the smallest over a of
+  # max(left distance a places away, right distance k - a places away).
+  def shifted(x, by, fill):
+    if by == 0:
+      return x
+    pad = jnp.full((abs(by),), fill, x.dtype)
+    return jnp.concatenate([pad, x[:-by]]) if by > 0 else jnp.concatenate([x[-by:], pad])
+
+  def dist_at(by):  # |cs[i - by] - cs[i]| if that place holds the same label, else inf
+    same = shifted(ls, by, -1) == ls
+    return jnp.where(same, jnp.abs(shifted(cs, by, 0.0) - cs), jnp.inf)
+
+  left = jnp.stack([dist_at(a) for a in range(k + 1)])  # [k+1, n]
+  right = jnp.stack([dist_at(-b) for b in range(k + 1)])
+  a = jnp.arange(k + 1)[:, None]
+  b = jnp.clip(keff[None, :] - a, 0, k)
+  cand = jnp.maximum(left, jnp.take_along_axis(right, b, axis=0))
+  r = jnp.min(jnp.where(a <= keff[None, :], cand, jnp.inf), axis=0)
   keep = cnt > 1
   pool = jnp.sort(jnp.where(keep, cs, jnp.inf))
   # count |x_j - x_i| < r (strictly, as the reference's nextafter radius); the binary

@@ -1,0 +1,133 @@
+"""Sweep strategies side by side: M members as one program vs M sequential single runs.
+
+For each model (default conv beta-VAE of Locatello et al.; a small MLP autoencoder) and
+each strategy (sequential = one compiled single run called M times; vmap; map; sharded
+when more than one device; auto = what lsx picks here), times `--steps` training steps
+per member after compilation and prints images/s and the ratio to sequential. Then checks
+equivalence: every member's loss history and final parameter norm against the same
+configuration trained alone.
+
+  python benchmarks/sweep_throughput.py [--members 16] [--steps 20] [--equiv-steps 100]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from configs import common  # noqa: E402
+from lsx.train import build, make_train_chunk, make_train_step, sweep  # noqa: E402
+
+MODELS = {
+    "conv beta-VAE (64x64, d=10)": dict(arch="conv", hidden=()),
+    "MLP AE 256-256 (64x64, d=10)": dict(arch="mlp", hidden=(256, 256)),
+}
+
+
+def make(arch, hidden, members, batch):
+  c = common.base_config()
+  c.model.arch, c.model.hidden = arch, hidden
+  c.train.batch_size = batch
+  c.hp = {"beta": 4.0, "lr": 1e-3}
+  c.sweep.seed = tuple(range(members))
+  setup = build(c)
+  plan = sweep.plan(c, setup.hp)
+  return setup, plan
+
+
+def chunk_of(setup, batch, k):
+  return make_train_chunk(make_train_step(setup.objective, setup.optimizer),
+                          setup.dataset.sample, batch, k)
+
+
+def run_strategy(setup, plan, strategy, steps, chunk, batch):
+  """Returns (seconds for `steps` steps of all members, final states, per-step losses [M, steps])."""
+  fn = chunk_of(setup, batch, chunk)
+  seeds = jnp.asarray(plan.seeds, jnp.uint32)
+  if strategy == "sequential":
+    step = jax.jit(fn)
+    states = [setup.init_state(jax.random.key(int(s))) for s in plan.seeds]
+    hps = [plan.member_hp(i) for i in range(plan.size)]
+    jax.block_until_ready(step(states[0], hps[0]))  # compile
+    t0, losses = time.perf_counter(), [[] for _ in states]
+    for _ in range(steps // chunk):
+      for i in range(plan.size):
+        states[i], m = step(states[i], hps[i])
+        losses[i].append(m["loss"])
+    jax.block_until_ready(states)
+    took = time.perf_counter() - t0
+    return took, jax.tree.map(lambda *a: jnp.stack(a), *states), np.array(
+        [np.concatenate(l) for l in losses])
+  mesh = sweep.make_mesh(plan.size) if strategy == "sharded" else None
+  prog = jax.jit(sweep.vectorize(fn, strategy, mesh))
+  state = jax.jit(lambda: sweep.stack_init(setup.init_state, seeds))()
+  hp = plan.hp
+  if mesh is not None:
+    state, hp = sweep.shard_members(state, mesh), sweep.shard_members(hp, mesh)
+  jax.block_until_ready(prog(state, hp))  # compile (the result is discarded)
+  t0, losses = time.perf_counter(), []
+  for _ in range(steps // chunk):
+    state, m = prog(state, hp)
+    losses.append(m["loss"])
+  jax.block_until_ready(state)
+  return time.perf_counter() - t0, state, np.concatenate([np.asarray(l) for l in losses], 1)
+
+
+def param_norms(states):
+  leaves = jax.tree.leaves(states.params)
+  return np.sqrt(sum(np.sum(np.asarray(l, np.float64).reshape(l.shape[0], -1) ** 2, 1)
+                     for l in leaves))
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--members", type=int, default=16)
+  ap.add_argument("--steps", type=int, default=20)
+  ap.add_argument("--chunk", type=int, default=10)
+  ap.add_argument("--batch", type=int, default=64)
+  ap.add_argument("--equiv-steps", type=int, default=100)
+  ap.add_argument("--models", default="conv,mlp")
+  args = ap.parse_args()
+  strategies = ["sequential", "vmap", "map"] + (["sharded"] if jax.device_count() > 1 else [])
+  dev = jax.devices()[0]
+  print(f"{args.members} members, {args.steps} steps each, batch {args.batch} | "
+        f"{jax.device_count()} x {dev.platform} ({getattr(dev, 'device_kind', '')}), "
+        f"{os.cpu_count()} CPUs, {platform.machine()}")
+  print(f"{'model':30s} {'strategy':11s} {'img/s':>9s} {'vs sequential':>14s}")
+  for name, kw in MODELS.items():
+    if kw["arch"] not in args.models:
+      continue
+    setup, plan = make(kw["arch"], kw["hidden"], args.members, args.batch)
+    auto = sweep.resolve_strategy("auto", kw["arch"])
+    times = {}
+    for s in strategies:
+      took, _, _ = run_strategy(setup, plan, s, args.steps, args.chunk, args.batch)
+      times[s] = took
+      ips = args.members * args.steps * args.batch / took
+      print(f"{name:30s} {s:11s} {ips:9.0f} {times['sequential'] / took:13.2f}x", flush=True)
+    print(f"{name:30s} {'auto=' + auto:11s} {'':9s} {times['sequential'] / times[auto]:13.2f}x")
+    print(f"ratio auto/sequential {kw['arch']}: {times['sequential'] / times[auto]:.2f}")
+  if args.equiv_steps:
+    print(f"\nequivalence after {args.equiv_steps} steps, MLP AE, {args.members} members vs "
+          f"the same member trained alone (max relative difference)")
+    setup, plan = make("mlp", (256, 256), args.members, args.batch)
+    _, alone, la = run_strategy(setup, plan, "sequential", args.equiv_steps, args.chunk, args.batch)
+    na = param_norms(alone)
+    for s in strategies[1:]:
+      _, st, ls = run_strategy(setup, plan, s, args.equiv_steps, args.chunk, args.batch)
+      dl = float(np.max(np.abs(ls - la) / np.abs(la)))
+      dn = float(np.max(np.abs(param_norms(st) - na) / na))
+      exact = all(np.array_equal(np.asarray(a), np.asarray(b))
+                  for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(st.params)))
+      print(f"  {s:9s} losses {dl:.2e}  param norm {dn:.2e}  bit-exact params: {exact}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,30 @@
+"""experiments.evaluate on a trained run (single and sweep member) and the CLI."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from conftest import tiny_config
+from lsx import train as lt
+from lsx.metrics import suite
+
+SMALL = dict(num_samples=400, num_test=200, intervention_train=40, intervention_eval=20,
+             dci_estimator="logistic")
+
+
+def test_evaluate_workdir_scores_every_metric(tmp_path):
+  lt.train(tiny_config(), str(tmp_path), write_figures=False, print_fn=lambda s: None)
+  res = suite.evaluate_workdir(str(tmp_path), log=lambda s: None, **SMALL)
+  saved = json.load(open(tmp_path / "metrics.json"))
+  for key in ("infom", "infoc", "infoe", "mig", "dci_disentanglement", "dci_completeness",
+              "sap", "factor_vae", "beta_vae"):
+    assert np.isfinite(saved[key]) and 0.0 <= saved[key] <= 1.0 + 1e-6, key
+  assert np.array(saved["nmi"]).shape == (5, 4)
+  assert res["step"] == 8 and res["objective"] == "beta_vae"
+
+
+def test_evaluate_cli_names_a_missing_workdir(tmp_path):
+  out = subprocess.run([sys.executable, "-m", "experiments.evaluate", "--workdir",
+                        str(tmp_path / "nope")], capture_output=True, text=True)
+  assert out.returncode != 0 and "has no config.json" in out.stderr
