@@ -26,6 +26,9 @@ def base_config() -> ml_collections.ConfigDict:
   # 'auto' | 'vmap' | 'map' | 'sharded' (over a ("member", "data") mesh of all devices)
   c.sweep_strategy = "auto"
   c.mesh = dict(data=1)  # devices per member along the mesh's data axis
+  # multi-process runs (every process runs the same command); or LSX_COORDINATOR,
+  # LSX_NUM_PROCESSES, LSX_PROCESS_ID in the environment; auto: let JAX detect a cluster
+  c.distributed = dict(coordinator="", num_processes=1, process_id=-1, auto=False)
   return c
 
 

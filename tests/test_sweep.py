@@ -103,3 +103,30 @@ def test_sharded_over_8_host_devices_equals_unsharded():
   diff, devices = float(line[0].split()[1]), int(line[0].split()[3])
   assert devices == 8 and "member" in line[0]
   assert diff <= 1e-5
+
+
+def test_two_processes_on_localhost_train_the_sweep_sharded(tmp_path):
+  """Multi-host: 2 processes x 4 host devices, members sharded across both, equal to
+  the single-process run."""
+  import socket
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  script = os.path.join(os.path.dirname(__file__), "multihost_check.py")
+  workdir = str(tmp_path / "mh")
+  procs = [subprocess.Popen([sys.executable, script, workdir], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "LSX_COORDINATOR": f"localhost:{port}",
+                                 "LSX_NUM_PROCESSES": "2", "LSX_PROCESS_ID": str(i)})
+           for i in range(2)]
+  outs = [p.communicate(timeout=600)[0] for p in procs]
+  assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
+  assert "of 2 done, 8 devices" in outs[0]
+  setup, state = lt.load_run(workdir)  # the stacked checkpoint both processes wrote
+  sys.path.insert(0, os.path.dirname(__file__))
+  from multihost_check import config
+  ref, _ = lt.train(config("map"), str(tmp_path / "ref"), write_figures=False, **QUIET)
+  assert state.params["encoder"]["Dense_0"]["kernel"].shape[0] == 8
+  assert _rel(ref.params, state.params) <= 1e-5
+  rows = list(csv.DictReader(open(os.path.join(workdir, "sweep.csv"))))
+  assert len(rows) == 8

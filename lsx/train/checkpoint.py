@@ -47,6 +47,12 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None
                           f"Delete that step directory to fall back to an earlier one, or "
                           f"use a fresh workdir.") from e
   _check_shapes(abstract_state, meta, path)
+  # Leaves without a sharding restore onto this process's first device, whatever the
+  # topology that wrote them (a sweep sharded over 8 devices or 2 hosts loads on a laptop).
+  dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract_state = jax.tree.map(
+      lambda a: a if getattr(a, "sharding", None) is not None else
+      jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=dev), abstract_state)
   try:
     return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
   except Exception as e:

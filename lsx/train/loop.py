@@ -17,6 +17,7 @@ import numpy as np
 from lsx import data as lsx_data
 from lsx import models, viz
 from lsx.train import checkpoint as ckpt
+from lsx.train import distributed as dist
 from lsx.train import sweep as sweep_lib
 from lsx.train.state import OPTIMIZER_HPS, TrainState, make_optimizer, make_train_chunk, make_train_step
 
@@ -132,7 +133,11 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   `stop_after_chunks` ends early after that many chunks of this call (simulates a kill).
   """
   t_start = time.perf_counter()
+  dist.maybe_initialize(config)  # before any device is touched; no-op for one process
+  main = dist.is_main()
   print_fn = print_fn or (lambda s: print(s, file=sys.stderr, flush=True))
+  if not main:
+    print_fn = lambda s: None
   workdir = workdir or config.workdir
   setup = build(config)
   members = sweep_lib.plan(config, setup.hp)
@@ -143,30 +148,35 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
     if strategy == "sharded":
       mesh = sweep_lib.make_mesh(members.size, int(config.get("mesh", {}).get("data", 1)))
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    json.dump(_to_json(config), f, indent=2, sort_keys=True)
+  if main:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(_to_json(config), f, indent=2, sort_keys=True)
   mngr = ckpt.manager(os.path.join(workdir, "checkpoints"), max_to_keep=t.get("keep", 2))
   if members is None:
     init, hp, num = jax.jit(setup.init_state), setup.hp, 1
   else:
     seeds = jnp.asarray(members.seeds, jnp.uint32)
-    init = jax.jit(lambda: sweep_lib.stack_init(setup.init_state, seeds))
+    shard = {} if mesh is None else {"out_shardings": sweep_lib.member_sharding(mesh)}
+    init = jax.jit(lambda: sweep_lib.stack_init(setup.init_state, seeds), **shard)
     hp, num = members.hp, members.size
   abstract = jax.eval_shape(init)
+  if mesh is not None:  # restore straight into the member sharding (global arrays)
+    ms = sweep_lib.member_sharding(mesh)
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=ms), abstract)
+    hp = {k: dist.global_array(v, ms) for k, v in hp.items()}
   state = ckpt.restore(mngr, abstract)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   if state is None:
     # one compiled init instead of hundreds of eagerly dispatched ops (~10x faster start)
     state = init()
     start = 0
-    if os.path.exists(metrics_path):
+    if os.path.exists(metrics_path) and main:
       os.remove(metrics_path)
   else:
-    start = int(np.max(state.step))
-    _truncate_jsonl(metrics_path, start)
+    start = int(np.max(dist.to_host(state.step)))
+    if main:
+      _truncate_jsonl(metrics_path, start)
     print_fn(f"resumed from checkpoint at step {start} in {workdir}")
-  if mesh is not None:
-    state, hp = sweep_lib.shard_members(state, mesh), sweep_lib.shard_members(hp, mesh)
   total = int(t.steps)
   step_fn = make_train_step(setup.objective, setup.optimizer)
   constrain = None
@@ -195,7 +205,7 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   while step < total:
     k = min(int(t.chunk), total - step)
     new_state, m = chunk_fn(k)(state, hp)
-    m = jax.device_get(m)
+    m = dist.to_host(m)
     bad = np.asarray(m["nonfinite"]).reshape(num, k) if members else np.asarray(m["nonfinite"])
     if members is None and np.any(bad):
       i = int(np.argmax(bad))
@@ -220,8 +230,9 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
     else:
       row = {"step": step, **{key: np.mean(np.asarray(v, np.float64), axis=1).tolist()
                               for key, v in m.items() if key != "nonfinite"}}
-    with open(metrics_path, "a") as f:
-      f.write(json.dumps(row) + "\n")
+    if main:
+      with open(metrics_path, "a") as f:
+        f.write(json.dumps(row) + "\n")
     if step % int(t.ckpt_every) == 0 or step == total:
       ckpt.save(mngr, step, state)
     now = time.perf_counter()
@@ -237,8 +248,9 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
     if stop_after_chunks is not None and chunks >= stop_after_chunks:
       return state, setup
   if members is not None:
-    write_sweep_outputs(members, metrics_path, workdir, failed)
-  elif write_figures:
+    if main:
+      write_sweep_outputs(members, metrics_path, workdir, failed)
+  elif write_figures and main:
     write_run_figures(setup, state.params, workdir)
   return state, setup
 
