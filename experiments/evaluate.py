@@ -5,6 +5,7 @@
       --metrics=infomec,mig,dci
 
 Latents are the encoder mean (the quantized code for QLAE, scored as discrete latents).
+For a sweep workdir every member is scored and its numbers added to sweep.csv.
 Sizes default to disentanglement_lib's; shrink them for a quick look on a CPU.
 """
 from __future__ import annotations

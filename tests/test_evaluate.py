@@ -28,3 +28,18 @@ def test_evaluate_cli_names_a_missing_workdir(tmp_path):
   out = subprocess.run([sys.executable, "-m", "experiments.evaluate", "--workdir",
                         str(tmp_path / "nope")], capture_output=True, text=True)
   assert out.returncode != 0 and "has no config.json" in out.stderr
+
+
+def test_evaluate_a_sweep_adds_every_members_scores_to_sweep_csv(tmp_path):
+  import csv
+  c = tiny_config(**{"sweep_strategy": "map"})
+  with c.unlocked():
+    c.sweep.seed = (0, 1)
+  lt.train(c, str(tmp_path), print_fn=lambda s: None)
+  small = dict(SMALL, intervention_train=0, intervention_eval=0)
+  res = suite.evaluate_workdir(str(tmp_path), metrics=("infomec", "mig"), log=lambda s: None,
+                               **small)
+  assert len(res["members"]) == 2 and res["members"][1]["seed"] == 1
+  rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+  assert all(np.isfinite(float(r["infom"])) and "mig" in r for r in rows)
+  assert rows[0]["infom"] != rows[1]["infom"]

@@ -82,22 +82,55 @@ def evaluate(represent: Callable, dataset, rng, *, discrete_latents: bool = Fals
 
 
 def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **kw) -> dict:
-  """Score the latest checkpoint of `workdir`; writes and returns metrics.json's dict."""
+  """Score the latest checkpoint of `workdir`; writes and returns metrics.json's dict.
+
+  For a sweep every member is scored on the same samples: metrics.json holds
+  {"members": [...]} and each member's scores are added as columns to sweep.csv.
+  """
   t0 = time.perf_counter()
-  from lsx.train import load_run  # late: lsx.train does not depend on metrics
+  from lsx.train import load_run, sweep  # late: lsx.train does not depend on metrics
 
   setup, state = load_run(workdir)
-  model, params = setup.model, state.params
-  represent = lambda x: model.represent(params, x)
-  log(f"evaluating {workdir} (step {int(state.step)}, {setup.config.objective.name})")
-  res = evaluate(represent, setup.dataset, jax.random.key(seed),
-                          discrete_latents=model.bottleneck.discrete,
-                          metrics=tuple(metrics or ALL), log=log, **kw)
-  res = {"step": int(state.step), "objective": setup.config.objective.name,
-         "seed": int(setup.config.seed), **res}
+  members = sweep.plan(setup.config, setup.hp)
+  model = setup.model
+
+  def score(params, step, seed_of_run):
+    represent = lambda x: model.represent(params, x)
+    res = evaluate(represent, setup.dataset, jax.random.key(seed),
+                   discrete_latents=model.bottleneck.discrete,
+                   metrics=tuple(metrics or ALL), log=log, **kw)
+    return {"step": step, "objective": setup.config.objective.name, "seed": seed_of_run, **res}
+
+  if members is None:
+    log(f"evaluating {workdir} (step {int(state.step)}, {setup.config.objective.name})")
+    out = score(state.params, int(state.step), int(setup.config.seed))
+    rows = [(k, v) for k, v in out.items() if isinstance(v, float)]
+    log("\n".join(f"{k:>28s}  {v:.4f}" for k, v in rows))
+  else:
+    results = []
+    for i in range(members.size):
+      log(f"evaluating member {i}/{members.size} of {workdir} ({members.labels[i]})")
+      params = jax.tree.map(lambda a: a[i], state.params)
+      results.append(score(params, int(np.asarray(state.step)[i]), int(members.seeds[i])))
+    out = {"members": results}
+    _merge_sweep_csv(os.path.join(workdir, "sweep.csv"), results)
+    keys = [k for k, v in results[0].items() if isinstance(v, float)]
+    log(f"{'member':>6s} " + " ".join(f"{k[:12]:>12s}" for k in keys))
+    for i, r in enumerate(results):
+      log(f"{i:6d} " + " ".join(f"{r[k]:12.4f}" for k in keys))
   with open(os.path.join(workdir, "metrics.json"), "w") as f:
-    json.dump(res, f, indent=1)
-  rows = [(k, v) for k, v in res.items() if isinstance(v, float)]
-  log("\n".join(f"{k:>28s}  {v:.4f}" for k, v in rows))
+    json.dump(out, f, indent=1)
   log(f"wrote {os.path.join(workdir, 'metrics.json')} in {time.perf_counter() - t0:.1f}s")
-  return res
+  return out
+
+
+def _merge_sweep_csv(path: str, results) -> None:
+  import csv
+  rows = list(csv.DictReader(open(path))) if os.path.exists(path) else [{} for _ in results]
+  for row, res in zip(rows, results):
+    row.update({k: v for k, v in res.items() if isinstance(v, float)})
+  keys = list(dict.fromkeys(k for r in rows for k in r))
+  with open(path, "w", newline="") as f:
+    w = csv.DictWriter(f, keys)
+    w.writeheader()
+    w.writerows(rows)
