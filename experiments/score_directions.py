@@ -6,7 +6,7 @@ Traverses N anchors (encoder means) along (a) the latent axes and (b) K random u
 directions over steps -S..S (in units of the latents' std), reads the factors of the
 decoded images with the nearest-neighbour oracle over the dataset's rendered grid, and
 writes directions_baseline.json with D, C, direction-MIG, coverage and off-manifold
-distance for each. These are the reference rows every direction-discovery method is
+distance for each, and variation predictability (VP). These are the reference rows every direction-discovery method is
 compared against.
 """
 from __future__ import annotations
@@ -28,15 +28,20 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A trained single-run workdir.")
 _ANCHORS = flags.DEFINE_integer("anchors", 8, "Anchor images.")
 _STEPS = flags.DEFINE_integer("steps", 3, "S: traverse -S..S steps.")
 _SPAN = flags.DEFINE_float("span", 2.0, "Traversal reaches +-span latent standard deviations.")
+_VP = flags.DEFINE_integer("vp_anchors", 300, "Anchors per direction for VP pairs (10% train).")
 _SEEDS = flags.DEFINE_integer("random_seeds", 3, "Random direction sets.")
 
 
-def score_directions(decode, oracle, anchors, directions, steps, sizes, circular):
+def score_directions(decode, oracle, anchors, directions, steps, sizes, circular, vp_anchors):
   images = lm.traverse_linear(decode, anchors, directions, steps)
   k, n, s = images.shape[:3]
   factors, dist = oracle(images.reshape((-1,) + images.shape[3:]))
   factors = np.asarray(factors).reshape(k, n, s, -1)
-  return lm.dfa(factors, np.asarray(steps), sizes, circular, off_manifold=np.asarray(dist))
+  res = lm.dfa(factors, np.asarray(steps), sizes, circular, off_manifold=np.asarray(dist))
+  diffs, labels = lm.variation_pairs(decode, vp_anchors, directions, jax.random.key(11),
+                                     max_step=float(steps[-1]), min_step=float(steps[-1]) / 4)
+  res["vp"] = lm.variation_predictability(diffs, labels, jax.random.key(12))["vp"]
+  return res
 
 
 def main(argv):
@@ -51,6 +56,7 @@ def main(argv):
   z = np.asarray(jax.jit(model.represent)(params, images))
   sd = z.std(0).mean()
   anchors = jnp.asarray(z[:_ANCHORS.value])
+  vp_anchors = jnp.asarray(z[-_VP.value:])
   steps = jnp.linspace(-_SPAN.value * sd, _SPAN.value * sd, 2 * _STEPS.value + 1)
   decode = jax.jit(lambda zz: jax.nn.sigmoid(model.decode(params, zz)))
   oracle = lm.grid_oracle(ds)
@@ -61,12 +67,12 @@ def main(argv):
   active = z.std(0) > 0.1 * z.std(0).max()
   axes = np.eye(d)[active]
   rows["latent axes (active)"] = score_directions(decode, oracle, anchors, jnp.asarray(axes),
-                                                  steps, sizes, circular)
+                                                  steps, sizes, circular, vp_anchors)
   for s in range(_SEEDS.value):
     dirs = jax.random.normal(jax.random.key(100 + s), (axes.shape[0], d))
     rows[f"random (seed {s})"] = score_directions(decode, oracle, anchors, dirs, steps, sizes,
-                                                  circular)
-  keep = ("disentanglement", "completeness", "direction_mig", "coverage", "off_manifold")
+                                                  circular, vp_anchors)
+  keep = ("disentanglement", "completeness", "direction_mig", "coverage", "vp", "off_manifold")
   out = {name: {k: r[k] for k in keep} | {"matches": r["matches"]} for name, r in rows.items()}
   out["factor_names"] = list(ds.factor_names)
   with open(os.path.join(_WORKDIR.value, "directions_baseline.json"), "w") as f:

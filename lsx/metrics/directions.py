@@ -141,3 +141,74 @@ def traverse_linear(decode: Callable, anchors, directions, steps):
   k, n, s, d = z.shape
   x = decode(z.reshape(-1, d))
   return x.reshape((k, n, s) + x.shape[1:])
+
+
+def variation_pairs(decode: Callable, anchors, directions, rng, max_step: float = 2.0,
+                    min_step: float = 0.5):
+  """(x' - x [K*N, H, W, C], direction labels [K*N]) for variation predictability: each
+  anchor moved along each unit direction by a random signed step, |step| >= min_step."""
+  u = directions / jnp.linalg.norm(directions, axis=1, keepdims=True)
+  k, n = u.shape[0], anchors.shape[0]
+  mag = jax.random.uniform(rng, (k, n), minval=min_step, maxval=max_step)
+  sign = jnp.where(jax.random.bernoulli(jax.random.fold_in(rng, 1), 0.5, (k, n)), 1.0, -1.0)
+  z1 = anchors[None] + (mag * sign)[..., None] * u[:, None, :]
+  x0 = decode(anchors)
+  x1 = decode(z1.reshape(k * n, -1)).reshape((k, n) + x0.shape[1:])
+  diff = (x1 - x0[None]).reshape((k * n,) + x0.shape[1:])
+  return diff, jnp.repeat(jnp.arange(k), n)
+
+
+def variation_predictability(diffs, labels, rng, *, num_classes: int | None = None,
+                             train_fraction: float = 0.1, steps: int = 300, lr: float = 1e-3,
+                             width: int = 16) -> dict:
+  """VP (Li et al. 2020): accuracy of a small CNN that predicts the direction from x' - x,
+  trained on `train_fraction` of the pairs and tested on the rest. Ground-truth free."""
+  import flax.linen as nn
+  import optax
+
+  from lsx.nn.conv import Conv4S2
+
+  diffs = jnp.asarray(diffs, jnp.float32)
+  labels = jnp.asarray(labels, jnp.int32)
+  if diffs.ndim != 4 or diffs.shape[0] != labels.shape[0]:
+    raise ValueError(f"diffs must be [n, H, W, C] with one label each, got {diffs.shape} and "
+                     f"{labels.shape}.")
+  k = int(num_classes or int(labels.max()) + 1)
+  n = diffs.shape[0]
+  n_train = max(k, int(round(train_fraction * n)))
+  if n_train >= n:
+    raise ValueError(f"{n} pairs leave no test set with train_fraction={train_fraction}.")
+  k_split, k_init = jax.random.split(rng)
+  perm = jax.random.permutation(k_split, n)
+  tr, te = perm[:n_train], perm[n_train:]
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      x = nn.relu(Conv4S2(width)(x))
+      x = nn.relu(Conv4S2(2 * width)(x))
+      x = x.reshape(x.shape[0], -1)  # where a change happens is what tells directions apart
+      return nn.Dense(k)(nn.relu(nn.Dense(64)(x)))
+
+  net = Net()
+  params = net.init(k_init, diffs[:1])
+  opt = optax.adam(lr)
+  xt, yt = diffs[tr], labels[tr]
+
+  def loss(p):
+    return optax.softmax_cross_entropy_with_integer_labels(net.apply(p, xt), yt).mean()
+
+  @jax.jit
+  def fit(params):
+    def body(carry, _):
+      p, s = carry
+      g = jax.grad(loss)(p)
+      u, s = opt.update(g, s, p)
+      return (optax.apply_updates(p, u), s), None
+    (params, _), _ = jax.lax.scan(body, (params, opt.init(params)), None, length=steps)
+    return params
+
+  params = fit(params)
+  pred = jnp.argmax(jax.jit(net.apply)(params, diffs[te]), axis=1)
+  return {"vp": float(jnp.mean(pred == labels[te])), "chance": 1.0 / k,
+          "num_train": int(n_train), "num_test": int(n - n_train)}
