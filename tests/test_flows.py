@@ -52,3 +52,26 @@ def test_traversal_is_pure_and_vmaps_over_anchors_and_potentials():
   assert paths.shape == (3, 5, 5, 4)
   one = flows.traverse(flow.potential, params, zs[2], 1, 4)
   np.testing.assert_allclose(paths[1, 2], one, rtol=1e-5, atol=1e-6)
+
+
+def test_flow_objective_is_finite_differentiable_and_traced():
+  d, k = 3, 4
+  w = jax.random.normal(jax.random.key(0), (d, 8 * 8))
+  decode = lambda z: jax.nn.sigmoid(z @ w).reshape(-1, 8, 8, 1)
+  flow = flows.make_flow(d, k)
+  init_clf, loss = flows.make_flow_objective(flow, decode, (8, 8, 1), path_len=4)
+  params = {"flow": flow.init(jax.random.key(1)), "classifier": init_clf(jax.random.key(2))}
+  z0 = jax.random.normal(jax.random.key(3), (6, d))
+  hp = {"lambda_cls": jnp.float32(1.0), "lambda_pde": jnp.float32(1.0)}
+  (val, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params, z0, jax.random.key(4), hp)
+  assert np.isfinite(float(val)) and all(np.isfinite(float(aux[n])) for n in aux)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+  assert float(jnp.abs(grads["flow"]["log_c"]).sum()) > 0  # the wave speed is learned
+  # the weights are traced: lambda_pde = 0 leaves only the classifier term
+  v0, a0 = loss(params, z0, jax.random.key(4), {"lambda_cls": jnp.float32(1.0),
+                                                 "lambda_pde": jnp.float32(0.0)})
+  assert float(v0) == pytest.approx(float(a0["cls"]), rel=1e-5)
+  _, loss_h = flows.make_flow_objective(flow, decode, (8, 8, 1), path_len=4,
+                                             laplacian_mode="hutchinson", num_probes=2)
+  vh, _ = loss_h(params, z0, jax.random.key(4), hp)
+  assert np.isfinite(float(vh))

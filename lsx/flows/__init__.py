@@ -120,3 +120,67 @@ def wave_residual(flow: Flow, params, z, t, k, *, mode="exact", rng=None, num_pr
   u_t = lambda tt: flow.potential(params, z, tt, k)
   lap = laplacian(u_z, z, mode=mode, rng=rng, num_probes=num_probes)
   return d2_dt2(u_t, jnp.asarray(t, jnp.float32)) - flow.speed(params, k) ** 2 * lap
+
+
+class FrameClassifier(nn.Module):
+  """R(x_a, x_b) -> logits over the K potentials, from two consecutive decoded frames."""
+  num: int
+  hidden: int = 128
+
+  @nn.compact
+  def __call__(self, xa, xb):
+    x = jnp.concatenate([xa.reshape(xa.shape[0], -1), (xb - xa).reshape(xa.shape[0], -1)], 1)
+    return nn.Dense(self.num)(nn.relu(nn.Dense(self.hidden)(x)))
+
+
+def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: int = 10,
+                        laplacian_mode: str = "exact", num_probes: int = 8):
+  """(init_classifier, loss) for training K potentials on a frozen generator `decode`.
+
+  `loss(params, z0 [B, d], rng, hp) -> (scalar, aux)` with params = {"flow", "classifier"}
+  and traced hp {"lambda_cls", "lambda_pde"}. Per sample: a potential k and a time t* are
+  drawn; the path of `path_len` steps from z0 is rolled out; L_IC at (z0, 0), L_PDE on
+  every point of the path at its own time, L_JVP = |J_G(z_t*) grad u_k|^2 (rewarded), and
+  the classifier's cross-entropy on (G(z_{t*+1}), G(z_{t*+2})).
+  """
+  import optax
+
+  clf = FrameClassifier(flow.num)
+
+  def init_classifier(rng):
+    x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
+    return clf.init(rng, x, x)["params"]
+
+  def loss(params, z0, rng, hp):
+    fp = params["flow"]
+    b = z0.shape[0]
+    k_k, k_t, k_h = jax.random.split(rng, 3)
+    ks = jax.random.randint(k_k, (b,), 0, flow.num)
+    ts = jax.random.randint(k_t, (b,), 0, path_len - 2)
+    paths = jax.vmap(lambda z, k: traverse(flow.potential, fp, z, k, path_len))(z0, ks)
+    times = jnp.arange(path_len + 1, dtype=jnp.float32)
+
+    l_ic = jnp.mean(jax.vmap(lambda z, k: jnp.sum(velocity(flow.potential, fp, z, 0.0, k) ** 2))(z0, ks))
+    probes = jax.random.split(k_h, b * (path_len + 1)).reshape(b, path_len + 1)
+    # the path is data for the PDE term (as in the paper): residuals where the flow went
+    res = jax.vmap(lambda path, k, keys: jax.vmap(
+        lambda z, t, key: wave_residual(flow, fp, jax.lax.stop_gradient(z), t, k,
+                                        mode=laplacian_mode, rng=key, num_probes=num_probes))(
+        path, times, keys))(paths, ks, probes)
+    l_pde = jnp.mean(res ** 2)
+    zt = jnp.take_along_axis(paths, ts[:, None, None], 1)[:, 0]
+
+    def jvp_norm(z, t, k):
+      v = velocity(flow.potential, fp, z, t, k)
+      return jnp.sum(jax.jvp(lambda zz: decode(zz[None])[0], (z,), (v,))[1] ** 2)
+
+    l_jvp = jnp.mean(jax.vmap(jvp_norm)(zt, ts.astype(jnp.float32), ks))
+    z1 = jnp.take_along_axis(paths, (ts + 1)[:, None, None], 1)[:, 0]
+    z2 = jnp.take_along_axis(paths, (ts + 2)[:, None, None], 1)[:, 0]
+    logits = clf.apply({"params": params["classifier"]}, decode(z1), decode(z2))
+    l_cls = optax.softmax_cross_entropy_with_integer_labels(logits, ks).mean()
+    total = hp["lambda_cls"] * l_cls + hp["lambda_pde"] * (l_ic + l_pde - l_jvp)
+    acc = jnp.mean(jnp.argmax(logits, 1) == ks)
+    return total, {"ic": l_ic, "pde": l_pde, "jvp": l_jvp, "cls": l_cls, "cls_acc": acc}
+
+  return init_classifier, loss
