@@ -145,6 +145,10 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
   """
   import optax
 
+  if laplacian_mode not in ("exact", "hutchinson"):
+    raise ValueError(f"laplacian_mode must be 'exact' or 'hutchinson', got {laplacian_mode!r}.")
+  if int(path_len) < 3:
+    raise ValueError(f"path_len must be >= 3 (the classifier reads frames t*+1, t*+2), got {path_len}.")
   clf = FrameClassifier(flow.num)
 
   def init_classifier(rng):
