@@ -18,6 +18,7 @@ def get_config(arg: str = ""):
   c.path_len = 10  # T
   c.laplacian = "exact"  # or 'hutchinson' (num_probes) for large latent spaces
   c.num_probes = 8
+  c.normalize_jvp = False  # True: reward image change per unit latent motion (lsx option)
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "lambda_cls": 1.0, "lambda_pde": 1.0})
   c.train = dict(steps=600, batch_size=32, chunk=20, log_every_s=5.0)
   c.eval = dict(anchors=6, steps=5)

@@ -56,7 +56,8 @@ def main(argv):
   init_clf, loss = flows.make_flow_objective(flow, decode, ds.image_shape,
                                              path_len=int(c.path_len),
                                              laplacian_mode=c.laplacian,
-                                             num_probes=int(c.num_probes))
+                                             num_probes=int(c.num_probes),
+                                             normalize_jvp=bool(c.get("normalize_jvp", False)))
   opt = make_optimizer("adam")
   k1, k2, k3 = jax.random.split(jax.random.key(int(c.seed)), 3)
   params = {"flow": flow.init(k1), "classifier": init_clf(k2)}

@@ -75,3 +75,7 @@ def test_flow_objective_is_finite_differentiable_and_traced():
                                              laplacian_mode="hutchinson", num_probes=2)
   vh, _ = loss_h(params, z0, jax.random.key(4), hp)
   assert np.isfinite(float(vh))
+  _, loss_n = flows.make_flow_objective(flow, decode, (8, 8, 1), path_len=4, normalize_jvp=True)
+  _, an = loss_n(params, z0, jax.random.key(4), hp)
+  _, a1 = loss(params, z0, jax.random.key(4), hp)
+  assert np.isfinite(float(an["jvp"])) and float(an["jvp"]) != pytest.approx(float(a1["jvp"]))

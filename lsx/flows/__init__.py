@@ -134,7 +134,8 @@ class FrameClassifier(nn.Module):
 
 
 def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: int = 10,
-                        laplacian_mode: str = "exact", num_probes: int = 8):
+                        laplacian_mode: str = "exact", num_probes: int = 8,
+                        normalize_jvp: bool = False):
   """(init_classifier, loss) for training K potentials on a frozen generator `decode`.
 
   `loss(params, z0 [B, d], rng, hp) -> (scalar, aux)` with params = {"flow", "classifier"}
@@ -142,6 +143,8 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
   drawn; the path of `path_len` steps from z0 is rolled out; L_IC at (z0, 0), L_PDE on
   every point of the path at its own time, L_JVP = |J_G(z_t*) grad u_k|^2 (rewarded), and
   the classifier's cross-entropy on (G(z_{t*+1}), G(z_{t*+2})).
+  `normalize_jvp=True` rewards |J_G u|^2 for the unit direction u of the velocity instead
+  (an lsx option: the plain reward grows without bound with the speed of the flow).
   """
   import optax
 
@@ -176,6 +179,8 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
 
     def jvp_norm(z, t, k):
       v = velocity(flow.potential, fp, z, t, k)
+      if normalize_jvp:  # reward the image change per unit of latent motion, not the speed
+        v = v / (jnp.linalg.norm(v) + 1e-6)
       return jnp.sum(jax.jvp(lambda zz: decode(zz[None])[0], (z,), (v,))[1] ** 2)
 
     l_jvp = jnp.mean(jax.vmap(jvp_norm)(zt, ts.astype(jnp.float32), ks))
