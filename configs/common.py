@@ -55,3 +55,14 @@ def finalize(config, arg: str = ""):
                      f"'sweep', 'smoke_sweep' (comma-separated).")
   config.lock()
   return config
+
+
+def load(spec: str):
+  """A config from 'path/to/config.py[:arg]' (what --config accepts), for scripts that
+  build configs themselves (experiments.compare, experiments.flows)."""
+  import importlib.util
+  path, _, arg = spec.partition(":")
+  mod_spec = importlib.util.spec_from_file_location("lsx_config", path)
+  mod = importlib.util.module_from_spec(mod_spec)
+  mod_spec.loader.exec_module(mod)
+  return mod.get_config(arg) if arg else mod.get_config()

@@ -10,7 +10,6 @@ the mean +- std table. Every run gets the same budget (`--steps` overrides all c
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ import os
 import numpy as np
 from absl import app, flags
 
+from configs.common import load as load_config
 from lsx.metrics.suite import evaluate_workdir
 from lsx.train import train
 
@@ -32,15 +32,6 @@ _DCI = flags.DEFINE_enum("dci_estimator", "gbt", ["gbt", "logistic"], "DCI estim
 _JOBS = flags.DEFINE_integer("dci_jobs", os.cpu_count() or 1, "Processes for the DCI tree fits.")
 _COLUMNS = ("infom", "infoc", "infoe", "mig", "dci_disentanglement", "dci_completeness",
             "dci_informativeness_test", "sap", "factor_vae", "beta_vae")
-
-
-def load_config(spec: str):
-  """A config from 'path/to/config.py[:arg]' (what --config accepts), unlocked copy."""
-  path, _, arg = spec.partition(":")
-  mod_spec = importlib.util.spec_from_file_location("lsx_config", path)
-  mod = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(mod)
-  return mod.get_config(arg) if arg else mod.get_config()
 
 
 def table(rows, columns=_COLUMNS) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from configs import common
 from lsx import flows, metrics as lm, viz
 from lsx.train import load_run, make_optimizer, make_train_chunk, make_train_step, train
 from lsx.train.state import TrainState
@@ -30,9 +31,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Flows config file.", 
 
 def _vae(config):
   if not os.path.exists(os.path.join(config.vae_workdir, "config.json")):
-    from experiments.compare import load_config
     print(f"no VAE in {config.vae_workdir}: training one first", file=sys.stderr)
-    train(load_config("configs/betavae_sprites.py"), config.vae_workdir)
+    train(common.load("configs/betavae_sprites.py"), config.vae_workdir)
   return load_run(config.vae_workdir)
 
 

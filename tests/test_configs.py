@@ -1,9 +1,9 @@
 import glob
-import importlib.util
 import os
 
 import pytest
 
+from configs import common
 from lsx import train as lt
 
 CONFIGS = sorted(p for p in glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))
@@ -11,10 +11,7 @@ CONFIGS = sorted(p for p in glob.glob(os.path.join(os.path.dirname(__file__), ".
 
 
 def _load(path, arg=""):
-  spec = importlib.util.spec_from_file_location("cfg", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return common.load(f"{path}:{arg}" if arg else path)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
