@@ -10,14 +10,19 @@ decoder is the Locatello conv one (`--config.model.arch=style` for the style dec
 from configs import common
 
 
-def get_config(arg: str = ""):
+def qlae_config(dataset: str, num_factors: int):
+  """The paper's QLAE settings on `dataset`: 2 latents per factor (not yet finalized)."""
   config = common.base_config()
-  config.workdir = "workdirs/qlae_scenes"
-  config.data.name = "scenes"
-  config.model.latent_dim = 12
+  config.workdir = f"workdirs/qlae_{dataset}"
+  config.data.name = dataset
+  config.model.latent_dim = 2 * num_factors
   config.model.num_values = 10
   config.objective.name = "qlae"
   config.optim = dict(name="adamw", grad_clip=1.0)
   config.hp = dict(lr=1e-3, weight_decay=0.1, quantization_weight=0.01, commitment_weight=0.01)
   config.train.steps = 3000
-  return common.finalize(config, arg)
+  return config
+
+
+def get_config(arg: str = ""):
+  return common.finalize(qlae_config("scenes", 6), arg)

@@ -8,16 +8,8 @@ decoder is the Locatello conv one (`--config.model.arch=style` for the style dec
   python -m experiments.train --config configs/qlae_sprites.py
 """
 from configs import common
+from configs.qlae_scenes import qlae_config
 
 
 def get_config(arg: str = ""):
-  config = common.base_config()
-  config.workdir = "workdirs/qlae_sprites"
-  config.data.name = "sprites"
-  config.model.latent_dim = 10
-  config.model.num_values = 10
-  config.objective.name = "qlae"
-  config.optim = dict(name="adamw", grad_clip=1.0)
-  config.hp = dict(lr=1e-3, weight_decay=0.1, quantization_weight=0.01, commitment_weight=0.01)
-  config.train.steps = 3000
-  return common.finalize(config, arg)
+  return common.finalize(qlae_config("sprites", 5), arg)

@@ -31,6 +31,15 @@ def tiny_config(**overrides):
   return c
 
 
+def small_sweep_config(strategy: str, data: int = 1):
+  """8 members (4 seeds x 2 betas), 4 steps: the sweep the sharding checks compare."""
+  c = tiny_config(**{"sweep_strategy": strategy, "train.steps": 4, "mesh.data": data})
+  with c.unlocked():
+    c.sweep.seed = (0, 1, 2, 3)
+    c.sweep.hp = {"beta": (1.0, 4.0)}
+  return c
+
+
 @pytest.fixture
 def tiny():
   return tiny_config

@@ -11,21 +11,13 @@ os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from conftest import tiny_config  # noqa: E402
+from conftest import small_sweep_config  # noqa: E402
 from lsx import train as lt  # noqa: E402
-
-
-def config(strategy, data=1):
-  c = tiny_config(**{"sweep_strategy": strategy, "train.steps": 4, "mesh.data": data})
-  with c.unlocked():
-    c.sweep.seed = (0, 1, 2, 3)
-    c.sweep.hp = {"beta": (1.0, 4.0)}
-  return c
 
 
 if __name__ == "__main__":
   import jax
   data = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-  lt.train(config("sharded", data), sys.argv[1], write_figures=False)
+  lt.train(small_sweep_config("sharded", data), sys.argv[1], write_figures=False)
   print(f"process {jax.process_index()} of {jax.process_count()} done, "
         f"{jax.device_count()} devices in the mesh", flush=True)

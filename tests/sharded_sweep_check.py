@@ -13,16 +13,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from conftest import tiny_config  # noqa: E402
+from conftest import small_sweep_config  # noqa: E402
 from lsx import train as lt  # noqa: E402
 
 
 def run(strategy, data=1):
-  c = tiny_config(**{"sweep_strategy": strategy, "train.steps": 4, "mesh.data": data})
-  with c.unlocked():
-    c.sweep.seed = (0, 1, 2, 3)
-    c.sweep.hp = {"beta": (1.0, 4.0)}
-  state, _ = lt.train(c, tempfile.mkdtemp(), write_figures=False, print_fn=lambda s: None)
+  state, _ = lt.train(small_sweep_config(strategy, data), tempfile.mkdtemp(), write_figures=False, print_fn=lambda s: None)
   return state
 
 

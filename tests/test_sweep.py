@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import small_sweep_config, tiny_config
 from lsx import train as lt
 from lsx.train import sweep
 
@@ -123,9 +123,8 @@ def test_two_processes_on_localhost_train_the_sweep_sharded(tmp_path):
   assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
   assert "of 2 done, 8 devices" in outs[0]
   setup, state = lt.load_run(workdir)  # the stacked checkpoint both processes wrote
-  sys.path.insert(0, os.path.dirname(__file__))
-  from multihost_check import config
-  ref, _ = lt.train(config("map"), str(tmp_path / "ref"), write_figures=False, **QUIET)
+  ref, _ = lt.train(small_sweep_config("map"), str(tmp_path / "ref"), write_figures=False,
+                    **QUIET)
   assert state.params["encoder"]["Dense_0"]["kernel"].shape[0] == 8
   assert _rel(ref.params, state.params) <= 1e-5
   rows = list(csv.DictReader(open(os.path.join(workdir, "sweep.csv"))))

@@ -34,6 +34,12 @@ def _pad_to(x, h, w):
   return jnp.pad(x, ((0, 0), (dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2), (0, 0)))
 
 
+def _crop_to(x, h, w):
+  """Inverse of `_pad_to`: the centred h x w window."""
+  dh, dw = (x.shape[1] - h) // 2, (x.shape[2] - w) // 2
+  return x[:, dh:dh + h, dw:dw + w, :]
+
+
 class ConvEncoder(nn.Module):
   out_dim: int
   channels: Sequence[int] = (32, 32, 64, 64)
@@ -67,9 +73,7 @@ class ConvDecoder(nn.Module):
     x = x.reshape(z.shape[0], ph // s, pw // s, 64)
     for ch in self.channels:
       x = nn.relu(ConvT4S2(ch, impl=self.impl)(x))
-    x = ConvT4S2(c, impl=self.impl)(x)
-    dh, dw = (ph - hh) // 2, (pw - ww) // 2
-    return x[:, dh:dh + hh, dw:dw + ww, :]  # logits
+    return _crop_to(ConvT4S2(c, impl=self.impl)(x), hh, ww)  # logits
 
 
 class StyleDecoder(nn.Module):
@@ -98,9 +102,7 @@ class StyleDecoder(nn.Module):
       x = (x - mu) * jax.lax.rsqrt(var + 1e-6)
       scale, bias = jnp.split(nn.Dense(2 * width)(w), 2, axis=-1)
       x = x * scale[:, None, None, :] + bias[:, None, None, :]
-    x = nn.Conv(c, (3, 3), padding="SAME")(x)
-    dh, dw = (ph - hh) // 2, (pw - ww) // 2
-    return x[:, dh:dh + hh, dw:dw + ww, :]  # logits
+    return _crop_to(nn.Conv(c, (3, 3), padding="SAME")(x), hh, ww)  # logits
 
 
 class MLPEncoder(nn.Module):
