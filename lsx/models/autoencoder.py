@@ -21,6 +21,7 @@ class Autoencoder(NamedTuple):
   bottleneck: Bottleneck
   latent_dim: int
   image_shape: tuple
+  decoder_net: Any = None  # the flax decoder module (for intermediate-layer features)
 
   def represent(self, params, x):
     """Deterministic representation (the encoder mean) of images x."""
@@ -58,4 +59,4 @@ def make_autoencoder(image_shape, latent_dim: int, arch: str = "conv",
   def decode(params, z):
     return dec.apply({"params": params["decoder"]}, z)
 
-  return Autoencoder(init, encode, decode, bn, int(latent_dim), image_shape)
+  return Autoencoder(init, encode, decode, bn, int(latent_dim), image_shape, dec)

@@ -1,0 +1,37 @@
+"""Interpretable directions in a generator's latent space.
+
+Pure functions over a generator `G: z -> x` and a feature map `phi`, so they apply to lsx
+decoders and to any JAX generator:
+
+- parameterizations (`make_directions`): global, linear / nonlinear conditional,
+  orthogonal (Householder product, expm of a skew matrix);
+- learned objectives: contrastive (`latentclr_loss`, `noiseclr_loss`,
+  `make_contrastive_objective`) and the reconstructor baseline (`make_voynov_objective`);
+- closed-form baselines: `pca_directions`, `ganspace_directions`, `sefa_directions`,
+  `jacobian_svd`;
+- use and scoring: `traverse`, `traversal_images`, `make_edit`, `score_directions` (DFA
+  and variation predictability from `lsx.metrics`).
+
+Example (closed form, then scoring)::
+
+  dirs, params = fixed_directions(pca_directions(z, 5)[0])
+  images = traversal_images(dirs, params, generate, z[:4], num_steps=3, step_size=0.5)
+"""
+from lsx.directions._closed_form import (ganspace_directions, jacobian_svd, pca_directions,
+                                         sefa_directions)
+from lsx.directions._objectives import (FORMS, Reconstructor, contrastive_features,
+                                        latentclr_loss, make_contrastive_objective,
+                                        make_feature_map, make_voynov_objective, sample_shifts,
+                                        noiseclr_loss)
+from lsx.directions._param import (KINDS, Directions, fixed_directions, householder_matrix,
+                                   make_directions, normalize, skew_expm, traverse)
+from lsx.directions._score import make_edit, score_directions, shift_pairs, traversal_images
+
+__all__ = [
+    "Directions", "FORMS", "KINDS", "Reconstructor", "contrastive_features",
+    "fixed_directions", "ganspace_directions", "householder_matrix", "jacobian_svd",
+    "latentclr_loss", "make_contrastive_objective", "make_directions", "make_edit",
+    "make_feature_map", "make_voynov_objective", "noiseclr_loss", "normalize",
+    "pca_directions", "sample_shifts", "score_directions", "sefa_directions", "shift_pairs", "skew_expm",
+    "traversal_images", "traverse",
+]

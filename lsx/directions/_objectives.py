@@ -1,0 +1,189 @@
+"""Objectives that learn directions: contrastive (LatentCLR, NoiseCLR form) and the
+reconstructor baseline (Voynov & Babenko 2020). All are `loss(params, z, rng, hp)` with
+every hyperparameter in `hp` traced, so `lsx.train.make_train_step` trains them and a
+seed/hyperparameter sweep is a `vmap` over (state, hp).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from lsx.directions._param import Directions, normalize
+
+FORMS = ("latentclr", "noiseclr")
+
+
+def make_feature_map(name, model, model_params) -> Callable:
+  """phi o G as a function of latents: fn(z [n, d]) -> features [n, F].
+
+  'pixels'          the decoded image, flattened;
+  'encoder'         the model's representation (encoder mean) of the decoded image;
+  'decoder:NAME'    the output of the decoder's submodule NAME (e.g. 'decoder:ConvT4S2_0',
+                    the first transposed convolution: an intermediate generator layer);
+  a callable        used as is.
+  """
+  if callable(name):
+    return name
+  gen = lambda z: jax.nn.sigmoid(model.decode(model_params, z))
+  if name == "pixels":
+    return lambda z: gen(z).reshape(z.shape[0], -1)
+  if name == "encoder":
+    return lambda z: model.represent(model_params, gen(z))
+  if isinstance(name, str) and name.startswith("decoder:"):
+    layer = name.split(":", 1)[1]
+    net = getattr(model, "decoder_net", None)
+    if net is None:
+      raise ValueError("this model exposes no decoder module; use 'pixels' or 'encoder'.")
+    known = sorted(model_params["decoder"])
+    if layer not in known:
+      raise ValueError(f"decoder has no submodule {layer!r}; known: {known}.")
+
+    def feat(z):
+      _, inter = net.apply({"params": model_params["decoder"]}, z,
+                           capture_intermediates=lambda mdl, _: mdl.name == layer)
+      out = inter["intermediates"][layer]["__call__"][0]
+      return out.reshape(z.shape[0], -1)
+    return feat
+  raise ValueError(f"Unknown feature map {name!r}; use 'pixels', 'encoder', "
+                   f"'decoder:<submodule>' or a callable.")
+
+
+def contrastive_features(feature_fn: Callable, directions: Directions, params, z, alpha):
+  """F [K, N, D]: n(phi(G(z_n + Delta_k(z_n))) - phi(G(z_n))) for every direction and sample."""
+  k = directions.num
+  shifted = jax.vmap(lambda kk: jax.vmap(lambda zz: directions.shift(params, zz, kk, alpha))(z))(
+      jnp.arange(k))  # [K, N, d]
+  h0 = feature_fn(z)
+  h1 = feature_fn(shifted.reshape(-1, z.shape[-1])).reshape((k,) + h0.shape)
+  return normalize(h1 - h0[None])
+
+
+def _log_mean_exp(logits, mask, axes):
+  big = jnp.where(mask, logits, -jnp.inf)
+  return jax.nn.logsumexp(big, axis=axes) - jnp.log(jnp.sum(mask, axis=axes))
+
+
+def latentclr_loss(features, temperature):
+  """LatentCLR (DESIGN.md): S = |F F^T|, E = exp(S / tau); for each (k, i) the positives are
+  the same direction on the other samples, the negatives every other direction on all
+  samples; L = -mean_(k,i) log(mean_pos E / mean_neg E). features: [K, N, D], unit rows."""
+  k, n = features.shape[:2]
+  if k < 2 or n < 2:
+    raise ValueError(f"the contrastive loss needs >= 2 directions and >= 2 samples, got "
+                     f"K={k}, N={n}.")
+  s = jnp.abs(jnp.einsum("kid,ljd->kilj", features, features)) / temperature
+  same_k = jnp.eye(k, dtype=bool)[:, None, :, None]
+  other_i = ~jnp.eye(n, dtype=bool)[None, :, None, :]
+  pos = _log_mean_exp(s, same_k & other_i, (2, 3))
+  neg = _log_mean_exp(s, jnp.broadcast_to(~same_k, s.shape), (2, 3))
+  return -jnp.mean(pos - neg)
+
+
+def noiseclr_loss(features, temperature):
+  """NoiseCLR form (DESIGN.md): positives are the same direction on other inputs, negatives
+  other directions on the same input; L = -mean log(mean_pos exp(cos/tau) / mean_neg
+  exp(cos/tau)). features: [K, N, D], unit rows."""
+  k, n = features.shape[:2]
+  if k < 2 or n < 2:
+    raise ValueError(f"the contrastive loss needs >= 2 directions and >= 2 samples, got "
+                     f"K={k}, N={n}.")
+  s = jnp.einsum("kid,ljd->kilj", features, features) / temperature
+  same_k = jnp.eye(k, dtype=bool)[:, None, :, None]
+  same_i = jnp.eye(n, dtype=bool)[None, :, None, :]
+  pos = _log_mean_exp(s, same_k & ~same_i, (2, 3))
+  neg = _log_mean_exp(s, ~same_k & same_i, (2, 3))
+  return -jnp.mean(pos - neg)
+
+
+def make_contrastive_objective(directions: Directions, feature_fn: Callable,
+                               form: str = "latentclr") -> tuple[Callable, Callable]:
+  """(init(rng) -> params, loss(params, z [N, d], rng, hp) -> (loss, aux)).
+
+  hp: temperature, alpha (the shift length), alpha_max (alpha is drawn per batch from
+  U[alpha, alpha_max] when alpha_max > alpha; DESIGN.md's optional per-batch alpha)."""
+  if form not in FORMS:
+    raise ValueError(f"Unknown contrastive form {form!r}; choose one of {FORMS}.")
+  loss_of = latentclr_loss if form == "latentclr" else noiseclr_loss
+
+  def init(rng):
+    return {"directions": directions.init(rng)}
+
+  def loss(params, z, rng, hp):
+    hi = jnp.maximum(hp["alpha_max"], hp["alpha"]) if "alpha_max" in hp else hp["alpha"]
+    alpha = hp["alpha"] + (hi - hp["alpha"]) * jax.random.uniform(rng)
+    f = contrastive_features(feature_fn, directions, params["directions"], z, alpha)
+    value = loss_of(f, hp["temperature"])
+    # diagnostics: mean |cos| between the same direction on different samples, and
+    # between different directions on the same sample
+    c = jnp.abs(jnp.einsum("kid,ljd->kilj", f, f))
+    kk, n = f.shape[:2]
+    same_k = jnp.eye(kk)[:, None, :, None]
+    same_i = jnp.eye(n)[None, :, None, :]
+    pos = jnp.sum(c * same_k * (1 - same_i)) / (kk * n * (n - 1))
+    neg = jnp.sum(c * (1 - same_k) * same_i) / (kk * (kk - 1) * n)
+    return value, {"cos_same_direction": pos, "cos_other_directions": neg}
+
+  return init, loss
+
+
+class Reconstructor(nn.Module):
+  """Voynov & Babenko's reconstructor: from the image pair (G(z), G(z + eps u_k)) stacked
+  on channels, logits over the K directions and the shift eps."""
+  num: int
+  width: int = 32
+
+  @nn.compact
+  def __call__(self, x0, x1):
+    from lsx.nn.conv import Conv4S2
+    x = jnp.concatenate([x0, x1], -1)
+    for w in (self.width, self.width * 2, self.width * 2):
+      x = nn.relu(Conv4S2(w)(x))
+    x = nn.relu(nn.Dense(128)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(self.num)(x), nn.Dense(1)(x)[:, 0]
+
+
+def sample_shifts(rng, n, num, shift_min, shift_max):
+  """Voynov & Babenko's sampling: k ~ U{0..K-1}, eps = sign * U[shift_min, shift_max]."""
+  k_dir, k_mag, k_sign = jax.random.split(rng, 3)
+  k = jax.random.randint(k_dir, (n,), 0, num)
+  mag = jax.random.uniform(k_mag, (n,), minval=shift_min, maxval=shift_max)
+  return k, jnp.where(jax.random.bernoulli(k_sign, 0.5, (n,)), mag, -mag)
+
+
+def make_voynov_objective(directions: Directions, generate: Callable, image_shape,
+                          width: int = 32) -> tuple[Callable, Callable]:
+  """(init, loss) of Voynov & Babenko: L = CE(k_hat, k) + shift_weight * |eps_hat - eps|,
+  eps = sign * U[shift_min, shift_max] (paper: eps ~ U[-6, 6], |eps| >= 0.5, weight 0.25).
+  `generate(z [n, d]) -> images [n, H, W, C]` is the frozen generator. hp: shift_min,
+  shift_max, shift_weight."""
+  recon = Reconstructor(directions.num, width)
+  image_shape = tuple(int(s) for s in image_shape)
+
+  def init(rng):
+    k1, k2 = jax.random.split(rng)
+    x = jnp.zeros((1,) + image_shape, jnp.float32)
+    return {"directions": directions.init(k1), "reconstructor": recon.init(k2, x, x)["params"]}
+
+  def terms(params, z, k, eps, hp):
+    """The loss for given directions k [n] and shifts eps [n] (sampling left out)."""
+    n = z.shape[0]
+    z1 = jax.vmap(lambda zz, kk, ee: directions.shift(params["directions"], zz, kk, ee))(z, k, eps)
+    x = generate(jnp.concatenate([z, z1], 0))
+    logits, eps_hat = recon.apply({"params": params["reconstructor"]}, x[:n], x[n:])
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, k).mean()
+    shift_err = jnp.abs(eps_hat - eps).mean()
+    acc = jnp.mean(jnp.argmax(logits, -1) == k)
+    return ce + hp["shift_weight"] * shift_err, {"ce": ce, "shift_err": shift_err,
+                                                 "accuracy": acc}
+
+  def loss(params, z, rng, hp):
+    k, eps = sample_shifts(rng, z.shape[0], directions.num, hp["shift_min"], hp["shift_max"])
+    return terms(params, z, k, eps, hp)
+
+  loss.terms = terms
+  loss.reconstructor = recon
+  return init, loss

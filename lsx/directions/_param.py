@@ -1,0 +1,129 @@
+"""Direction parameterizations: where a latent code moves for direction k.
+
+Every parameterization is a `Directions` of pure functions of its own params pytree:
+`unit(params, z [d], k) -> [d]`, the unit direction of k at z. A method moves a code by
+`z + alpha * unit(params, z, k)` (DESIGN.md: Delta_k(z) = alpha * n(.)).
+
+  global       n(d_k)                       one vector per direction (LatentCLR "global")
+  linear       n(M_k z)                     linear conditional
+  nonlinear    n(MLP_k(z))                  nonlinear conditional (one MLP per direction)
+  householder  column k of U = H(v_1)...H(v_m), H(v) = I - 2 v v^T / |v|^2   (orthogonal)
+  expm         column k of U = expm(S - S^T)                                (orthogonal)
+
+The orthogonal kinds keep U^T U = I by construction (not by a penalty), so K <= d.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+KINDS = ("global", "linear", "nonlinear", "householder", "expm")
+_EPS = 1e-8
+
+
+def normalize(v, axis=-1):
+  return v / jnp.maximum(jnp.linalg.norm(v, axis=axis, keepdims=True), _EPS)
+
+
+def householder_matrix(vs):
+  """U = H(v_1) H(v_2) ... H(v_m) for vs [m, d]: an orthogonal [d, d] matrix."""
+  d = vs.shape[1]
+
+  def apply(u, v):  # u @ H(v) = u - 2 (u v) v^T / |v|^2
+    v = normalize(v)
+    return u - 2.0 * jnp.outer(u @ v, v), None
+
+  u, _ = jax.lax.scan(apply, jnp.eye(d, dtype=vs.dtype), vs)
+  return u
+
+
+def skew_expm(s):
+  """expm(S - S^T): an orthogonal [d, d] matrix (rotation)."""
+  return jax.scipy.linalg.expm(s - s.T)
+
+
+class Directions(NamedTuple):
+  init: Callable  # rng -> params
+  unit: Callable  # (params, z [d], k) -> unit direction [d]
+  num: int
+  dim: int
+  kind: str
+
+  @property
+  def conditional(self) -> bool:
+    return self.kind in ("linear", "nonlinear")
+
+  def matrix(self, params):
+    """[K, d] unit directions of a global or orthogonal parameterization."""
+    if self.conditional:
+      raise ValueError(f"'{self.kind}' directions depend on z; use unit(params, z, k).")
+    return jax.vmap(lambda k: self.unit(params, jnp.zeros((self.dim,)), k))(jnp.arange(self.num))
+
+  def shift(self, params, z, k, alpha):
+    """z + alpha * unit(params, z, k)."""
+    return z + alpha * self.unit(params, z, k)
+
+
+def make_directions(kind: str, num: int, dim: int, hidden: int | None = None,
+                    num_reflections: int | None = None) -> Directions:
+  """K=`num` directions in a `dim`-dimensional latent space (see module doc for kinds)."""
+  num, dim = int(num), int(dim)
+  if kind not in KINDS:
+    raise ValueError(f"Unknown direction parameterization {kind!r}; choose one of {KINDS}.")
+  if num < 1 or dim < 1:
+    raise ValueError(f"need num >= 1 and dim >= 1 directions, got num={num}, dim={dim}.")
+  if kind in ("householder", "expm") and num > dim:
+    raise ValueError(f"{kind!r} directions are columns of an orthogonal {dim}x{dim} matrix: "
+                     f"num={num} > dim={dim}. Use kind='global' for more directions than "
+                     f"latent dimensions.")
+  hidden = int(hidden or max(2 * dim, 32))
+
+  if kind == "global":
+    init = lambda rng: {"d": jax.random.normal(rng, (num, dim))}
+    unit = lambda p, z, k: normalize(p["d"][k])
+  elif kind == "linear":
+    init = lambda rng: {"M": jax.random.normal(rng, (num, dim, dim)) / jnp.sqrt(dim)}
+    unit = lambda p, z, k: normalize(p["M"][k] @ z)
+  elif kind == "nonlinear":
+    def init(rng):
+      k1, k2 = jax.random.split(rng)
+      return {"w1": jax.random.normal(k1, (num, dim, hidden)) / jnp.sqrt(dim),
+              "b1": jnp.zeros((num, hidden)),
+              "w2": jax.random.normal(k2, (num, hidden, dim)) / jnp.sqrt(hidden),
+              "b2": jnp.zeros((num, dim))}
+
+    def unit(p, z, k):
+      h = jax.nn.gelu(z @ p["w1"][k] + p["b1"][k])
+      return normalize(h @ p["w2"][k] + p["b2"][k])
+  elif kind == "householder":
+    m = int(num_reflections or dim)
+    init = lambda rng: {"v": jax.random.normal(rng, (m, dim))}
+    unit = lambda p, z, k: householder_matrix(p["v"])[:, k]
+  else:  # expm
+    init = lambda rng: {"S": 0.1 * jax.random.normal(rng, (dim, dim))}
+    unit = lambda p, z, k: skew_expm(p["S"])[:, k]
+  return Directions(init, unit, num, dim, kind)
+
+
+def fixed_directions(matrix) -> tuple[Directions, dict]:
+  """A closed-form result [K, d] as a global `Directions` and its params."""
+  matrix = jnp.asarray(matrix, jnp.float32)
+  if matrix.ndim != 2:
+    raise ValueError(f"directions must be a [K, d] matrix, got shape {matrix.shape}.")
+  return make_directions("global", *matrix.shape), {"d": matrix}
+
+
+def traverse(directions: Directions, params, z, k, num_steps: int, step_size):
+  """The path [2*num_steps+1, d] through z along direction k, both ways: the negative
+  branch (reversed), z, the positive branch. Conditional directions are followed as a
+  field (re-evaluated at every step: z <- z +/- step_size * unit(z)); for global and
+  orthogonal directions this is the straight line z + s * step_size * u_k."""
+  def walk(sign):
+    def body(zz, _):
+      zz = zz + sign * step_size * directions.unit(params, zz, k)
+      return zz, zz
+    return jax.lax.scan(body, z, None, length=num_steps)[1]
+
+  return jnp.concatenate([walk(-1.0)[::-1], z[None], walk(1.0)], 0)

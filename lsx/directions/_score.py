@@ -1,0 +1,71 @@
+"""Traversal images, editing and scoring for any `Directions` (learned or closed form)."""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lsx.directions._param import Directions, traverse
+
+
+def traversal_images(directions: Directions, params, generate: Callable, anchors,
+                     num_steps: int, step_size):
+  """Images [K, N, 2*num_steps+1, H, W, C]: every direction traversed from every anchor."""
+  k = directions.num
+  paths = jax.vmap(lambda kk: jax.vmap(
+      lambda z: traverse(directions, params, z, kk, num_steps, step_size))(anchors))(
+          jnp.arange(k))  # [K, N, S, d]
+  x = generate(paths.reshape(-1, paths.shape[-1]))
+  return x.reshape(paths.shape[:3] + x.shape[1:])
+
+
+def shift_pairs(directions: Directions, params, generate: Callable, anchors, rng,
+                max_step, min_step):
+  """(x' - x [K*N, H, W, C], labels [K*N]): each anchor moved along each direction by a
+  random signed step with min_step <= |step| <= max_step (variation predictability)."""
+  k, n = directions.num, anchors.shape[0]
+  mag = jax.random.uniform(rng, (k, n), minval=min_step, maxval=max_step)
+  eps = jnp.where(jax.random.bernoulli(jax.random.fold_in(rng, 1), 0.5, (k, n)), mag, -mag)
+  z1 = jax.vmap(lambda kk, e: jax.vmap(
+      lambda z, ee: directions.shift(params, z, kk, ee))(anchors, e))(jnp.arange(k), eps)
+  x0 = generate(anchors)
+  x1 = generate(z1.reshape(k * n, -1)).reshape((k, n) + x0.shape[1:])
+  return (x1 - x0[None]).reshape((k * n,) + x0.shape[1:]), jnp.repeat(jnp.arange(k), n)
+
+
+def score_directions(directions: Directions, params, generate: Callable, oracle: Callable,
+                     anchors, vp_anchors, *, num_steps: int, step_size: float, factor_sizes,
+                     circular=None, rng=None, vp: bool = True) -> dict:
+  """DFA (D, C, direction-MIG, coverage, off-manifold distance) of the traversals of every
+  direction from `anchors`, read by `oracle(images) -> (factors, distance)`, and
+  variation predictability on shifts of `vp_anchors`."""
+  from lsx import metrics as lm
+
+  images = traversal_images(directions, params, generate, anchors, num_steps, step_size)
+  k, n, s = images.shape[:3]
+  factors, dist = oracle(images.reshape((-1,) + images.shape[3:]))
+  factors = np.asarray(factors).reshape(k, n, s, -1)
+  res = lm.dfa(factors, np.arange(-num_steps, num_steps + 1), factor_sizes, circular,
+               off_manifold=np.asarray(dist))
+  if vp:
+    rng = jax.random.key(11) if rng is None else rng
+    span = num_steps * step_size
+    diffs, labels = shift_pairs(directions, params, generate, vp_anchors, rng, span, span / 4)
+    res["vp"] = lm.variation_predictability(diffs, labels, jax.random.fold_in(rng, 2),
+                                            num_classes=k)["vp"]
+  return res
+
+
+def make_edit(model, model_params, directions: Directions) -> Callable:
+  """`edit(params, x [n, H, W, C], k, alpha) -> images`: encode x (encoder mean), move
+  along direction k by alpha, decode. Pure; jit/vmap over k and alpha as needed."""
+  def edit(params, x, k, alpha):
+    if x.shape[1:] != tuple(model.image_shape):
+      raise ValueError(f"edit: images of shape {x.shape[1:]} for a model of "
+                       f"{tuple(model.image_shape)}.")
+    z = model.represent(model_params, x)
+    z1 = jax.vmap(lambda zz: directions.shift(params, zz, k, alpha))(z)
+    return jax.nn.sigmoid(model.decode(model_params, z1))
+  return edit

@@ -1,0 +1,272 @@
+"""Direction discovery: losses against loop references, closed forms against numpy, the
+orthogonal parameterizations, and recovery of known directions of a linear generator."""
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lsx import directions as ld
+from lsx.train import make_optimizer, make_train_step
+from lsx.train.state import TrainState
+
+
+def _unit_features(seed, k=3, n=4, dim=5):
+  f = np.random.default_rng(seed).normal(size=(k, n, dim))
+  return f / np.linalg.norm(f, axis=-1, keepdims=True)
+
+
+def _latentclr_reference(f, tau):
+  k, n = f.shape[:2]
+  total = 0.0
+  for a, i in itertools.product(range(k), range(n)):
+    e = lambda b, j: np.exp(abs(float(f[a, i] @ f[b, j])) / tau)
+    pos = np.mean([e(a, j) for j in range(n) if j != i])
+    neg = np.mean([e(b, j) for b in range(k) if b != a for j in range(n)])
+    total += -np.log(pos / neg)
+  return total / (k * n)
+
+
+def _noiseclr_reference(f, tau):
+  k, n = f.shape[:2]
+  total = 0.0
+  for a, i in itertools.product(range(k), range(n)):
+    e = lambda b, j: np.exp(float(f[a, i] @ f[b, j]) / tau)
+    pos = np.mean([e(a, j) for j in range(n) if j != i])
+    neg = np.mean([e(b, i) for b in range(k) if b != a])
+    total += -np.log(pos / neg)
+  return total / (k * n)
+
+
+@pytest.mark.parametrize("seed,tau", [(0, 0.5), (1, 0.1), (2, 1.0)])
+def test_contrastive_losses_match_loop_reference(seed, tau):
+  f = _unit_features(seed)
+  np.testing.assert_allclose(float(ld.latentclr_loss(jnp.asarray(f), tau)),
+                             _latentclr_reference(f, tau), rtol=1e-5)
+  np.testing.assert_allclose(float(ld.noiseclr_loss(jnp.asarray(f), tau)),
+                             _noiseclr_reference(f, tau), rtol=1e-5)
+
+
+def test_contrastive_loss_needs_two_directions_and_samples():
+  with pytest.raises(ValueError, match="K=1"):
+    ld.latentclr_loss(jnp.ones((1, 4, 3)), 0.5)
+
+
+def test_contrastive_features_are_normalized_feature_differences():
+  dirs = ld.make_directions("global", 3, 4)
+  params = dirs.init(jax.random.key(0))
+  a = jax.random.normal(jax.random.key(1), (4, 6))
+  feat = lambda z: jnp.tanh(z @ a)
+  z = jax.random.normal(jax.random.key(2), (5, 4))
+  f = ld.contrastive_features(feat, dirs, params, z, 0.3)
+  for k, n in itertools.product(range(3), range(5)):
+    u = params["d"][k] / jnp.linalg.norm(params["d"][k])
+    diff = feat((z[n] + 0.3 * u)[None])[0] - feat(z[n][None])[0]
+    np.testing.assert_allclose(f[k, n], diff / jnp.linalg.norm(diff), atol=1e-5)
+
+
+def test_voynov_terms_match_loop_reference():
+  dirs = ld.make_directions("global", 3, 4)
+  a = jax.random.normal(jax.random.key(3), (4, 8 * 8))
+  generate = lambda z: jax.nn.sigmoid(z @ a).reshape(-1, 8, 8, 1)
+  init, loss = ld.make_voynov_objective(dirs, generate, (8, 8, 1), width=4)
+  params = jax.jit(init)(jax.random.key(0))
+  z = jax.random.normal(jax.random.key(1), (6, 4))
+  k = jnp.array([0, 1, 2, 0, 1, 2])
+  eps = jnp.array([0.5, -1.0, 2.0, -3.0, 5.5, -0.7])
+  hp = {"shift_weight": 0.25}
+  value, aux = jax.jit(loss.terms)(params, z, k, eps, hp)
+  u = params["directions"]["d"][k] / jnp.linalg.norm(params["directions"]["d"][k], axis=1,
+                                                      keepdims=True)
+  logits, e_hat = jax.jit(loss.reconstructor.apply)(
+      {"params": params["reconstructor"]}, generate(z), generate(z + eps[:, None] * u))
+  ce, err = [], []
+  for i in range(6):  # the loss, one sample at a time
+    lg = np.asarray(logits[i], np.float64)
+    ce.append(-(lg[int(k[i])] - np.log(np.sum(np.exp(lg)))))
+    err.append(abs(float(e_hat[i]) - float(eps[i])))
+  np.testing.assert_allclose(float(value), np.mean(ce) + 0.25 * np.mean(err), rtol=1e-5)
+  np.testing.assert_allclose(float(aux["ce"]), np.mean(ce), rtol=1e-5)
+
+
+def test_voynov_shift_sampling():
+  k, eps = ld.sample_shifts(jax.random.key(0), 4000, 5, 0.5, 6.0)
+  assert set(np.unique(np.asarray(k))) == set(range(5))
+  e = np.abs(np.asarray(eps))
+  assert e.min() >= 0.5 and e.max() <= 6.0
+  assert 0.45 < np.mean(np.asarray(eps) > 0) < 0.55
+
+
+def test_pca_and_sefa_match_numpy():
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6))
+  u, var = ld.pca_directions(jnp.asarray(z), 3)
+  _, s, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
+  np.testing.assert_allclose(np.abs(np.sum(np.asarray(u) * vt[:3], 1)), 1.0, atol=1e-4)
+  np.testing.assert_allclose(var, s[:3] ** 2 / 499, rtol=1e-4)
+  w = rng.normal(size=(6, 20))
+  u, ev = ld.sefa_directions(jnp.asarray(w), 4)
+  wn = w / np.linalg.norm(w, axis=0, keepdims=True)
+  lam, vec = np.linalg.eigh(wn @ wn.T)
+  np.testing.assert_allclose(ev, lam[::-1][:4], rtol=1e-4)
+  np.testing.assert_allclose(np.abs(np.sum(np.asarray(u) * vec[:, ::-1][:, :4].T, 1)), 1.0,
+                             atol=1e-4)
+
+
+def test_ganspace_of_identity_features_is_pca():
+  z = jnp.asarray(np.random.default_rng(1).normal(size=(400, 5)) * [3.0, 2.0, 1.5, 1.0, 0.5])
+  u1, _ = ld.ganspace_directions(lambda x: x, z, 3)
+  u2, _ = ld.pca_directions(z, 3)
+  np.testing.assert_allclose(np.abs(np.sum(np.asarray(u1) * np.asarray(u2), 1)), 1.0, atol=1e-4)
+
+
+def test_jacobian_svd_matches_svd_of_jacfwd():
+  a = jax.random.normal(jax.random.key(0), (5, 12))
+  b = jax.random.normal(jax.random.key(1), (12, 30)) / 3
+  g = lambda z: jnp.tanh(jnp.tanh(z @ a) @ b)
+  z = jax.random.normal(jax.random.key(2), (5,))
+  u, sig = ld.jacobian_svd(g, z, 3, iters=300)
+  _, s, vt = np.linalg.svd(np.asarray(jax.jacfwd(g)(z)))
+  np.testing.assert_allclose(sig, s[:3], rtol=1e-3)
+  np.testing.assert_allclose(np.abs(np.sum(np.asarray(u) * vt[:3], 1)), 1.0, atol=1e-3)
+  # a batch of anchors: eigenvectors of the mean J^T J
+  zs = jax.random.normal(jax.random.key(3), (4, 5))
+  u, sig = ld.jacobian_svd(g, zs, 2, iters=300)
+  gram = np.mean([np.asarray(jax.jacfwd(g)(zz)).T @ np.asarray(jax.jacfwd(g)(zz)) for zz in zs], 0)
+  lam, vec = np.linalg.eigh(gram)
+  np.testing.assert_allclose(sig ** 2, lam[::-1][:2], rtol=1e-3)
+  np.testing.assert_allclose(np.abs(np.sum(np.asarray(u) * vec[:, ::-1][:, :2].T, 1)), 1.0,
+                             atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["householder", "expm"])
+def test_orthogonal_parameterizations_stay_orthogonal_in_training(kind):
+  d = 6
+  dirs = ld.make_directions(kind, 4, d)
+  a = jax.random.normal(jax.random.key(0), (d, 16))
+  init, loss = ld.make_contrastive_objective(dirs, lambda z: jnp.tanh(z @ a), "latentclr")
+  opt = make_optimizer("adamw")
+  step = jax.jit(make_train_step(loss, opt))
+  state = TrainState.create(init(jax.random.key(1)), opt, jax.random.key(2))
+  hp = {"lr": jnp.float32(0.05), "weight_decay": jnp.float32(1e-3),
+        "temperature": jnp.float32(0.5), "alpha": jnp.float32(0.5)}
+  unitary = (ld.householder_matrix if kind == "householder" else ld.skew_expm)
+  key = "v" if kind == "householder" else "S"
+  first = state.params["directions"][key]
+  for i in range(30):
+    z = jax.random.normal(jax.random.key(100 + i), (8, d))
+    state, m = step(state, hp, z, jax.random.key(i))
+    u = unitary(state.params["directions"][key])
+    assert np.abs(np.asarray(u.T @ u) - np.eye(d)).max() < 1e-5, (i, m["loss"])
+  assert not np.allclose(first, state.params["directions"][key])  # it did train
+  m = dirs.matrix(state.params["directions"])
+  np.testing.assert_allclose(np.asarray(m @ m.T), np.eye(4), atol=1e-5)
+
+
+def test_parameterization_errors_and_traversal():
+  with pytest.raises(ValueError, match="num=7 > dim=5"):
+    ld.make_directions("householder", 7, 5)
+  with pytest.raises(ValueError, match="Unknown direction parameterization"):
+    ld.make_directions("spherical", 3, 5)
+  dirs = ld.make_directions("linear", 3, 5)
+  with pytest.raises(ValueError, match="depend on z"):
+    dirs.matrix(dirs.init(jax.random.key(0)))
+  # global directions traverse a straight line, conditional ones follow their field
+  g = ld.make_directions("global", 3, 5)
+  p = g.init(jax.random.key(1))
+  z = jnp.arange(5.0)
+  path = jax.jit(ld.traverse, static_argnums=(0, 3, 4))(g, p, z, 1, 2, 0.5)
+  u = p["d"][1] / jnp.linalg.norm(p["d"][1])
+  np.testing.assert_allclose(path, z + 0.5 * jnp.arange(-2, 3)[:, None] * u, atol=1e-5)
+  nl = ld.make_directions("nonlinear", 3, 5)
+  q = nl.init(jax.random.key(2))
+  path = jax.jit(ld.traverse, static_argnums=(0, 3, 4))(nl, q, z, 2, 3, 0.1)
+  np.testing.assert_allclose(path[4], path[3] + 0.1 * nl.unit(q, path[3], 2), atol=1e-6)
+  np.testing.assert_allclose(path[2], path[3] - 0.1 * nl.unit(q, path[3], 2), atol=1e-6)
+
+
+def _linear_generator():
+  """G(z) = z @ W with each output unit aligned to one ground-truth direction g_i
+  (unit-norm columns, multiplicities 5, 3, 2, 1): A^T A = sum_i m_i g_i g_i^T."""
+  d = 4
+  gt = np.linalg.qr(np.random.default_rng(0).normal(size=(d, d)))[0].T  # rows g_i
+  cols = [gt[i] for i, m in enumerate((5, 3, 2, 1)) for _ in range(m)]
+  w = np.stack(cols, 1).astype(np.float32)  # [d, 11]
+  return gt, jnp.asarray(w)
+
+
+def _match_cos(found, gt):
+  from scipy.optimize import linear_sum_assignment
+  c = np.abs(np.asarray(found) @ gt.T)
+  r, col = linear_sum_assignment(-c)
+  return c[r, col]
+
+
+def test_closed_forms_recover_known_directions_of_a_linear_generator():
+  gt, w = _linear_generator()
+  z = np.random.default_rng(1).normal(size=(2000, 4)) * [2.0, 1.5, 1.0, 0.5] @ gt
+  assert _match_cos(ld.pca_directions(jnp.asarray(z), 4)[0], gt).min() >= 0.95
+  assert _match_cos(ld.sefa_directions(w, 4)[0], gt).min() >= 0.95
+  u, _ = ld.jacobian_svd(lambda zz: zz @ w, jnp.zeros(4), 4, iters=200)
+  assert _match_cos(u, gt).min() >= 0.95
+
+
+def test_contrastive_recovers_known_directions_of_a_linear_generator():
+  # LatentCLR's |cos| makes orthogonal feature changes the optimum: with orthogonal
+  # directions that singles out the eigenvectors of A^T A. (The NoiseCLR form's signed
+  # cosine instead favours anti-aligned changes, a simplex, so it is not expected to.)
+  form = "latentclr"
+  gt, w = _linear_generator()
+  dirs = ld.make_directions("expm", 4, 4)
+  init, loss = ld.make_contrastive_objective(dirs, lambda z: z @ w, form)
+  opt = make_optimizer("adam")
+  state = TrainState.create(init(jax.random.key(0)), opt, jax.random.key(1))
+  hp = {"lr": jnp.float32(0.02), "temperature": jnp.float32(0.5), "alpha": jnp.float32(1.0)}
+  step = make_train_step(loss, opt)
+
+  @jax.jit
+  def run(state):
+    def body(s, i):
+      z = jax.random.normal(jax.random.fold_in(jax.random.key(5), i), (16, 4))
+      return step(s, hp, z, jax.random.key(0))[0], None
+    return jax.lax.scan(body, state, jnp.arange(600))[0]
+
+  state = run(state)
+  cos = _match_cos(dirs.matrix(state.params["directions"]), gt)
+  assert cos.min() >= 0.95, cos
+
+
+def test_edit_encodes_moves_decodes():
+  from lsx.models import make_autoencoder
+  model = make_autoencoder((28, 28, 1), 3, arch="mlp", hidden=(16,))
+  mp = model.init(jax.random.key(0))
+  dirs = ld.make_directions("global", 2, 3)
+  p = dirs.init(jax.random.key(1))
+  edit = jax.jit(ld.make_edit(model, mp, dirs), static_argnums=())
+  x = jax.random.uniform(jax.random.key(2), (4, 28, 28, 1))
+  out = edit(p, x, 1, 0.7)
+  u = p["d"][1] / jnp.linalg.norm(p["d"][1])
+  ref = jax.nn.sigmoid(model.decode(mp, model.represent(mp, x) + 0.7 * u))
+  np.testing.assert_allclose(out, ref, atol=1e-6)
+  with pytest.raises(ValueError, match="edit: images of shape"):
+    ld.make_edit(model, mp, dirs)(p, jnp.zeros((2, 64, 64, 1)), 0, 1.0)
+
+
+def test_feature_maps():
+  from lsx.models import make_autoencoder
+  model = make_autoencoder((64, 64, 1), 4)
+  mp = jax.jit(model.init)(jax.random.key(0))
+  z = jnp.zeros((2, 4))
+  shape = lambda name: jax.eval_shape(ld.make_feature_map(name, model, mp), z).shape
+  assert shape("pixels") == (2, 64 * 64)
+  assert shape("encoder") == (2, 4)
+  assert shape("decoder:ConvT4S2_0") == (2, 8 * 8 * 64)
+  lin = ld.make_feature_map("decoder:Dense_0", model, mp)(jnp.ones((1, 4)))
+  dense = mp["decoder"]["Dense_0"]
+  np.testing.assert_allclose(lin, jnp.ones((1, 4)) @ dense["kernel"] + dense["bias"], atol=1e-5)
+  with pytest.raises(ValueError, match="no submodule 'Dense_9'"):
+    ld.make_feature_map("decoder:Dense_9", model, mp)
+  with pytest.raises(ValueError, match="Unknown feature map"):
+    ld.make_feature_map("vgg", model, mp)
