@@ -72,7 +72,8 @@ def sefa_directions(kernel, k: int):
 
 
 def jacobian_svd(g: Callable, z, k: int, iters: int = 100, rng=None):
-  """Top-k right singular vectors of the generator's Jacobian dG/dz by power iteration
+  """Top-k right singular vectors of the Jacobian dg/dz of `g` (one code [d] -> one output
+  of any shape) by power iteration
   with deflation, matrix-free (one jvp and one vjp per product). z [d] gives the local
   directions at z; z [n, d] gives the top eigenvectors of mean_n J_n^T J_n (directions
   that move the output most on average). Returns (directions [k, d], singular values [k],
