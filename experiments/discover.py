@@ -164,7 +164,7 @@ def score_members(c, dirs, stacked, dec: Decoder, oracle) -> list[dict]:
   out = []
   for i in range(n):
     r = lm.dfa(factors[i], np.arange(-s, s + 1), dec.ds.factor_sizes, circular,
-               off_manifold=dist[i])
+               off_manifold=dist[i], keep=lm.ordinal_mask(dec.ds))
     rng = jax.random.key(11 + i)
     span = s * step_size
     diffs, labels = ld.shift_pairs(dirs, sweep_lib.take_member(stacked, i), dec.generate,

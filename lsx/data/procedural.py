@@ -33,6 +33,8 @@ class _Procedural:
   factor_sizes: tuple[int, ...]
   image_shape: tuple[int, int, int]
   has_render = True
+  # factors whose index is a label, not a quantity (no order: direction scores skip them)
+  categorical: tuple[str, ...] = ("shape",)
 
   @property
   def num_examples(self) -> int:

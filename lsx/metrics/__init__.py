@@ -12,11 +12,11 @@ from lsx.metrics.interventions import beta_vae_score, factor_vae_score
 from lsx.metrics.mig import histogram_discretize, make_mig, mig, mig_from_codes
 from lsx.metrics.sap import sap, sap_continuous
 from lsx.metrics import suite
-from lsx.metrics.directions import (dfa, grid_oracle, traverse_linear, variation_pairs,
-                                    variation_predictability)
+from lsx.metrics.directions import (dfa, grid_oracle, ordinal_mask, traverse_linear,
+                                    variation_pairs, variation_predictability)
 
 __all__ = ["infomec", "make_infomec", "infomec_from_codes", "mig", "make_mig",
            "mig_from_codes", "histogram_discretize", "dci", "dci_logistic_from_codes",
            "scores_from_importance", "sap", "sap_continuous", "beta_vae_score",
-           "factor_vae_score", "dfa", "grid_oracle", "traverse_linear",
+           "factor_vae_score", "dfa", "grid_oracle", "ordinal_mask", "traverse_linear",
            "variation_pairs", "variation_predictability"]

@@ -72,6 +72,12 @@ def scores_from_attribution(r, active=None):
           "rho": rho}
 
 
+def ordinal_mask(dataset) -> np.ndarray:
+  """[J] bool: the dataset's factors that have an order (all but `dataset.categorical`)."""
+  cat = set(getattr(dataset, "categorical", ()))
+  return np.array([n not in cat for n in dataset.factor_names], bool)
+
+
 def coverage(p, threshold: float = 0.8) -> tuple[int, list]:
   """Factors matched one-to-one (Hungarian on P) to a direction with P > threshold."""
   from scipy.optimize import linear_sum_assignment
@@ -82,9 +88,20 @@ def coverage(p, threshold: float = 0.8) -> tuple[int, list]:
 
 
 def dfa(factors, steps, factor_sizes, circular=None, *, min_change: float = 0.01,
-        threshold: float = 0.8, off_manifold=None) -> dict:
-  """Direction-factor attribution from oracle-read factors [K, N, S, J] (host wrapper)."""
+        threshold: float = 0.8, off_manifold=None, keep=None) -> dict:
+  """Direction-factor attribution from oracle-read factors [K, N, S, J] (host wrapper).
+
+  `keep` [J] bool selects the factors scored (e.g. `ordinal_mask(dataset)`: a categorical
+  factor such as shape has no order, so a covariance with the step means nothing, and an
+  oracle's label flips on blurry images would read as large changes)."""
   f = jnp.asarray(factors)
+  if keep is not None:
+    keep = np.asarray(keep, bool)
+    if keep.shape != (f.shape[-1],) or not keep.any():
+      raise ValueError(f"keep must be a [J={f.shape[-1]}] mask with at least one factor.")
+    f = f[..., keep]
+    factor_sizes = np.asarray(factor_sizes)[keep]
+    circular = None if circular is None else np.asarray(circular, bool)[keep]
   if f.ndim != 4:
     raise ValueError(f"factors must be [directions K, anchors N, steps S, factors J], got {f.shape}.")
   sizes = np.asarray(factor_sizes, np.float32)
