@@ -17,6 +17,17 @@ def _load(path, arg=""):
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
 def test_every_config_builds_without_compiling(path):
   cfg = _load(path)
+  if "method" in cfg:  # a direction-discovery config: its method and directions build
+    import jax
+    from experiments import discover
+    from lsx import directions as ld
+    assert cfg.method in discover.METHODS and set(cfg.compare.methods) <= set(discover.METHODS)
+    dirs = ld.make_directions(cfg.directions.kind, cfg.directions.num, 10,
+                              hidden=int(cfg.directions.hidden) or None)
+    jax.eval_shape(dirs.init, jax.random.key(0))
+    assert set(cfg.hp) >= {"lr"}
+    assert _load(path, "smoke").train.steps < cfg.train.steps
+    return
   if "vae_workdir" in cfg:  # a flows config: its pieces build, shapes only
     import jax
     from lsx import flows
