@@ -154,7 +154,6 @@ def score_members(c, dirs, stacked, dec: Decoder, oracle) -> list[dict]:
   s = int(c.eval.steps)
   step_size = float(c.eval.span) * dec.sd / s
   anchors, vp_anchors = dec.z[: int(c.eval.anchors)], dec.z[-int(c.eval.vp_anchors):]
-  circular = [name == "orientation" for name in dec.ds.factor_names]
   images = jnp.stack([ld.traversal_images(dirs, sweep_lib.take_member(stacked, i),
                                           dec.generate, anchors, s, step_size)
                       for i in range(n)])  # [members, K, N, S, H, W, C]
@@ -163,8 +162,7 @@ def score_members(c, dirs, stacked, dec: Decoder, oracle) -> list[dict]:
   dist = np.asarray(dist).reshape(images.shape[:4])
   out = []
   for i in range(n):
-    r = lm.dfa(factors[i], np.arange(-s, s + 1), dec.ds.factor_sizes, circular,
-               off_manifold=dist[i], keep=lm.ordinal_mask(dec.ds))
+    r = lm.dataset_dfa(dec.ds, factors[i], np.arange(-s, s + 1), off_manifold=dist[i])
     rng = jax.random.key(11 + i)
     span = s * step_size
     diffs, labels = ld.shift_pairs(dirs, sweep_lib.take_member(stacked, i), dec.generate,

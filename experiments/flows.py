@@ -103,8 +103,7 @@ def main(argv):
   oracle = lm.grid_oracle(ds)
   fac, dist = oracle(frames.reshape((-1,) + ds.image_shape))
   fac = np.asarray(fac).reshape(frames.shape[:3] + (-1,))
-  circ = [n == "orientation" for n in ds.factor_names]
-  res = lm.dfa(fac, np.arange(-s, s + 1), ds.factor_sizes, circ, off_manifold=np.asarray(dist))
+  res = lm.dataset_dfa(ds, fac, np.arange(-s, s + 1), off_manifold=np.asarray(dist))
   out = {n: res[n] for n in ("disentanglement", "completeness", "direction_mig", "coverage",
                              "off_manifold", "matches")}
   out["train_steps_per_s"] = train_rate

@@ -32,12 +32,12 @@ _VP = flags.DEFINE_integer("vp_anchors", 300, "Anchors per direction for VP pair
 _SEEDS = flags.DEFINE_integer("random_seeds", 3, "Random direction sets.")
 
 
-def score_directions(decode, oracle, anchors, directions, steps, sizes, circular, vp_anchors):
+def score_directions(decode, oracle, anchors, directions, steps, ds, vp_anchors):
   images = lm.traverse_linear(decode, anchors, directions, steps)
   k, n, s = images.shape[:3]
   factors, dist = oracle(images.reshape((-1,) + images.shape[3:]))
   factors = np.asarray(factors).reshape(k, n, s, -1)
-  res = lm.dfa(factors, np.asarray(steps), sizes, circular, off_manifold=np.asarray(dist))
+  res = lm.dataset_dfa(ds, factors, np.asarray(steps), off_manifold=np.asarray(dist))
   diffs, labels = lm.variation_pairs(decode, vp_anchors, directions, jax.random.key(11),
                                      max_step=float(steps[-1]), min_step=float(steps[-1]) / 4)
   res["vp"] = lm.variation_predictability(diffs, labels, jax.random.key(12))["vp"]
@@ -60,18 +60,16 @@ def main(argv):
   steps = jnp.linspace(-_SPAN.value * sd, _SPAN.value * sd, 2 * _STEPS.value + 1)
   decode = jax.jit(lambda zz: jax.nn.sigmoid(model.decode(params, zz)))
   oracle = lm.grid_oracle(ds)
-  sizes = ds.factor_sizes
-  circular = [name == "orientation" for name in ds.factor_names]
   d = z.shape[1]
   rows = {}
   active = z.std(0) > 0.1 * z.std(0).max()
   axes = np.eye(d)[active]
   rows["latent axes (active)"] = score_directions(decode, oracle, anchors, jnp.asarray(axes),
-                                                  steps, sizes, circular, vp_anchors)
+                                                  steps, ds, vp_anchors)
   for s in range(_SEEDS.value):
     dirs = jax.random.normal(jax.random.key(100 + s), (axes.shape[0], d))
-    rows[f"random (seed {s})"] = score_directions(decode, oracle, anchors, dirs, steps, sizes,
-                                                  circular, vp_anchors)
+    rows[f"random (seed {s})"] = score_directions(decode, oracle, anchors, dirs, steps, ds,
+                                                  vp_anchors)
   keep = ("disentanglement", "completeness", "direction_mig", "coverage", "vp", "off_manifold")
   out = {name: {k: r[k] for k in keep} | {"matches": r["matches"]} for name, r in rows.items()}
   out["factor_names"] = list(ds.factor_names)

@@ -182,7 +182,6 @@ plt.figure(figsize=(6, 6)); plt.imshow(viz.image_grid(np.asarray(imgs[:, 0]))); 
     ("md", "## The DFA table\nThe oracle reads each decoded frame's factors by nearest "
            "neighbour over the rendered factor grid (4×4-pooled here for speed)."),
     ("code", '''oracle = lm.grid_oracle(ds, pool=4)
-circular = [n == "orientation" for n in ds.factor_names]
 candidates = {"latentclr": (dirs, dstate.params["directions"]),
               "pca": ld.fixed_directions(ld.pca_directions(z, 6)[0]),
               "sefa": ld.fixed_directions(ld.sefa_directions(vp["decoder"]["Dense_0"]["kernel"], 6)[0]),
@@ -190,7 +189,7 @@ candidates = {"latentclr": (dirs, dstate.params["directions"]),
 anchors = z[:2] if SMOKE else z[:8]
 for name, (d_, p_) in candidates.items():
   r = ld.score_directions(d_, p_, generate, oracle, anchors, z[-60:], num_steps=3,
-                          step_size=2 * sd / 3, factor_sizes=ds.factor_sizes, circular=circular)
+                          step_size=2 * sd / 3, dataset=ds)
   print(f"{name:10s} D {r['disentanglement']:.3f}  C {r['completeness']:.3f}  "
         f"dMIG {r['direction_mig']:.3f}  VP {r['vp']:.3f}")'''),
 ]

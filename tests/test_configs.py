@@ -49,3 +49,12 @@ def test_smoke_arg_shrinks_and_unknown_arg_fails():
   assert _load(path, "smoke").train.steps == 4
   with pytest.raises(ValueError, match="Unknown config argument 'big'"):
     _load(path, "big")
+
+
+def test_config_reference_in_docs_is_current():
+  import subprocess
+  import sys
+  root = os.path.join(os.path.dirname(__file__), "..")
+  out = subprocess.run([sys.executable, os.path.join(root, "docs", "make_config_reference.py"),
+                        "--check"], capture_output=True, text=True)
+  assert out.returncode == 0, out.stdout + out.stderr

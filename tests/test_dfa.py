@@ -87,3 +87,33 @@ def test_variation_predictability_separates_distinct_directions_from_noise():
   shuffled = jax.random.permutation(jax.random.key(3), labels)
   bad = lm.variation_predictability(diffs, shuffled, jax.random.key(5), train_fraction=0.3, steps=200)
   assert bad["vp"] < 0.6
+
+
+def test_symmetric_shapes_read_orientation_modulo_their_symmetry():
+  from lsx import data
+  ds = data.Sprites()
+  f = np.zeros((3, 5), np.int32)
+  f[:, 0] = [0, 1, 2]
+  np.testing.assert_allclose(ds.factor_periods(f)[:, 2], [39 / 4, 39 / 2, 39])
+  assert not ds.factor_periods(f)[:, [0, 1, 3, 4]].any()
+  # the renderer has that symmetry: a square a quarter turn (9.75 steps) on looks like
+  # the square 10 steps on, far more than like the square 5 steps on
+  img = lambda s, o: ds.render(jnp.array([[s, 5, o, 16, 16]]))[0]
+  near = float(jnp.abs(img(0, 0) - img(0, 10)).mean())
+  assert near < 0.3 * float(jnp.abs(img(0, 0) - img(0, 5)).mean())
+  # a direction that moves squares along x while the reading of their (ambiguous)
+  # orientation hops between equivalent quarter turns: pure x once symmetry is known
+  rng = np.random.default_rng(0)
+  k, n, s = 1, 6, 7
+  read = np.zeros((k, n, s, 5))
+  read[..., 1] = 3
+  read[..., 3] = 10 + np.arange(s) * 2
+  read[..., 4] = 12
+  read[..., 2] = 4 + 10 * rng.integers(0, 4, (k, n, s))  # 4, 14, 24, 34: one orientation
+  steps = np.arange(-3, 4)
+  naive = lm.dfa(read, steps, ds.factor_sizes, [n_ == "orientation" for n_ in ds.factor_names],
+                 keep=lm.ordinal_mask(ds))
+  aware = lm.dataset_dfa(ds, read, steps)
+  assert naive["P"][0, 2] < 0.8 < aware["P"][0, 2]  # columns: scale, orientation, x, y
+  with pytest.raises(ValueError, match="either circular or periods"):
+    lm.dfa(read, steps, ds.factor_sizes, [True] * 5, periods=ds.factor_periods(read))

@@ -43,6 +43,13 @@ class _Procedural:
   def sample_factors(self, rng, n: int) -> jax.Array:
     return _sample_factors(rng, n, self.factor_sizes)
 
+  def factor_periods(self, factors) -> np.ndarray:
+    """Float [..., F]: the period, in index units, after which each factor's value shows
+    the same image again given the other factors (0: not circular). Scoring a traversal
+    compares circular readings modulo this period."""
+    factors = np.asarray(factors)
+    return np.zeros(factors.shape, np.float32)
+
   def sample(self, rng, n: int):
     """Draw `n` images with uniformly random factors: (images [n,H,W,C], factors [n,F])."""
     factors = self.sample_factors(rng, n)
@@ -89,6 +96,19 @@ class Sprites(_Procedural):
         shape=np.arange(3), scale=np.linspace(0.5, 1.0, 6),
         orientation=np.linspace(0.0, 2 * np.pi, 40), x=np.linspace(0, 1, 32),
         y=np.linspace(0, 1, 32))
+
+  # rotational symmetry order of square, ellipse, heart: a square turned by a quarter
+  # turn is the same image, so its orientation is only defined modulo 2pi/4.
+  symmetry_order = (4, 2, 1)  # class constant, not a dataclass field
+
+  def factor_periods(self, factors) -> np.ndarray:
+    """Orientation indices 0..39 span 0..2pi inclusive (index 39 = index 0), so a full turn
+    is 39 index steps, divided by the shape's rotational symmetry order."""
+    factors = np.asarray(factors)
+    out = np.zeros(factors.shape, np.float32)
+    order = np.asarray(self.symmetry_order, np.float32)[np.clip(factors[..., 0], 0, 2).astype(np.int64)]
+    out[..., 2] = (self.factor_sizes[2] - 1) / order
+    return out
 
   def _render_one(self, f):
     shape, scale_i, ori_i, x_i, y_i = f[0], f[1], f[2], f[3], f[4]

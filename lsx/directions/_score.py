@@ -36,19 +36,27 @@ def shift_pairs(directions: Directions, params, generate: Callable, anchors, rng
 
 
 def score_directions(directions: Directions, params, generate: Callable, oracle: Callable,
-                     anchors, vp_anchors, *, num_steps: int, step_size: float, factor_sizes,
-                     circular=None, rng=None, vp: bool = True) -> dict:
+                     anchors, vp_anchors, *, num_steps: int, step_size: float, dataset=None,
+                     factor_sizes=None, circular=None, rng=None, vp: bool = True) -> dict:
   """DFA (D, C, direction-MIG, coverage, off-manifold distance) of the traversals of every
   direction from `anchors`, read by `oracle(images) -> (factors, distance)`, and
-  variation predictability on shifts of `vp_anchors`."""
+  variation predictability on shifts of `vp_anchors`.
+
+  With `dataset` (the oracle's), DFA uses its circular periods and scores its ordinal
+  factors (`lsx.metrics.dataset_dfa`); otherwise pass `factor_sizes` (and `circular`)."""
   from lsx import metrics as lm
 
   images = traversal_images(directions, params, generate, anchors, num_steps, step_size)
   k, n, s = images.shape[:3]
   factors, dist = oracle(images.reshape((-1,) + images.shape[3:]))
   factors = np.asarray(factors).reshape(k, n, s, -1)
-  res = lm.dfa(factors, np.arange(-num_steps, num_steps + 1), factor_sizes, circular,
-               off_manifold=np.asarray(dist))
+  steps = np.arange(-num_steps, num_steps + 1)
+  if dataset is not None:
+    res = lm.dataset_dfa(dataset, factors, steps, off_manifold=np.asarray(dist))
+  elif factor_sizes is not None:
+    res = lm.dfa(factors, steps, factor_sizes, circular, off_manifold=np.asarray(dist))
+  else:
+    raise ValueError("score_directions needs the oracle's dataset= (or factor_sizes=).")
   if vp:
     rng = jax.random.key(11) if rng is None else rng
     span = num_steps * step_size

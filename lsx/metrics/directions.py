@@ -12,7 +12,8 @@ factor oracle reads the J factors of every decoded image. Then (DESIGN.md):
   coverage = factors matched one-to-one (Hungarian on P) to a direction with P > 0.8
 
 Circular factors (orientation) are unwrapped relative to the anchor's value before the
-covariance. A direction whose mean |change| of every factor stays under `min_change`
+covariance, modulo the period after which the image repeats (a square's orientation
+repeats every quarter turn: `dataset.factor_periods`). A direction whose mean |change| of every factor stays under `min_change`
 (in units of the factor ranges) counts as changing nothing: its row of P is set uniform,
 so it can never score as pure. The oracle's distance to the data manifold is reported
 alongside (`off_manifold`).
@@ -32,18 +33,26 @@ def _entropy(p, axis):
   return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis)
 
 
-def unwrap_circular(f, period, circular):
-  """f [..., S, J]: circular columns expressed as the signed shortest difference to the
-  centre step (the anchor), so a turn through 0 is not a jump of a whole period."""
-  centre = f[..., f.shape[-2] // 2:f.shape[-2] // 2 + 1, :]
-  d = jnp.mod(f - centre + period / 2, period) - period / 2
-  return jnp.where(circular, d, f)
+def unwrap_circular(f, period):
+  """f [..., S, J]: circular readings (period > 0, broadcastable to f) expressed as the
+  signed shortest difference to the centre step (the anchor), so a turn through 0 is not
+  a jump of a whole period. Where the anchor and the step have different periods (a
+  symmetric shape's orientation is defined modulo a fraction of a turn) the finer one is
+  used. Non-circular columns (period 0) pass through."""
+  mid = f.shape[-2] // 2
+  period = jnp.broadcast_to(jnp.asarray(period, f.dtype), f.shape)
+  centre = f[..., mid:mid + 1, :]
+  p = jnp.minimum(period, period[..., mid:mid + 1, :])
+  safe = jnp.where(p > 0, p, 1.0)
+  d = jnp.mod(f - centre + safe / 2, safe) - safe / 2
+  return jnp.where(p > 0, d, f)
 
 
 @jax.jit
-def attribution_matrix(factors, steps, ranges, circular, min_change=0.01):
-  """R [K, J] and the per-direction activity from read factors [K, N, S, J]."""
-  f = unwrap_circular(factors.astype(jnp.float32), ranges + 1.0, circular)
+def attribution_matrix(factors, steps, ranges, periods, min_change=0.01):
+  """R [K, J] and the per-direction activity from read factors [K, N, S, J]; `periods`
+  (broadcastable to the factors, 0 = not circular) as in `unwrap_circular`."""
+  f = unwrap_circular(factors.astype(jnp.float32), periods)
   s = steps.astype(jnp.float32)
   sc = s - s.mean()
   fc = f - f.mean(axis=2, keepdims=True)
@@ -87,31 +96,48 @@ def coverage(p, threshold: float = 0.8) -> tuple[int, list]:
   return len(pairs), pairs
 
 
-def dfa(factors, steps, factor_sizes, circular=None, *, min_change: float = 0.01,
-        threshold: float = 0.8, off_manifold=None, keep=None) -> dict:
+def dfa(factors, steps, factor_sizes, circular=None, *, periods=None,
+        min_change: float = 0.01, threshold: float = 0.8, off_manifold=None,
+        keep=None) -> dict:
   """Direction-factor attribution from oracle-read factors [K, N, S, J] (host wrapper).
 
-  `keep` [J] bool selects the factors scored (e.g. `ordinal_mask(dataset)`: a categorical
-  factor such as shape has no order, so a covariance with the step means nothing, and an
-  oracle's label flips on blurry images would read as large changes)."""
+  Circular factors: `circular` [J] bool (period = the factor's size), or `periods`
+  broadcastable to [K, N, S, J] (index units, 0 = not circular; e.g. from
+  `dataset.factor_periods(factors)`, which knows a square's orientation repeats every
+  quarter turn). `keep` [J] bool selects the factors scored (e.g. `ordinal_mask(dataset)`:
+  a categorical factor such as shape has no order, so a covariance with the step means
+  nothing, and an oracle's label flips on blurry images would read as large changes).
+  `dataset_dfa` applies both from a dataset."""
   f = jnp.asarray(factors)
-  if keep is not None:
-    keep = np.asarray(keep, bool)
-    if keep.shape != (f.shape[-1],) or not keep.any():
-      raise ValueError(f"keep must be a [J={f.shape[-1]}] mask with at least one factor.")
-    f = f[..., keep]
-    factor_sizes = np.asarray(factor_sizes)[keep]
-    circular = None if circular is None else np.asarray(circular, bool)[keep]
   if f.ndim != 4:
     raise ValueError(f"factors must be [directions K, anchors N, steps S, factors J], got {f.shape}.")
   sizes = np.asarray(factor_sizes, np.float32)
   if sizes.shape != (f.shape[-1],):
     raise ValueError(f"factor_sizes has {sizes.shape[0]} entries for {f.shape[-1]} factors.")
+  if periods is None:
+    circ = np.zeros(f.shape[-1], bool) if circular is None else np.asarray(circular, bool)
+    if circ.shape != (f.shape[-1],):
+      raise ValueError(f"circular has {circ.shape} entries for {f.shape[-1]} factors.")
+    periods = np.where(circ, sizes, 0.0).astype(np.float32)
+  else:
+    if circular is not None:
+      raise ValueError("pass either circular or periods, not both.")
+    periods = np.asarray(periods, np.float32)
+    try:
+      periods = np.broadcast_to(periods, f.shape)
+    except ValueError:
+      raise ValueError(f"periods of shape {periods.shape} do not broadcast to the factors "
+                       f"{f.shape}.") from None
+  if keep is not None:
+    keep = np.asarray(keep, bool)
+    if keep.shape != (f.shape[-1],) or not keep.any():
+      raise ValueError(f"keep must be a [J={f.shape[-1]}] mask with at least one factor.")
+    f, sizes = f[..., keep], sizes[keep]
+    periods = np.asarray(periods)[..., keep]
   if len(steps) != f.shape[2] or len(steps) < 2:
     raise ValueError(f"steps must have one value per traversal step ({f.shape[2]}), >= 2.")
-  circ = np.zeros(f.shape[-1], bool) if circular is None else np.asarray(circular, bool)
   r, active = attribution_matrix(f, jnp.asarray(steps), jnp.asarray(np.maximum(sizes - 1, 1)),
-                                 jnp.asarray(circ), min_change)
+                                 jnp.asarray(periods), min_change)
   out = jax.device_get(scores_from_attribution(r, active))
   cov, pairs = coverage(out["P"], threshold)
   res = {"disentanglement": float(out["disentanglement"]),
@@ -121,6 +147,26 @@ def dfa(factors, steps, factor_sizes, circular=None, *, min_change: float = 0.01
   if off_manifold is not None:
     res["off_manifold"] = float(np.mean(off_manifold))
   return res
+
+
+def factor_periods(dataset, factors) -> np.ndarray:
+  """[..., F] circular periods of read factors: `dataset.factor_periods` where the dataset
+  defines it, else a factor named 'orientation' is taken to repeat after its size."""
+  factors = np.asarray(factors)
+  if hasattr(dataset, "factor_periods"):
+    return np.asarray(dataset.factor_periods(factors), np.float32)
+  sizes = np.asarray(dataset.factor_sizes, np.float32)
+  row = np.where([n == "orientation" for n in dataset.factor_names], sizes, 0.0)
+  return np.broadcast_to(row.astype(np.float32), factors.shape)
+
+
+def dataset_dfa(dataset, factors, steps, *, off_manifold=None, ordinal_only: bool = True,
+                **kwargs) -> dict:
+  """`dfa` with the dataset's knowledge applied: circular periods from
+  `factor_periods(dataset, factors)` and, by default, only the ordinal factors scored."""
+  keep = ordinal_mask(dataset) if ordinal_only else None
+  return dfa(factors, steps, dataset.factor_sizes, periods=factor_periods(dataset, factors),
+             off_manifold=off_manifold, keep=keep, **kwargs)
 
 
 def grid_oracle(dataset, chunk: int = 4096, pool: int = 1) -> Callable:
