@@ -54,7 +54,8 @@ def main(argv):
     raise SystemExit("the factor oracle needs a dataset with a rendered factor grid")
   images, _ = ds.sample(jax.random.key(7), 2000)
   z = np.asarray(jax.jit(model.represent)(params, images))
-  sd = z.std(0).mean()
+  std = z.std(0)
+  sd = std[std > 0.1 * std.max()].mean()  # the active latents' scale
   anchors = jnp.asarray(z[:_ANCHORS.value])
   vp_anchors = jnp.asarray(z[-_VP.value:])
   steps = jnp.linspace(-_SPAN.value * sd, _SPAN.value * sd, 2 * _STEPS.value + 1)

@@ -20,10 +20,16 @@ WORK = tempfile.mkdtemp(prefix="lsx_nb_")
 print("jax", jax.__version__, jax.default_backend(), "| smoke" if SMOKE else "", "| workdirs in", WORK)'''
 
 
-def config(spec, workdir, **over):
+SMOKE_ARCH = '''  if SMOKE:  # CI only: a small MLP pair compiles in seconds (the conv net in a minute)
+    c.model.arch, c.model.hidden = "mlp", (64,)'''
+
+
+def config(spec, workdir, smoke_arch=True, **over):
   lines = [f'c = common.load("../configs/{spec}")', "with c.unlocked():",
            f'  c.workdir = os.path.join(WORK, "{workdir}")']
   lines += [f"  c.{k} = {v}" for k, v in over.items()]
+  if smoke_arch:
+    lines.append(SMOKE_ARCH)
   return "\n".join(lines)
 
 
@@ -110,6 +116,7 @@ for name, spec in (("QLAE", "qlae_scenes.py"), ("beta-VAE", "betavae_scenes.py")
     c.train.steps = 4 if SMOKE else 400
     c.train.chunk = 2 if SMOKE else 50
     c.train.batch_size = 16 if SMOKE else 32
+''' + SMOKE_ARCH.replace("\n", "\n  ").replace("  if SMOKE", "    if SMOKE", 1) + '''
   state, setup = lt.train(c, c.workdir, write_figures=False, print_fn=lambda s: None)
   runs[name] = (setup, state)
   print(name, "trained")'''),
@@ -136,7 +143,7 @@ NOTEBOOKS["navigating_latents"] = [
            "and the direction-factor attribution (DFA) table. About 5 minutes on a laptop "
            "CPU; short runs, so expect modest scores (REPRODUCTION.md has the full ones)."),
     ("code", SETUP),
-    ("code", config("betavae_sprites.py", "vae", **{
+    ("code", config("betavae_sprites.py", "vae", smoke_arch=False, **{
         "train.steps": "10 if SMOKE else 800", "train.chunk": "10 if SMOKE else 50",
         "train.batch_size": "16 if SMOKE else 32"}) +
      '''\nvstate, vsetup = lt.train(c, c.workdir, write_figures=False, print_fn=lambda s: None)
@@ -187,9 +194,9 @@ candidates = {"latentclr": (dirs, dstate.params["directions"]),
               "sefa": ld.fixed_directions(ld.sefa_directions(vp["decoder"]["Dense_0"]["kernel"], 6)[0]),
               "random": ld.fixed_directions(jax.random.normal(jax.random.key(5), (6, model.latent_dim)))}
 anchors = z[:2] if SMOKE else z[:8]
-for name, (d_, p_) in candidates.items():
-  r = ld.score_directions(d_, p_, generate, oracle, anchors, z[-60:], num_steps=3,
-                          step_size=2 * sd / 3, dataset=ds)
+scores = ld.score_direction_sets(candidates, generate, oracle, anchors, z[-60:], num_steps=3,
+                                 step_size=2 * sd / 3, dataset=ds)  # one oracle pass for all
+for name, r in scores.items():
   print(f"{name:10s} D {r['disentanglement']:.3f}  C {r['completeness']:.3f}  "
         f"dMIG {r['direction_mig']:.3f}  VP {r['vp']:.3f}")'''),
 ]
@@ -257,6 +264,8 @@ def main():
     nb = nbf.v4.new_notebook()
     nb.cells = [nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src)
                 for kind, src in cells]
+    for i, cell in enumerate(nb.cells):  # stable ids: regenerating changes only what changed
+      cell.id = f"{name}-{i}"
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nbf.write(nb, os.path.join(HERE, f"{name}.ipynb"))

@@ -25,13 +25,15 @@ from lsx.directions._objectives import (FORMS, Reconstructor, contrastive_featur
                                         noiseclr_loss)
 from lsx.directions._param import (KINDS, Directions, fixed_directions, householder_matrix,
                                    make_directions, normalize, skew_expm, traverse)
-from lsx.directions._score import make_edit, score_directions, shift_pairs, traversal_images
+from lsx.directions._score import (make_edit, score_direction_sets, score_directions, shift_pairs,
+                                  traversal_images)
 
 __all__ = [
     "Directions", "FORMS", "KINDS", "Reconstructor", "contrastive_features",
     "fixed_directions", "ganspace_directions", "householder_matrix", "jacobian_svd",
     "latentclr_loss", "make_contrastive_objective", "make_directions", "make_edit",
     "make_feature_map", "make_voynov_objective", "noiseclr_loss", "normalize",
-    "pca_directions", "sample_shifts", "score_directions", "sefa_directions", "shift_pairs", "skew_expm",
+    "pca_directions", "sample_shifts", "score_direction_sets", "score_directions",
+    "sefa_directions", "shift_pairs", "skew_expm",
     "traversal_images", "traverse",
 ]

@@ -43,27 +43,48 @@ def score_directions(directions: Directions, params, generate: Callable, oracle:
   variation predictability on shifts of `vp_anchors`.
 
   With `dataset` (the oracle's), DFA uses its circular periods and scores its ordinal
-  factors (`lsx.metrics.dataset_dfa`); otherwise pass `factor_sizes` (and `circular`)."""
+  factors (`lsx.metrics.dataset_dfa`); otherwise pass `factor_sizes` (and `circular`).
+  Several sets of directions: `score_direction_sets` (one oracle pass for all)."""
+  return score_direction_sets({"_": (directions, params)}, generate, oracle, anchors,
+                              vp_anchors, num_steps=num_steps, step_size=step_size,
+                              dataset=dataset, factor_sizes=factor_sizes, circular=circular,
+                              rng=rng, vp=vp)["_"]
+
+
+def score_direction_sets(sets: dict, generate: Callable, oracle: Callable, anchors,
+                         vp_anchors, *, num_steps: int, step_size: float, dataset=None,
+                         factor_sizes=None, circular=None, rng=None, vp: bool = True) -> dict:
+  """`score_directions` for {name: (directions, params)} on one generator; the oracle
+  reads the traversals of every set in one call (a grid oracle renders its factor grid
+  once, not once per set). Returns {name: scores}."""
   from lsx import metrics as lm
 
-  images = traversal_images(directions, params, generate, anchors, num_steps, step_size)
-  k, n, s = images.shape[:3]
-  factors, dist = oracle(images.reshape((-1,) + images.shape[3:]))
-  factors = np.asarray(factors).reshape(k, n, s, -1)
-  steps = np.arange(-num_steps, num_steps + 1)
-  if dataset is not None:
-    res = lm.dataset_dfa(dataset, factors, steps, off_manifold=np.asarray(dist))
-  elif factor_sizes is not None:
-    res = lm.dfa(factors, steps, factor_sizes, circular, off_manifold=np.asarray(dist))
-  else:
+  if dataset is None and factor_sizes is None:
     raise ValueError("score_directions needs the oracle's dataset= (or factor_sizes=).")
-  if vp:
-    rng = jax.random.key(11) if rng is None else rng
-    span = num_steps * step_size
-    diffs, labels = shift_pairs(directions, params, generate, vp_anchors, rng, span, span / 4)
-    res["vp"] = lm.variation_predictability(diffs, labels, jax.random.fold_in(rng, 2),
-                                            num_classes=k)["vp"]
-  return res
+  images = {name: traversal_images(d, p, generate, anchors, num_steps, step_size)
+            for name, (d, p) in sets.items()}
+  flat = jnp.concatenate([x.reshape((-1,) + x.shape[3:]) for x in images.values()])
+  factors_all, dist_all = oracle(flat)
+  factors_all, dist_all = np.asarray(factors_all), np.asarray(dist_all)
+  steps = np.arange(-num_steps, num_steps + 1)
+  rng = jax.random.key(11) if rng is None else rng
+  out, i = {}, 0
+  for name, (directions, params) in sets.items():
+    k, n, s = images[name].shape[:3]
+    factors = factors_all[i:i + k * n * s].reshape(k, n, s, -1)
+    dist = dist_all[i:i + k * n * s]
+    i += k * n * s
+    if dataset is not None:
+      res = lm.dataset_dfa(dataset, factors, steps, off_manifold=dist)
+    else:
+      res = lm.dfa(factors, steps, factor_sizes, circular, off_manifold=dist)
+    if vp:
+      span = num_steps * step_size
+      diffs, labels = shift_pairs(directions, params, generate, vp_anchors, rng, span, span / 4)
+      res["vp"] = lm.variation_predictability(diffs, labels, jax.random.fold_in(rng, 2),
+                                              num_classes=k)["vp"]
+    out[name] = res
+  return out
 
 
 def make_edit(model, model_params, directions: Directions) -> Callable:
