@@ -270,3 +270,42 @@ def test_feature_maps():
     ld.make_feature_map("decoder:Dense_9", model, mp)
   with pytest.raises(ValueError, match="Unknown feature map"):
     ld.make_feature_map("vgg", model, mp)
+
+
+def test_direction_sets_scored_in_one_oracle_pass_equal_scored_alone():
+  from lsx import metrics as lm
+
+  class Blobs:  # a blob at (row, col) = factors on a 16x16 image
+    factor_names = ("row", "col")
+    factor_sizes = (12, 12)
+    num_examples = 144
+
+    def index_to_factors(self, i):
+      return jnp.stack([i // 12, i % 12], -1).astype(jnp.int32)
+
+    def render(self, f):
+      return self.draw(f.astype(jnp.float32))
+
+    def draw(self, pos):
+      xs = jnp.arange(16.0)
+      img = jnp.exp(-((xs[None, :, None] - 2 - pos[:, 0, None, None]) ** 2
+                      + (xs[None, None, :] - 2 - pos[:, 1, None, None]) ** 2) / 2.0)
+      return img[..., None]
+
+  ds = Blobs()
+  generate = lambda z: ds.draw(5.5 + 2.0 * z)  # latent axes move the blob by 2 cells per unit
+  calls = []
+  base = lm.grid_oracle(ds)
+  oracle = lambda x: (calls.append(x.shape[0]), base(x))[1]
+  sets = {"axes": ld.fixed_directions(jnp.eye(2)),
+          "diagonal": ld.fixed_directions(jnp.array([[1.0, 1.0], [1.0, -1.0]]) / jnp.sqrt(2.0))}
+  anchors = jax.random.uniform(jax.random.key(0), (4, 2), minval=-0.5, maxval=0.5)
+  kw = dict(num_steps=2, step_size=0.5, dataset=ds, vp=False)
+  joint = ld.score_direction_sets(sets, generate, oracle, anchors, anchors, **kw)
+  assert len(calls) == 1
+  assert joint["axes"]["disentanglement"] > 0.95 and joint["axes"]["coverage"] == 2
+  assert joint["diagonal"]["disentanglement"] < 0.1
+  for name, (d, p) in sets.items():
+    alone = ld.score_directions(d, p, generate, oracle, anchors, anchors, **kw)
+    for key in ("disentanglement", "completeness", "direction_mig", "coverage", "off_manifold"):
+      assert alone[key] == pytest.approx(joint[name][key], abs=1e-6), (name, key)
