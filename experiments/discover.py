@@ -11,7 +11,8 @@ direction) and directions.json (the directions, per-seed scores, mean and spread
 
 --compare: every method in config.compare.methods on the same decoder, plus the
 references (random directions, the decoder's latent axes, the latent axes of a plain AE
-decoder), into comparison.csv, comparison.png and comparison.json.
+decoder), into comparison.csv, comparison.png and comparison.json, and the oracle's raw
+readings of every traversal (factors [members, K, N, S, F], distances) into readings.npz.
 """
 from __future__ import annotations
 
@@ -294,6 +295,10 @@ def main(argv):
   reads = read_sets(oracle, [traversal_set(c, dd, st, dc) for dd, st, dc in entries.values()])
   log(f"oracle read every traversal of {len(entries)} rows in one pass "
       f"({time.perf_counter() - t1:.0f}s)")
+  # the raw readings, so a scoring variant can be studied without decoding again
+  np.savez_compressed(os.path.join(c.workdir, "readings.npz"),
+                      **{f"{n}/factors": f for n, (f, _) in zip(entries, reads)},
+                      **{f"{n}/distance": d for n, (_, d) in zip(entries, reads)})
   table = {}
   for (name, (dd, st, dc)), (factors, dist) in zip(entries.items(), reads):
     rows = score_read(c, dd, st, dc, factors, dist)
