@@ -143,7 +143,7 @@ NOTEBOOKS["navigating_latents"] = [
            "and the direction-factor attribution (DFA) table. About 5 minutes on a laptop "
            "CPU; short runs, so expect modest scores (REPRODUCTION.md has the full ones)."),
     ("code", SETUP),
-    ("code", config("betavae_sprites.py", "vae", smoke_arch=False, **{
+    ("code", config("betavae_sprites.py", "vae", **{
         "train.steps": "10 if SMOKE else 800", "train.chunk": "10 if SMOKE else 50",
         "train.batch_size": "16 if SMOKE else 32"}) +
      '''\nvstate, vsetup = lt.train(c, c.workdir, write_figures=False, print_fn=lambda s: None)
@@ -175,7 +175,8 @@ plt.title("one row per potential"); plt.show()'''),
     ("md", "## Contrastive directions (LatentCLR) and closed-form baselines"),
     ("code", '''from lsx import directions as ld
 dirs = ld.make_directions("global", 6, model.latent_dim)
-feat = ld.make_feature_map("decoder:ConvT4S2_0", model, vp)
+# phi: the decoder's first transposed convolution (the smoke run's MLP decoder: pixels)
+feat = ld.make_feature_map("pixels" if SMOKE else "decoder:ConvT4S2_0", model, vp)
 init, closs = ld.make_contrastive_objective(dirs, feat, "latentclr")
 opt = lt.make_optimizer("adamw")
 dstate = lt.TrainState.create(init(jax.random.key(0)), opt, jax.random.key(1))

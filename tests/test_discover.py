@@ -56,6 +56,15 @@ def test_discover_compare_covers_every_method_and_reference(decoders, tmp_path):
       assert 0.0 <= float(r[key]) <= 1.0 + 1e-6, (r["method"], key)
   assert (tmp_path / "comparison.png").stat().st_size > 0
   assert "latentclr" in out.stdout
+  # the saved raw readings re-score to the table: members x K x anchors x (2S+1) x factors
+  from lsx import data, metrics as lm
+  readings = np.load(tmp_path / "readings.npz")
+  ds = data.get_dataset("sprites")
+  for r in rows:
+    f = readings[f"{r['method']}/factors"]
+    assert f.ndim == 5 and f.shape[2:] == (2, 3, 5), (r["method"], f.shape)
+    d = [lm.dataset_dfa(ds, m, np.arange(-1, 2))["disentanglement"] for m in f]
+    assert np.mean(d) == pytest.approx(float(r["disentanglement_mean"]), abs=1e-4), r["method"]
 
 
 def test_discover_unknown_method_fails_before_training(decoders, tmp_path):
