@@ -72,7 +72,7 @@ NOTEBOOKS["sweeps"] = [
            "device mesh). About 4 minutes on a laptop CPU."),
     ("code", SETUP),
     ("code", config("betavae_sprites.py", "sweep", **{
-        "train.steps": "10 if SMOKE else 600", "train.chunk": "10 if SMOKE else 50",
+        "train.steps": "10 if SMOKE else 400", "train.chunk": "10 if SMOKE else 50",
         "train.batch_size": "16 if SMOKE else 32", "sweep.seed": "(0, 1)",
         "sweep.hp": '{"beta": (1.0, 4.0) if SMOKE else (1.0, 4.0, 16.0)}'}) +
      "\nstate, setup = lt.train(c, c.workdir)  # one stacked state, per-member metrics"),
