@@ -71,9 +71,7 @@ class Decoder:
     images, _ = self.ds.sample(jax.random.key(7), num_data)
     self.z = jax.jit(self.model.represent)(params, images)
     # the latent scale traversals are measured in: the mean std of the active latents
-    # (std > 0.1 max), so collapsed dimensions of a VAE do not shorten every traversal
-    std = np.asarray(jnp.std(self.z, 0))
-    self.sd = float(std[std > 0.1 * std.max()].mean())
+    self.sd = float(np.asarray(self.z).std(0)[ld.active_latents(self.z)].mean())
 
   def sample(self, rng, n):
     return self.model.represent(self.params, self.ds.sample(rng, n)[0]), None
@@ -163,20 +161,6 @@ def traversal_set(c, dirs, stacked, dec: Decoder):
                     for i in range(n)])
 
 
-def read_sets(oracle, image_sets) -> list:
-  """The oracle over several image arrays [..., H, W, C] in one call (the factor grid is
-  rendered once, whatever the number of methods): [(factors [..., F], distance [...])]."""
-  flat = [x.reshape((-1,) + x.shape[-3:]) for x in image_sets]
-  f, d = oracle(jnp.concatenate(flat))
-  f, d = np.asarray(f), np.asarray(d)
-  out, i = [], 0
-  for x in image_sets:
-    m = int(np.prod(x.shape[:-3]))
-    out.append((f[i:i + m].reshape(x.shape[:-3] + (-1,)), d[i:i + m].reshape(x.shape[:-3])))
-    i += m
-  return out
-
-
 def score_read(c, dirs, stacked, dec: Decoder, factors, dist) -> list[dict]:
   """DFA (from oracle-read factors [members, K, N, S, F]) and VP of every member."""
   s = int(c.eval.steps)
@@ -196,7 +180,7 @@ def score_read(c, dirs, stacked, dec: Decoder, factors, dist) -> list[dict]:
 
 def score_members(c, dirs, stacked, dec: Decoder, oracle) -> list[dict]:
   """DFA and VP of every member (seed) of stacked direction params."""
-  (factors, dist), = read_sets(oracle, [traversal_set(c, dirs, stacked, dec)])
+  (factors, dist), = ld.read_in_one_pass(oracle, [traversal_set(c, dirs, stacked, dec)])
   return score_read(c, dirs, stacked, dec, factors, dist)
 
 
@@ -292,7 +276,8 @@ def main(argv):
   ae = Decoder(ae_setup, ae_params, int(c.eval.data))
   entries.update({n: (dd, st, ae) for n, (dd, st) in reference_sets(c, ae, "plain AE").items()})
   t1 = time.perf_counter()
-  reads = read_sets(oracle, [traversal_set(c, dd, st, dc) for dd, st, dc in entries.values()])
+  reads = ld.read_in_one_pass(oracle, [traversal_set(c, dd, st, dc)
+                                        for dd, st, dc in entries.values()])
   log(f"oracle read every traversal of {len(entries)} rows in one pass "
       f"({time.perf_counter() - t1:.0f}s)")
   # the raw readings, so a scoring variant can be studied without decoding again

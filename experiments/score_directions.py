@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from lsx import metrics as lm
+from lsx import directions as ld, metrics as lm
 from lsx.train import load_run
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained single-run workdir.")
@@ -54,8 +54,8 @@ def main(argv):
     raise SystemExit("the factor oracle needs a dataset with a rendered factor grid")
   images, _ = ds.sample(jax.random.key(7), 2000)
   z = np.asarray(jax.jit(model.represent)(params, images))
-  std = z.std(0)
-  sd = std[std > 0.1 * std.max()].mean()  # the active latents' scale
+  active = ld.active_latents(z)
+  sd = z.std(0)[active].mean()  # the active latents' scale
   anchors = jnp.asarray(z[:_ANCHORS.value])
   vp_anchors = jnp.asarray(z[-_VP.value:])
   steps = jnp.linspace(-_SPAN.value * sd, _SPAN.value * sd, 2 * _STEPS.value + 1)
@@ -63,7 +63,6 @@ def main(argv):
   oracle = lm.grid_oracle(ds)
   d = z.shape[1]
   rows = {}
-  active = z.std(0) > 0.1 * z.std(0).max()
   axes = np.eye(d)[active]
   rows["latent axes (active)"] = score_directions(decode, oracle, anchors, jnp.asarray(axes),
                                                   steps, ds, vp_anchors)

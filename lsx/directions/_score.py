@@ -35,6 +35,29 @@ def shift_pairs(directions: Directions, params, generate: Callable, anchors, rng
   return (x1 - x0[None]).reshape((k * n,) + x0.shape[1:]), jnp.repeat(jnp.arange(k), n)
 
 
+def read_in_one_pass(oracle: Callable, image_sets) -> list:
+  """`oracle(images [n, H, W, C]) -> (factors [n, F], distance [n])` over several image
+  arrays [..., H, W, C] in one call (a grid oracle renders its factor grid once, whatever
+  the number of sets): [(factors [..., F], distance [...]) per set], as numpy."""
+  flat = [x.reshape((-1,) + x.shape[-3:]) for x in image_sets]
+  f, d = oracle(jnp.concatenate(flat))
+  f, d = np.asarray(f), np.asarray(d)
+  out, i = [], 0
+  for x in image_sets:
+    m = int(np.prod(x.shape[:-3]))
+    out.append((f[i:i + m].reshape(x.shape[:-3] + (-1,)), d[i:i + m].reshape(x.shape[:-3])))
+    i += m
+  return out
+
+
+def active_latents(z, threshold: float = 0.1):
+  """[d] bool: the latents whose std over the encoded data `z` [n, d] exceeds `threshold`
+  times the largest (a VAE's collapsed dimensions are not). Traversals are measured in
+  `z.std(0)[active_latents(z)].mean()`, so collapsed dimensions do not shorten them."""
+  std = np.asarray(z).std(0)
+  return std > threshold * std.max()
+
+
 def score_directions(directions: Directions, params, generate: Callable, oracle: Callable,
                      anchors, vp_anchors, *, num_steps: int, step_size: float, dataset=None,
                      factor_sizes=None, circular=None, rng=None, vp: bool = True) -> dict:
@@ -61,19 +84,15 @@ def score_direction_sets(sets: dict, generate: Callable, oracle: Callable, ancho
 
   if dataset is None and factor_sizes is None:
     raise ValueError("score_directions needs the oracle's dataset= (or factor_sizes=).")
-  images = {name: traversal_images(d, p, generate, anchors, num_steps, step_size)
-            for name, (d, p) in sets.items()}
-  flat = jnp.concatenate([x.reshape((-1,) + x.shape[3:]) for x in images.values()])
-  factors_all, dist_all = oracle(flat)
-  factors_all, dist_all = np.asarray(factors_all), np.asarray(dist_all)
+  images = [traversal_images(d, p, generate, anchors, num_steps, step_size)
+            for d, p in sets.values()]
   steps = np.arange(-num_steps, num_steps + 1)
   rng = jax.random.key(11) if rng is None else rng
-  out, i = {}, 0
-  for name, (directions, params) in sets.items():
-    k, n, s = images[name].shape[:3]
-    factors = factors_all[i:i + k * n * s].reshape(k, n, s, -1)
-    dist = dist_all[i:i + k * n * s]
-    i += k * n * s
+  out = {}
+  for (name, (directions, params)), (factors, dist) in zip(sets.items(),
+                                                           read_in_one_pass(oracle, images)):
+    k = factors.shape[0]
+    dist = dist.reshape(-1)
     if dataset is not None:
       res = lm.dataset_dfa(dataset, factors, steps, off_manifold=dist)
     else:

@@ -13,9 +13,9 @@ factor oracle reads the J factors of every decoded image. Then (DESIGN.md):
 
 Circular factors (orientation) are unwrapped relative to the anchor's value before the
 covariance, modulo the period after which the image repeats (a square's orientation
-repeats every quarter turn: `dataset.factor_periods`). A direction whose mean |change| of every factor stays under `min_change`
-(in units of the factor ranges) counts as changing nothing: its row of P is set uniform,
-so it can never score as pure. The oracle's distance to the data manifold is reported
+repeats every quarter turn: `dataset.factor_periods`). A direction whose mean |change| of
+every factor stays under `min_change` (in units of the factor ranges) counts as changing
+nothing: its row of P is set uniform, so it can never score as pure. The oracle's distance to the data manifold is reported
 alongside (`off_manifold`).
 """
 from __future__ import annotations
