@@ -29,15 +29,20 @@ def _ref_conv_transpose(x, w):
   return out[:, 1:-1, 1:-1]
 
 
-@pytest.mark.parametrize("impl", ["gemm", "xla"])
-@pytest.mark.parametrize("out_ch", [1, 5])  # gemm uses col2im for <= 4 output channels
-def test_conv_matches_loop_reference(impl, out_ch):
+@pytest.mark.parametrize("impl", lnn.conv.IMPLS)
+@pytest.mark.parametrize("in_ch,out_ch", [(3, 1), (1, 5), (3, 5)])  # gemm: each path once
+def test_conv_matches_loop_reference(impl, in_ch, out_ch):
   rng = np.random.default_rng(0)
-  x = rng.normal(size=(2, 8, 6, 3)).astype(np.float32)
-  w = rng.normal(size=(4, 4, 3, out_ch)).astype(np.float32)
+  x = rng.normal(size=(2, 8, 6, in_ch)).astype(np.float32)
+  w = rng.normal(size=(4, 4, in_ch, out_ch)).astype(np.float32)
   np.testing.assert_allclose(lnn.conv4s2(x, w, impl=impl), _ref_conv(x, w), atol=1e-4)
   np.testing.assert_allclose(lnn.conv_transpose4s2(x, w, impl=impl), _ref_conv_transpose(x, w),
                              atol=1e-4)
+
+
+def test_unknown_conv_impl_names_the_choices():
+  with pytest.raises(ValueError, match="s2d"):
+    lnn.conv4s2(jnp.zeros((1, 4, 4, 1)), jnp.zeros((4, 4, 1, 1)), impl="cudnn")
 
 
 def test_micro_batched_image_layer_matches_reference():
@@ -49,7 +54,7 @@ def test_micro_batched_image_layer_matches_reference():
   np.testing.assert_allclose(g[0], g[1], atol=1e-3, rtol=1e-4)
 
 
-def test_gemm_and_xla_gradients_agree():
+def test_gemm_forms_and_xla_gradients_agree():
   rng = np.random.default_rng(1)
   x = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)
   for o in (2, 6):
@@ -58,9 +63,11 @@ def test_gemm_and_xla_gradients_agree():
 
 def _grads_agree(x, w):
   for f in (lnn.conv4s2, lnn.conv_transpose4s2):
-    g = [jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w, impl=i))), (0, 1))(x, w) for i in ("gemm", "xla")]
-    for a, b in zip(*g):
-      np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+    g = [jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w, impl=i))), (0, 1))(x, w)
+         for i in ("xla", "s2d", "patch")]
+    for other in g[1:]:
+      for a, b in zip(g[0], other):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("shape", [(64, 64, 1), (28, 28, 1), (64, 64, 3), (32, 32, 2)])
