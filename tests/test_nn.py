@@ -102,3 +102,25 @@ def test_mlp_pair():
 def test_bad_arch_is_named():
   with pytest.raises(ValueError, match="Unknown architecture 'resnet'"):
     lnn.make_networks("resnet", (64, 64, 1), 4)
+
+
+@pytest.mark.parametrize("impl", ["s2d", "patch"])
+def test_gemm_forms_compose_with_jvp_vmap_and_second_order(impl):
+  """The shift primitives must support every transformation lax.conv does."""
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(2, 6, 4, 3)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(4, 4, 3, 5)), jnp.float32)
+  for f in (lnn.conv4s2, lnn.conv_transpose4s2):
+    ours, ref = (lambda x, w: f(x, w, impl=impl)), (lambda x, w: f(x, w, impl="xla"))
+    close = lambda a, b: np.testing.assert_allclose(a, b, atol=2e-4, rtol=1e-4)
+    close(jax.jvp(ours, (x, w), (0.3 * x, 0.2 * w))[1], jax.jvp(ref, (x, w), (0.3 * x, 0.2 * w))[1])
+    # reverse over forward (second order: the flows' L_JVP term), per-member vmap
+    rof = lambda g: jax.grad(lambda x: jnp.sum(jnp.sin(jax.jvp(
+        lambda xx: jnp.tanh(g(xx, w)), (x,), (0.5 * x,))[1])))(x)
+    close(rof(ours), rof(ref))
+    xs, ws = jnp.stack([x, 2 * x]), jnp.stack([w, -w])
+    vg = lambda g: jax.vmap(jax.grad(lambda x, w: jnp.sum(jnp.sin(g(x, w))), (0, 1)))(xs, ws)
+    for a, b in zip(vg(ours), vg(ref)):
+      close(a, b)
+    moved = jax.vmap(lambda xx: ours(xx, w), in_axes=3, out_axes=3)(jnp.stack([x, -x], 3))
+    close(moved[..., 1, :], ref(-x, w))
