@@ -8,6 +8,10 @@ equivalence: every member's loss history and final parameter norm against the sa
 configuration trained alone.
 
   python benchmarks/sweep_throughput.py [--members 16] [--steps 20] [--equiv-steps 100]
+
+Memory: the peak of each compiled program (XLA's buffer assignment, `peak_memory_in_bytes`;
+for sequential, one member's program plus the other members' resident states), at M and
+at M/4 members: linear growth reads 4.0 in the `x(M/4->M)` column.
 """
 from __future__ import annotations
 
@@ -46,6 +50,27 @@ def make(arch, hidden, members, batch):
 def chunk_of(setup, batch, k):
   return make_train_chunk(make_train_step(setup.objective, setup.optimizer),
                           setup.dataset.sample, batch, k)
+
+
+def _peak(compiled) -> int:
+  m = compiled.memory_analysis()
+  peak = getattr(m, "peak_memory_in_bytes", 0)
+  return peak or (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                  - m.alias_size_in_bytes)
+
+
+def peak_bytes(setup, plan, strategy, chunk, batch) -> int:
+  """Peak bytes of the compiled program that trains all members (compiles, does not run)."""
+  fn = chunk_of(setup, batch, chunk)
+  seeds = jnp.asarray(plan.seeds, jnp.uint32)
+  if strategy == "sequential":
+    state = setup.init_state(jax.random.key(0))
+    one = _peak(jax.jit(fn).lower(state, plan.member_hp(0)).compile())
+    state_bytes = sum(l.nbytes for l in jax.tree.leaves(state))
+    return one + (plan.size - 1) * state_bytes
+  mesh = sweep.make_mesh(plan.size) if strategy == "sharded" else None
+  state = jax.eval_shape(lambda: sweep.stack_init(setup.init_state, seeds))
+  return _peak(jax.jit(sweep.vectorize(fn, strategy, mesh)).lower(state, plan.hp).compile())
 
 
 def run_strategy(setup, plan, strategy, steps, chunk, batch):
@@ -102,20 +127,26 @@ def main():
   print(f"{args.members} members, {args.steps} steps each, batch {args.batch} | "
         f"{jax.device_count()} x {dev.platform} ({getattr(dev, 'device_kind', '')}), "
         f"{os.cpu_count()} CPUs, {platform.machine()}")
-  print(f"{'model':30s} {'strategy':11s} {'img/s':>9s} {'vs sequential':>14s}")
+  print(f"{'model':30s} {'strategy':11s} {'img/s':>9s} {'vs sequential':>14s} {'peak MB':>9s} "
+        f"{'x(M/4->M)':>9s}")
   for name, kw in MODELS.items():
     if kw["key"] not in args.models.split(","):
       continue
     setup, plan = make(kw["arch"], kw["hidden"], args.members, args.batch)
+    quarter = make(kw["arch"], kw["hidden"], max(1, args.members // 4), args.batch)
     auto = sweep.resolve_strategy("auto", kw["arch"])
     times = {}
     for s in strategies:
       took, _, _ = run_strategy(setup, plan, s, args.steps, args.chunk, args.batch)
       times[s] = took
       ips = args.members * args.steps * args.batch / took
-      print(f"{name:30s} {s:11s} {ips:9.0f} {times['sequential'] / took:13.2f}x", flush=True)
+      peak = peak_bytes(setup, plan, s, args.chunk, args.batch)
+      growth = peak / peak_bytes(*quarter, s, args.chunk, args.batch) if s != "sharded" else float("nan")
+      print(f"{name:30s} {s:11s} {ips:9.0f} {times['sequential'] / took:13.2f}x "
+            f"{peak / 2**20:9.1f} {growth:9.2f}", flush=True)
     print(f"{name:30s} {'auto=' + auto:11s} {'':9s} {times['sequential'] / times[auto]:13.2f}x")
-    print(f"ratio auto/sequential {kw['key']}: {times['sequential'] / times[auto]:.2f}")
+    print(f"ratio auto/sequential ({kw['key']}, {args.members} members): "
+          f"{times['sequential'] / times[auto]:.2f}")
   if args.equiv_steps:
     print(f"\nequivalence after {args.equiv_steps} steps, MLP AE, {args.members} members vs "
           f"the same member trained alone (max relative difference)")

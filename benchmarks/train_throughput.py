@@ -4,8 +4,11 @@ Same network (Locatello et al. conv encoder/decoder, d=10), batch 64 of 64x64x1,
 Bernoulli likelihood, Adam; one optimizer step per image batch, fixed input batch for
 both. Prints a table and ends with `ratio lsx/pytorch: R`.
 
-  python benchmarks/train_throughput.py [--steps 30] [--chunk 10]
+  python benchmarks/train_throughput.py [--steps 40] [--chunk 10] [--layers]
 PyTorch is a benchmark-only extra: pip install torch==2.13.0 (CPU build).
+`--layers` first prints forward+backward milliseconds of every conv layer of the network
+for each lsx form (`s2d`, `patch`, `xla`) and PyTorch. The cotangent is a runtime input:
+with a constant one XLA folds half of the backward pass away and the numbers flatter.
 """
 from __future__ import annotations
 
@@ -85,15 +88,66 @@ def bench_torch(steps: int, batch: int = 64) -> float | None:
   return batch * steps / (time.perf_counter() - t)
 
 
+LAYERS = [("conv", 64, 1, 32), ("conv", 32, 32, 32), ("conv", 16, 32, 64), ("conv", 8, 64, 64),
+          ("convT", 4, 64, 64), ("convT", 8, 64, 32), ("convT", 16, 32, 32), ("convT", 32, 32, 1)]
+
+
+def _ms(fn, *args, n=20):
+  jax.block_until_ready(fn(*args))
+  t = time.perf_counter()
+  for _ in range(n):
+    out = fn(*args)
+  jax.block_until_ready(out)
+  return (time.perf_counter() - t) / n * 1e3
+
+
+def bench_layers(batch: int = 64):
+  """Forward+backward ms per conv layer (input and weight gradients), lsx forms vs PyTorch."""
+  from lsx.nn import conv_transpose4s2, conv4s2
+  from lsx.nn.conv import gemm_form
+  try:
+    import torch
+  except ImportError:
+    torch = None
+  forms = ("s2d", "patch", "xla")
+  print(f"{'layer (batch %d, fwd+bwd ms)' % batch:<32}" + "".join(f"{f:>8}" for f in forms)
+        + f"{'gemm picks':>11}{'pytorch':>9}")
+  for kind, h, c, o in LAYERS:
+    op = conv4s2 if kind == "conv" else conv_transpose4s2
+    x = jax.random.normal(jax.random.key(0), (batch, h, h, c))
+    w = 0.1 * jax.random.normal(jax.random.key(1), (4, 4, c, o))
+    ct = op(x, w, impl="xla")
+    row = []
+    for f in forms:
+      vjp = jax.jit(lambda x, w, ct, f=f: jax.vjp(lambda x, w: op(x, w, impl=f), x, w)[1](ct))
+      row.append(_ms(vjp, x, w, ct))
+    picked = gemm_form(kind == "convT", c, o)
+    t_ms = float("nan")
+    if torch is not None:
+      tx = torch.randn(batch, c, h, h, requires_grad=True)
+      m = (torch.nn.Conv2d if kind == "conv" else torch.nn.ConvTranspose2d)(c, o, 4, 2, 1)
+      for _ in range(3):
+        m(tx).sum().backward()
+      t = time.perf_counter()
+      for _ in range(20):
+        m(tx).sum().backward()
+      t_ms = (time.perf_counter() - t) / 20 * 1e3
+    name = f"{kind} {h}x{h}x{c}->{o}"
+    print(f"{name:<32}" + "".join(f"{v:8.1f}" for v in row) + f"{picked:>11}{t_ms:9.1f}")
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--steps", type=int, default=40)
   p.add_argument("--chunk", type=int, default=10)
   p.add_argument("--skip-xla", action="store_true", help="skip the lax.conv reference row")
+  p.add_argument("--layers", action="store_true", help="first print per-layer fwd+bwd times")
   a = p.parse_args()
   dev = jax.devices()[0]
   print(f"device: {dev.device_kind} ({dev.platform}), {jax.device_count()} device(s); "
         f"host {platform.machine()} {platform.processor() or ''}; jax {jax.__version__}")
+  if a.layers:
+    bench_layers()
   rows = []
   torch_ips = bench_torch(a.steps)
   rows.append(("pytorch (plain nn.Conv2d/ConvTranspose2d)", torch_ips))

@@ -45,47 +45,23 @@ def test_unknown_conv_impl_names_the_choices():
     lnn.conv4s2(jnp.zeros((1, 4, 4, 1)), jnp.zeros((4, 4, 1, 1)), impl="cudnn")
 
 
-def test_micro_batched_image_layer_matches_reference():
-  rng = np.random.default_rng(2)
-  x = rng.normal(size=(16, 4, 4, 3)).astype(np.float32)  # 16 = 2 micro-batches of 8
-  w = rng.normal(size=(4, 4, 3, 1)).astype(np.float32)
-  np.testing.assert_allclose(lnn.conv_transpose4s2(x, w), _ref_conv_transpose(x, w), atol=1e-4)
-  g = [jax.grad(lambda w: jnp.sum(jnp.sin(lnn.conv_transpose4s2(x, w, impl=i))))(w) for i in ("gemm", "xla")]
-  np.testing.assert_allclose(g[0], g[1], atol=1e-3, rtol=1e-4)
-
-
-def test_gemm_forms_and_xla_gradients_agree():
-  rng = np.random.default_rng(1)
-  x = jnp.asarray(rng.normal(size=(2, 8, 8, 3)), jnp.float32)
-  for o in (2, 6):
-    _grads_agree(x, jnp.asarray(rng.normal(size=(4, 4, 3, o)), jnp.float32))
-
-
-def _grads_agree(x, w):
-  for f in (lnn.conv4s2, lnn.conv_transpose4s2):
-    g = [jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w, impl=i))), (0, 1))(x, w)
-         for i in ("xla", "s2d", "patch")]
-    for other in g[1:]:
-      for a, b in zip(g[0], other):
-        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
-
-
 @pytest.mark.parametrize("shape", [(64, 64, 1), (28, 28, 1), (64, 64, 3), (32, 32, 2)])
 def test_conv_autoencoder_shapes(shape):
   enc, dec = lnn.make_networks("conv", shape, 20)
-  x = jnp.zeros((2,) + shape)
-  pe = enc.init(jax.random.key(0), x)
-  h = enc.apply(pe, x)
+  x = jax.ShapeDtypeStruct((2,) + shape, jnp.float32)  # shapes only: nothing to compile
+  pe = jax.eval_shape(enc.init, jax.random.key(0), x)
+  h = jax.eval_shape(enc.apply, pe, x)
   assert h.shape == (2, 20)
-  pd = dec.init(jax.random.key(1), h[:, :10])
-  assert dec.apply(pd, h[:, :10]).shape == (2,) + shape
+  z = jax.ShapeDtypeStruct((2, 10), jnp.float32)
+  pd = jax.eval_shape(dec.init, jax.random.key(1), z)
+  assert jax.eval_shape(dec.apply, pd, z).shape == (2,) + shape
 
 
 def test_locatello_parameter_count():
   # 4 convs (4x4: 1->32->32->64->64), dense 1024->256->20; decoder mirrors it.
   enc, dec = lnn.make_networks("conv", (64, 64, 1), 20)
   count = lambda p: sum(a.size for a in jax.tree.leaves(p))
-  pe = enc.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
+  pe = jax.eval_shape(enc.init, jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
   convs = 16 * (1 * 32 + 32 * 32 + 32 * 64 + 64 * 64) + 32 + 32 + 64 + 64
   assert count(pe) == convs + 1024 * 256 + 256 + 256 * 20 + 20
 
@@ -106,7 +82,8 @@ def test_bad_arch_is_named():
 
 @pytest.mark.parametrize("impl", ["s2d", "patch"])
 def test_gemm_forms_compose_with_jvp_vmap_and_second_order(impl):
-  """The shift primitives must support every transformation lax.conv does."""
+  """The shift primitives support every transformation lax.conv does, with equal results:
+  jvp, reverse over forward, vmap of grad (input and weight gradients), vmap on any axis."""
   rng = np.random.default_rng(3)
   x = jnp.asarray(rng.normal(size=(2, 6, 4, 3)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(4, 4, 3, 5)), jnp.float32)

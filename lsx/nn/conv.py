@@ -136,6 +136,15 @@ def _kernel(w, rows, cols):
   return w6.reshape(-1, math.prod(sizes[k] for k in cols))
 
 
+def gemm_form(transposed: bool, c: int, o: int) -> str:
+  """The form `impl="gemm"` uses for a layer with C input and O output channels: the one
+  with the smaller intermediates (conv: s2d 4*O vs im2col 16*C channels; transposed conv:
+  s2d 4*C + 4*O vs col2im 16*O)."""
+  if transposed:
+    return "s2d" if 3 * o > c else "patch"
+  return "s2d" if o <= 4 * c else "patch"
+
+
 def _check_impl(impl):
   if impl not in IMPLS:
     raise ValueError(f"conv impl must be one of {IMPLS}, got {impl!r}")
@@ -145,8 +154,8 @@ def conv4s2(x, w, b=None, impl: str = "gemm"):
   """Conv2d(kernel 4, stride 2, padding 1). x [N,H,W,C] (H, W even), w [4,4,C,O]."""
   _check_impl(impl)
   c, o = w.shape[2:]
-  if impl == "gemm":  # intermediate channels: s2d 4*O, patch 16*C
-    impl = "s2d" if o <= 4 * c else "patch"
+  if impl == "gemm":
+    impl = gemm_form(False, c, o)
   if impl == "xla":
     y = lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN)
   elif impl == "patch":
@@ -164,8 +173,8 @@ def conv_transpose4s2(x, w, b=None, impl: str = "gemm"):
   """
   _check_impl(impl)
   c, o = w.shape[2:]
-  if impl == "gemm":  # intermediate channels: s2d 4*C and 4*O, patch 16*O
-    impl = "s2d" if 3 * o > c else "patch"
+  if impl == "gemm":
+    impl = gemm_form(True, c, o)
   if impl == "xla":
     y = _xla_convT(x, w)
   elif impl == "patch":
