@@ -36,9 +36,9 @@ MODELS = {
 }
 
 
-def make(arch, hidden, members, batch):
+def make(arch, hidden, members, batch, conv_impl="gemm"):
   c = common.base_config()
-  c.model.arch, c.model.hidden = arch, hidden
+  c.model.arch, c.model.hidden, c.model.conv_impl = arch, hidden, conv_impl
   c.train.batch_size = batch
   c.hp = {"beta": 4.0, "lr": 1e-3}
   c.sweep.seed = tuple(range(members))
@@ -119,12 +119,14 @@ def main():
   ap.add_argument("--chunk", type=int, default=10)
   ap.add_argument("--batch", type=int, default=64)
   ap.add_argument("--equiv-steps", type=int, default=100)
+  ap.add_argument("--conv-impl", default="gemm", help="model.conv_impl of the conv model")
   ap.add_argument("--models", default="conv,mlp,small-mlp",
                   help="which of conv, mlp (256-256), small-mlp (64-64) to time")
   args = ap.parse_args()
   strategies = ["sequential", "vmap", "map"] + (["sharded"] if jax.device_count() > 1 else [])
   dev = jax.devices()[0]
-  print(f"{args.members} members, {args.steps} steps each, batch {args.batch} | "
+  print(f"{args.members} members, {args.steps} steps each, batch {args.batch}, "
+        f"conv_impl {args.conv_impl} | "
         f"{jax.device_count()} x {dev.platform} ({getattr(dev, 'device_kind', '')}), "
         f"{os.cpu_count()} CPUs, {platform.machine()}")
   print(f"{'model':30s} {'strategy':11s} {'img/s':>9s} {'vs sequential':>14s} {'peak MB':>9s} "
@@ -132,8 +134,8 @@ def main():
   for name, kw in MODELS.items():
     if kw["key"] not in args.models.split(","):
       continue
-    setup, plan = make(kw["arch"], kw["hidden"], args.members, args.batch)
-    quarter = make(kw["arch"], kw["hidden"], max(1, args.members // 4), args.batch)
+    setup, plan = make(kw["arch"], kw["hidden"], args.members, args.batch, args.conv_impl)
+    quarter = make(kw["arch"], kw["hidden"], max(1, args.members // 4), args.batch, args.conv_impl)
     auto = sweep.resolve_strategy("auto", kw["arch"])
     times = {}
     for s in strategies:
