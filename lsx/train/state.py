@@ -91,6 +91,9 @@ def make_train_chunk(step: Callable, sample: Callable, batch_size: int, num_step
       rng = jax.random.wrap_key_data(state.rng)
       rng, k_data, k_loss = jax.random.split(rng, 3)
       images, _ = sample(k_data, batch_size)
+      # Render once: without the barrier XLA fuses the procedural renderer into each
+      # consumer (forward loss, its gradient, the encoder's input) and runs it 3x.
+      images = jax.lax.optimization_barrier(images)
       if constrain_batch is not None:
         images = constrain_batch(images)
       state = state.replace(rng=jax.random.key_data(rng))
