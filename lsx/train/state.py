@@ -86,17 +86,26 @@ def make_train_chunk(step: Callable, sample: Callable, batch_size: int, num_step
   `constrain_batch` (e.g. a sharding constraint over a mesh's data axis) is applied to
   each batch: data parallelism without changing the step.
   """
+  def draw(rng):  # the batch of the step whose key is `rng`
+    _, k_data, _ = jax.random.split(rng, 3)
+    images, _ = sample(k_data, batch_size)
+    return images if constrain_batch is None else constrain_batch(images)
+
   def chunk(state: TrainState, hp):
-    def body(state, _):
-      rng = jax.random.wrap_key_data(state.rng)
-      rng, k_data, k_loss = jax.random.split(rng, 3)
-      images, _ = sample(k_data, batch_size)
-      # Render once: without the barrier XLA fuses the procedural renderer into each
-      # consumer (forward loss, its gradient, the encoder's input) and runs it 3x.
-      images = jax.lax.optimization_barrier(images)
-      if constrain_batch is not None:
-        images = constrain_batch(images)
+    # The batch of step j+1 is rendered in step j and handed over in the scan carry.
+    # A loop-carried buffer is materialized, so the procedural renderer runs once per
+    # step; rendered inside the step it is fused into each consumer (the encoder input,
+    # the likelihood, its gradient) and run three times (an optimization barrier does not
+    # stop that: XLA:CPU removes barriers before fusion). The keys are those of the
+    # unpipelined loop, so the numbers are too; one extra batch per chunk is discarded.
+    def body(carry, _):
+      state, images = carry
+      rng, _, k_loss = jax.random.split(jax.random.wrap_key_data(state.rng), 3)
       state = state.replace(rng=jax.random.key_data(rng))
-      return step(state, hp, images, k_loss)
-    return jax.lax.scan(body, state, None, length=num_steps)
+      state, metrics = step(state, hp, images, k_loss)
+      return (state, draw(rng)), metrics
+
+    first = draw(jax.random.wrap_key_data(state.rng))
+    (state, _), metrics = jax.lax.scan(body, (state, first), None, length=num_steps)
+    return state, metrics
   return chunk
