@@ -8,6 +8,12 @@ equivalence: every member's loss history and final parameter norm against the sa
 configuration trained alone.
 
   python benchmarks/sweep_throughput.py [--members 16] [--steps 20] [--equiv-steps 100]
+      [--cpu-devices auto]
+
+On a CPU the process is first split into host devices exactly as `lsx.train.train` does
+for a sweep (`mesh.cpu_devices`, default 'auto': one device per core); `sequential`, `vmap`
+and `map` run on the first device, `sharded` (what `auto` picks then) over all of them.
+`--cpu-devices 1` keeps one device.
 
 Memory: the peak of each compiled program (XLA's buffer assignment, `peak_memory_in_bytes`;
 for sequential, one member's program plus the other members' resident states), at M and
@@ -27,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from configs import common  # noqa: E402
-from lsx.train import build, make_train_chunk, make_train_step, sweep  # noqa: E402
+from lsx.train import build, make_train_chunk, make_train_step, sweep, xla_options  # noqa: E402
 
 MODELS = {
     "conv beta-VAE (64x64, d=10)": dict(key="conv", arch="conv", hidden=()),
@@ -65,12 +71,12 @@ def peak_bytes(setup, plan, strategy, chunk, batch) -> int:
   seeds = jnp.asarray(plan.seeds, jnp.uint32)
   if strategy == "sequential":
     state = setup.init_state(jax.random.key(0))
-    one = _peak(jax.jit(fn).lower(state, plan.member_hp(0)).compile())
+    one = _peak(xla_options.jit(fn).lower(state, plan.member_hp(0)).compile())
     state_bytes = sum(l.nbytes for l in jax.tree.leaves(state))
     return one + (plan.size - 1) * state_bytes
   mesh = sweep.make_mesh(plan.size) if strategy == "sharded" else None
   state = jax.eval_shape(lambda: sweep.stack_init(setup.init_state, seeds))
-  return _peak(jax.jit(sweep.vectorize(fn, strategy, mesh)).lower(state, plan.hp).compile())
+  return _peak(xla_options.jit(sweep.vectorize(fn, strategy, mesh)).lower(state, plan.hp).compile())
 
 
 def run_strategy(setup, plan, strategy, steps, chunk, batch):
@@ -78,7 +84,7 @@ def run_strategy(setup, plan, strategy, steps, chunk, batch):
   fn = chunk_of(setup, batch, chunk)
   seeds = jnp.asarray(plan.seeds, jnp.uint32)
   if strategy == "sequential":
-    step = jax.jit(fn)
+    step = xla_options.jit(fn)
     states = [setup.init_state(jax.random.key(int(s))) for s in plan.seeds]
     hps = [plan.member_hp(i) for i in range(plan.size)]
     jax.block_until_ready(step(states[0], hps[0]))  # compile
@@ -92,7 +98,7 @@ def run_strategy(setup, plan, strategy, steps, chunk, batch):
     return took, jax.tree.map(lambda *a: jnp.stack(a), *states), np.array(
         [np.concatenate(l) for l in losses])
   mesh = sweep.make_mesh(plan.size) if strategy == "sharded" else None
-  prog = jax.jit(sweep.vectorize(fn, strategy, mesh))
+  prog = xla_options.jit(sweep.vectorize(fn, strategy, mesh))
   state = jax.jit(lambda: sweep.stack_init(setup.init_state, seeds))()
   hp = plan.hp
   if mesh is not None:
@@ -122,7 +128,12 @@ def main():
   ap.add_argument("--conv-impl", default="gemm", help="model.conv_impl of the conv model")
   ap.add_argument("--models", default="conv,mlp,small-mlp",
                   help="which of conv, mlp (256-256), small-mlp (64-64) to time")
+  ap.add_argument("--cpu-devices", default="auto",
+                  help="mesh.cpu_devices: split the CPU host into devices (auto: one per core)")
   args = ap.parse_args()
+  c = common.base_config()  # before any JAX call: the host split must precede the backends
+  c.sweep.seed, c.mesh.cpu_devices = tuple(range(args.members)), args.cpu_devices
+  sweep.split_host(c)
   strategies = ["sequential", "vmap", "map"] + (["sharded"] if jax.device_count() > 1 else [])
   dev = jax.devices()[0]
   print(f"{args.members} members, {args.steps} steps each, batch {args.batch}, "

@@ -23,7 +23,7 @@ import numpy as np
 
 def bench_lsx(conv_impl: str, steps: int, chunk: int, batch: int = 64) -> float:
   from lsx import models
-  from lsx.train import TrainState, make_optimizer, make_train_step
+  from lsx.train import TrainState, make_optimizer, make_train_step, xla_options
 
   model = models.make_autoencoder((64, 64, 1), 10, "conv", "gaussian", conv_impl)
   obj = models.make_objective("beta_vae", model)
@@ -32,7 +32,7 @@ def bench_lsx(conv_impl: str, steps: int, chunk: int, batch: int = 64) -> float:
   hp = {"beta": jnp.float32(1.0), "lr": jnp.float32(1e-4)}
   x = (jax.random.uniform(jax.random.key(1), (batch, 64, 64, 1)) > 0.8).astype(jnp.float32)
 
-  @jax.jit
+  @xla_options.jit
   def run(state, x, key):
     def body(s, k):
       return step(s, hp, x, k)

@@ -25,7 +25,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.sweep = ml_collections.ConfigDict({"mode": "product", "seed": (), "hp": {}})
   # 'auto' | 'vmap' | 'map' | 'sharded' (over a ("member", "data") mesh of all devices)
   c.sweep_strategy = "auto"
-  c.mesh = dict(data=1)  # devices per member along the mesh's data axis
+  # data: devices per member along the mesh's data axis; cpu_devices: on a CPU, split the
+  # host into this many devices for a sweep ('auto': a divisor of the members <= cores)
+  c.mesh = dict(data=1, cpu_devices="auto")
   # multi-process runs (every process runs the same command); or LSX_COORDINATOR,
   # LSX_NUM_PROCESSES, LSX_PROCESS_ID in the environment; auto: let JAX detect a cluster
   c.distributed = dict(coordinator="", num_processes=1, process_id=-1, auto=False)

@@ -129,3 +129,48 @@ def test_two_processes_on_localhost_train_the_sweep_sharded(tmp_path):
   assert _rel(ref.params, state.params) <= 1e-5
   rows = list(csv.DictReader(open(os.path.join(workdir, "sweep.csv"))))
   assert len(rows) == 8
+
+
+def test_num_members_counts_without_jax():
+  c = _sweep_config()
+  assert sweep.num_members(c) == 4
+  with c.unlocked():
+    c.sweep.mode = "zip"
+    c.sweep.hp = {"beta": (1.0, 4.0)}
+  assert sweep.num_members(c) == 2
+  assert sweep.num_members(tiny_config()) == 1
+
+
+_SPLIT = """
+import os, sys, jax
+sys.path.insert(0, {tests!r})
+from conftest import tiny_config
+from lsx.train import sweep
+c = tiny_config(**{{"sweep_strategy": {strategy!r}, "mesh.cpu_devices": {want!r}}})
+with c.unlocked():
+  c.sweep.seed = (0, 1, 2, 3, 4, 5)
+try:
+  n = sweep.split_host(c)
+except ValueError as e:
+  print("error", e); raise SystemExit
+jax.devices()
+print("split", n, jax.device_count(), sweep.split_host(c), sweep.resolve_strategy({strategy!r}, "mlp"))
+"""
+
+
+@pytest.mark.parametrize("strategy,want,cores,expect", [
+    ("auto", "auto", 4, "split 3 3 1 sharded"),  # largest divisor of 6 members <= 4 cores
+    ("auto", "2", 4, "split 2 2 1 sharded"),
+    ("map", "auto", 4, "split 1 1 1 map"),       # an explicit strategy keeps one device
+    ("auto", "0", 4, "split 1 1 1 map"),
+    ("auto", "4", 4, "error config.mesh.cpu_devices=4 does not divide the 6 sweep members"),
+])
+def test_split_host_before_the_backends_start(strategy, want, cores, expect):
+  code = _SPLIT.format(tests=os.path.dirname(__file__), strategy=strategy, want=want)
+  # the child sees `cores` cores whatever this machine has
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  pre = f"import os; os.sched_getaffinity = lambda pid: set(range({cores}))\n"
+  out = subprocess.run([sys.executable, "-c", pre + code], capture_output=True, text=True,
+                       timeout=300, env={**env, "JAX_PLATFORMS": "cpu"})
+  line = [l for l in out.stdout.splitlines() if l.startswith(("split", "error"))]
+  assert line and line[0].startswith(expect), out.stderr[-2000:]

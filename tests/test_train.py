@@ -137,3 +137,20 @@ def test_vmapped_members_equal_runs_alone():
     np.testing.assert_allclose(m["loss"][i], ma["loss"], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(swept.params)):
       np.testing.assert_allclose(b[i], a, rtol=1e-4, atol=1e-6)
+
+
+def test_training_programs_keep_reductions_out_of_ynnpack(monkeypatch):
+  """lsx compiles training chunks with YNNPACK limited to matrix products on CPU (see
+  lsx/train/xla_options.py); the user's XLA_FLAGS or LSX_XLA_DEFAULTS=0 switch it off."""
+  from lsx.train import xla_options
+  if jax.default_backend() != "cpu" or not xla_options.compiler_options():
+    pytest.skip("the option applies to XLA:CPU builds that know it")
+  f = lambda x: jnp.sum(jax.nn.softplus(x) * x)  # a likelihood-like reduction
+  x = jnp.ones((64, 4096))
+  assert "__ynn_fusion" not in xla_options.jit(f).lower(x).compile().as_text()
+  assert float(xla_options.jit(f)(x)) == pytest.approx(float(jax.jit(f)(x)), rel=1e-5)
+  monkeypatch.setenv("LSX_XLA_DEFAULTS", "0")
+  assert xla_options.compiler_options() == {}
+  monkeypatch.setenv("LSX_XLA_DEFAULTS", "1")
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
+  assert xla_options.compiler_options() == {}

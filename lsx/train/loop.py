@@ -19,6 +19,7 @@ from lsx import models, viz
 from lsx.train import checkpoint as ckpt
 from lsx.train import distributed as dist
 from lsx.train import sweep as sweep_lib
+from lsx.train import xla_options
 from lsx.train.state import OPTIMIZER_HPS, TrainState, make_optimizer, make_train_chunk, make_train_step
 
 log = logging.getLogger("lsx")
@@ -133,7 +134,9 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   `stop_after_chunks` ends early after that many chunks of this call (simulates a kill).
   """
   t_start = time.perf_counter()
-  dist.maybe_initialize(config)  # before any device is touched; no-op for one process
+  # both before any device is touched: no-ops for one process / a single run
+  if not dist.maybe_initialize(config):
+    sweep_lib.split_host(config)  # a CPU sweep: one device per core (see sweep.py)
   main = dist.is_main()
   print_fn = print_fn or (lambda s: print(s, file=sys.stderr, flush=True))
   if not main:
@@ -191,7 +194,7 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
       chunk = make_train_chunk(step_fn, setup.dataset.sample, int(t.batch_size), k, constrain)
       if members is not None:
         chunk = sweep_lib.vectorize(chunk, strategy, mesh)
-      compiled[k] = jax.jit(chunk, donate_argnums=0).lower(state, hp).compile()
+      compiled[k] = xla_options.jit(chunk, donate_argnums=0).lower(state, hp).compile()
       took = time.perf_counter() - tc
       compile_s[0] += took
       what = f"{k}-step chunk" + (f" of {num} members ({strategy})" if members else "")

@@ -10,18 +10,28 @@ chunk (K scanned steps) then runs under one of these strategies:
 - `vmap`: one batched program (accelerators; small dense models on CPU).
 - `map`: members in sequence inside one jitted program (`lax.map`): CPU conv models,
   memory-bound cases.
-- `sharded`: `vmap` with `spmd_axis_name="member"`, the member axis sharded over the
-  `member` axis of a `("member", "data")` device mesh (`jax.make_mesh`, NamedSharding);
-  each member's batch is sharded over `data`.
+- `sharded`: the member axis sharded over the `member` axis of a `("member", "data")`
+  device mesh (`jax.make_mesh`, NamedSharding). With `mesh.data == 1` each device runs
+  its own members through `jax.shard_map` (`lax.map` over them on CPU, `vmap` on
+  accelerators); with `mesh.data > 1` it is `vmap` with `spmd_axis_name="member"` and each
+  member's batch is sharded over `data`.
 - `auto`: `sharded` when there is more than one device, else `vmap` on GPU/TPU and
-  `map` on CPU. Measured on a 2-core CPU (benchmarks/sweep_throughput.py, 16 members):
-  `map` ran 1.13x (conv beta-VAE) and 1.10x (MLP 256-256) the speed of 16 sequential
-  runs and `vmap` 0.88x and 1.02x: XLA:CPU's batched matrix products are slower than
-  the same products one member at a time.
+  `map` on CPU.
+
+On a CPU, a sweep launched through `lsx.train.train` splits the host into CPU devices
+first (`mesh.cpu_devices`, default 'auto': the largest divisor of the member count that
+is at most the number of cores; see `split_host`), so `auto` becomes `sharded` and the
+cores each train their own members, one core per member at a time. A small model uses one
+core far better than two: on a 2-core CPU one small-MLP member ran 1.4x faster on two
+cores than on one, and 16 members ran 1.4x faster as two concurrent single-core streams
+than one after another (benchmarks/sweep_throughput.py). `vmap` on CPU is slower than
+`map`: XLA:CPU's batched matrix products and batched (grouped) convolutions are slower
+than the same products one member at a time.
 """
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -97,6 +107,63 @@ def plan(config, base_hp: dict) -> Plan | None:
   return Plan(seeds, hp, axes, labels)
 
 
+def num_members(config) -> int:
+  """Members of `config.sweep` (1 for a single run), from the config alone: no JAX call,
+  so it can run before the backends start. `plan` validates what this only counts."""
+  spec = _as_dict(config.get("sweep", {}) or {})
+  mode = spec.pop("mode", "product")
+  sizes = []
+  for key, val in spec.items():
+    if key == "hp":
+      sizes += [len(v) for v in _as_dict(val).values() if len(v)]
+    elif isinstance(val, (tuple, list)) and len(val):
+      sizes.append(len(val))
+  if not sizes:
+    return 1
+  return max(sizes) if mode == "zip" else int(np.prod(sizes))
+
+
+def _cores() -> int:
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not on Linux
+    return os.cpu_count() or 1
+
+
+def split_host(config) -> int:
+  """Make the CPU backend `n` devices for this sweep; returns n (1: left as it was).
+
+  `config.mesh.cpu_devices`: 'auto' (default) takes the largest divisor of the member
+  count that is at most the number of cores; an int asks for that many; 0 or 1 leaves the
+  host one device. Only for a sweep whose strategy is 'auto' or 'sharded', and only
+  before JAX's backends start: afterwards (a notebook that already ran JAX, a test
+  process), when `XLA_FLAGS` forces a host device count or `jax_num_cpu_devices` is set,
+  it leaves the process as it is. On a machine with an accelerator, the CPU devices are
+  not the ones a sweep runs on, so this changes nothing there.
+  """
+  want = (config.get("mesh", {}) or {}).get("cpu_devices", "auto")
+  m = num_members(config)
+  if m <= 1 or config.get("sweep_strategy", "auto") not in ("auto", "sharded"):
+    return 1
+  if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    return 1
+  if jax.config.jax_num_cpu_devices != -1:
+    return 1
+  if want == "auto":
+    n = max(d for d in range(1, min(m, _cores()) + 1) if m % d == 0)
+  else:
+    n = int(want)
+    if n > 1 and m % n:
+      raise ValueError(f"config.mesh.cpu_devices={n} does not divide the {m} sweep members.")
+  if n <= 1:
+    return 1
+  try:
+    jax.config.update("jax_num_cpu_devices", n)
+  except RuntimeError:  # the backends already started in this process
+    return 1
+  return n
+
+
 def resolve_strategy(strategy: str, arch: str, num_devices: int | None = None) -> str:
   if strategy not in STRATEGIES:
     raise ValueError(f"Unknown sweep strategy {strategy!r}; choose one of {STRATEGIES}.")
@@ -132,7 +199,12 @@ def vectorize(chunk: Callable, strategy: str, mesh=None) -> Callable:
   if strategy == "sharded":
     if mesh is None:
       raise ValueError("strategy 'sharded' needs a mesh (make_mesh).")
-    return jax.vmap(chunk, spmd_axis_name="member")
+    if mesh.shape["data"] > 1:
+      return jax.vmap(chunk, spmd_axis_name="member")
+    # each device trains its own members: in sequence on CPU, batched elsewhere
+    local = vectorize(chunk, "map" if mesh.devices.flat[0].platform == "cpu" else "vmap")
+    spec = P("member")
+    return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
   raise ValueError(f"Unknown strategy {strategy!r}.")
 
 
