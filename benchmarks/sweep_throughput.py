@@ -3,7 +3,9 @@
 For each model (default conv beta-VAE of Locatello et al.; a small MLP autoencoder) and
 each strategy (sequential = one compiled single run called M times; vmap; map; sharded
 when more than one device; auto = what lsx picks here), times `--steps` training steps
-per member after compilation and prints images/s and the ratio to sequential. Then checks
+per member after compilation, in `--rounds` interleaved rounds (the best of each
+strategy is kept: a shared machine's load drifts), and prints images/s and the ratio to
+sequential. Then checks
 equivalence: every member's loss history and final parameter norm against the same
 configuration trained alone.
 
@@ -17,7 +19,8 @@ and `map` run on the first device, `sharded` (what `auto` picks then) over all o
 
 Memory: the peak of each compiled program (XLA's buffer assignment, `peak_memory_in_bytes`;
 for sequential, one member's program plus the other members' resident states), at M and
-at M/4 members: linear growth reads 4.0 in the `x(M/4->M)` column.
+at M/4 members: linear growth reads 4.0 in the `x(M/4->M)` column. For `sharded` the peak
+is per device.
 """
 from __future__ import annotations
 
@@ -65,51 +68,62 @@ def _peak(compiled) -> int:
                   - m.alias_size_in_bytes)
 
 
-def peak_bytes(setup, plan, strategy, chunk, batch) -> int:
-  """Peak bytes of the compiled program that trains all members (compiles, does not run)."""
-  fn = chunk_of(setup, batch, chunk)
-  seeds = jnp.asarray(plan.seeds, jnp.uint32)
-  if strategy == "sequential":
-    state = setup.init_state(jax.random.key(0))
-    one = _peak(xla_options.jit(fn).lower(state, plan.member_hp(0)).compile())
-    state_bytes = sum(l.nbytes for l in jax.tree.leaves(state))
-    return one + (plan.size - 1) * state_bytes
-  mesh = sweep.make_mesh(plan.size) if strategy == "sharded" else None
-  state = jax.eval_shape(lambda: sweep.stack_init(setup.init_state, seeds))
-  return _peak(xla_options.jit(sweep.vectorize(fn, strategy, mesh)).lower(state, plan.hp).compile())
+class Runner:
+  """One strategy's compiled program and its members' states; `run(steps)` trains on."""
 
+  def __init__(self, setup, plan, strategy, chunk, batch):
+    self.strategy, self.chunk, self.size = strategy, chunk, plan.size
+    fn = chunk_of(setup, batch, chunk)
+    seeds = jnp.asarray(plan.seeds, jnp.uint32)
+    if strategy == "sequential":
+      self.states = [setup.init_state(jax.random.key(int(s))) for s in plan.seeds]
+      self.hps = [plan.member_hp(i) for i in range(plan.size)]
+      self.prog = xla_options.jit(fn).lower(self.states[0], self.hps[0]).compile()
+      state_bytes = sum(l.nbytes for l in jax.tree.leaves(self.states[0]))
+      self.peak = _peak(self.prog) + (plan.size - 1) * state_bytes  # the others' states
+      return
+    mesh = sweep.make_mesh(plan.size) if strategy == "sharded" else None
+    self.state = jax.jit(lambda: sweep.stack_init(setup.init_state, seeds))()
+    self.hp = plan.hp
+    if mesh is not None:
+      self.state, self.hp = sweep.shard_members(self.state, mesh), sweep.shard_members(self.hp, mesh)
+    self.prog = xla_options.jit(sweep.vectorize(fn, strategy, mesh)).lower(self.state, self.hp).compile()
+    self.peak = _peak(self.prog)
 
-def run_strategy(setup, plan, strategy, steps, chunk, batch):
-  """Returns (seconds for `steps` steps of all members, final states, per-step losses [M, steps])."""
-  fn = chunk_of(setup, batch, chunk)
-  seeds = jnp.asarray(plan.seeds, jnp.uint32)
-  if strategy == "sequential":
-    step = xla_options.jit(fn)
-    states = [setup.init_state(jax.random.key(int(s))) for s in plan.seeds]
-    hps = [plan.member_hp(i) for i in range(plan.size)]
-    jax.block_until_ready(step(states[0], hps[0]))  # compile
-    t0, losses = time.perf_counter(), [[] for _ in states]
-    for _ in range(steps // chunk):
-      for i in range(plan.size):
-        states[i], m = step(states[i], hps[i])
-        losses[i].append(m["loss"])
-    jax.block_until_ready(states)
+  def run(self, steps):
+    """Trains every member `steps` more steps: (seconds, per-step losses [M, steps])."""
+    t0 = time.perf_counter()
+    if self.strategy == "sequential":
+      losses = [[] for _ in self.states]
+      for _ in range(steps // self.chunk):
+        for i in range(self.size):
+          self.states[i], m = self.prog(self.states[i], self.hps[i])
+          losses[i].append(m["loss"])
+      jax.block_until_ready(self.states)
+      took = time.perf_counter() - t0
+      return took, np.array([np.concatenate([np.asarray(x) for x in l]) for l in losses])
+    losses = []
+    for _ in range(steps // self.chunk):
+      self.state, m = self.prog(self.state, self.hp)
+      losses.append(m["loss"])
+    jax.block_until_ready(self.state)
     took = time.perf_counter() - t0
-    return took, jax.tree.map(lambda *a: jnp.stack(a), *states), np.array(
-        [np.concatenate(l) for l in losses])
-  mesh = sweep.make_mesh(plan.size) if strategy == "sharded" else None
-  prog = xla_options.jit(sweep.vectorize(fn, strategy, mesh))
-  state = jax.jit(lambda: sweep.stack_init(setup.init_state, seeds))()
-  hp = plan.hp
-  if mesh is not None:
-    state, hp = sweep.shard_members(state, mesh), sweep.shard_members(hp, mesh)
-  jax.block_until_ready(prog(state, hp))  # compile (the result is discarded)
-  t0, losses = time.perf_counter(), []
-  for _ in range(steps // chunk):
-    state, m = prog(state, hp)
-    losses.append(m["loss"])
-  jax.block_until_ready(state)
-  return time.perf_counter() - t0, state, np.concatenate([np.asarray(l) for l in losses], 1)
+    return took, np.concatenate([np.asarray(l) for l in losses], 1)
+
+  def final(self):
+    if self.strategy == "sequential":
+      return jax.tree.map(lambda *a: jnp.stack(a), *self.states)
+    return self.state
+
+
+def quarter_peak(setup, plan, strategy, chunk, batch) -> int:
+  """Peak bytes of the program for M/4 members (compiled, not run): memory growth."""
+  if strategy == "sequential":
+    return Runner(setup, plan, strategy, chunk, batch).peak
+  seeds = jnp.asarray(plan.seeds, jnp.uint32)
+  state = jax.eval_shape(lambda: sweep.stack_init(setup.init_state, seeds))
+  fn = sweep.vectorize(chunk_of(setup, batch, chunk), strategy)
+  return _peak(xla_options.jit(fn).lower(state, plan.hp).compile())
 
 
 def param_norms(states):
@@ -125,6 +139,7 @@ def main():
   ap.add_argument("--chunk", type=int, default=10)
   ap.add_argument("--batch", type=int, default=64)
   ap.add_argument("--equiv-steps", type=int, default=100)
+  ap.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (best kept)")
   ap.add_argument("--conv-impl", default="gemm", help="model.conv_impl of the conv model")
   ap.add_argument("--models", default="conv,mlp,small-mlp",
                   help="which of conv, mlp (256-256), small-mlp (64-64) to time")
@@ -148,26 +163,34 @@ def main():
     setup, plan = make(kw["arch"], kw["hidden"], args.members, args.batch, args.conv_impl)
     quarter = make(kw["arch"], kw["hidden"], max(1, args.members // 4), args.batch, args.conv_impl)
     auto = sweep.resolve_strategy("auto", kw["arch"])
-    times = {}
-    for s in strategies:
-      took, _, _ = run_strategy(setup, plan, s, args.steps, args.chunk, args.batch)
-      times[s] = took
-      ips = args.members * args.steps * args.batch / took
-      peak = peak_bytes(setup, plan, s, args.chunk, args.batch)
-      growth = peak / peak_bytes(*quarter, s, args.chunk, args.batch) if s != "sharded" else float("nan")
-      print(f"{name:30s} {s:11s} {ips:9.0f} {times['sequential'] / took:13.2f}x "
-            f"{peak / 2**20:9.1f} {growth:9.2f}", flush=True)
-    print(f"{name:30s} {'auto=' + auto:11s} {'':9s} {times['sequential'] / times[auto]:13.2f}x")
+    runners = {s: Runner(setup, plan, s, args.chunk, args.batch) for s in strategies}
+    for r in runners.values():
+      r.run(args.chunk)  # warm up
+    best = {s: float("inf") for s in strategies}
+    for _ in range(args.rounds):  # interleaved rounds, best of each: this CPU is shared
+      for s, r in runners.items():
+        best[s] = min(best[s], r.run(args.steps)[0])
+    for s, r in runners.items():
+      ips = args.members * args.steps * args.batch / best[s]
+      growth = (r.peak / quarter_peak(*quarter, s, args.chunk, args.batch)
+                if s != "sharded" else float("nan"))
+      print(f"{name:30s} {s:11s} {ips:9.0f} {best['sequential'] / best[s]:13.2f}x "
+            f"{r.peak / 2**20:9.1f} {growth:9.2f}", flush=True)
+    del runners
+    print(f"{name:30s} {'auto=' + auto:11s} {'':9s} {best['sequential'] / best[auto]:13.2f}x")
     print(f"ratio auto/sequential ({kw['key']}, {args.members} members): "
-          f"{times['sequential'] / times[auto]:.2f}")
+          f"{best['sequential'] / best[auto]:.2f}")
   if args.equiv_steps:
     print(f"\nequivalence after {args.equiv_steps} steps, MLP AE, {args.members} members vs "
           f"the same member trained alone (max relative difference)")
     setup, plan = make("mlp", (256, 256), args.members, args.batch)
-    _, alone, la = run_strategy(setup, plan, "sequential", args.equiv_steps, args.chunk, args.batch)
+    ref = Runner(setup, plan, "sequential", args.chunk, args.batch)
+    la = ref.run(args.equiv_steps)[1]
+    alone = ref.final()
     na = param_norms(alone)
     for s in strategies[1:]:
-      _, st, ls = run_strategy(setup, plan, s, args.equiv_steps, args.chunk, args.batch)
+      r = Runner(setup, plan, s, args.chunk, args.batch)
+      ls, st = r.run(args.equiv_steps)[1], r.final()
       dl = float(np.max(np.abs(ls[:, -1] - la[:, -1]) / np.abs(la[:, -1])))
       dh = float(np.max(np.abs(ls - la) / np.abs(la)))
       dn = float(np.max(np.abs(param_norms(st) - na) / na))
