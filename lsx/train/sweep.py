@@ -21,12 +21,12 @@ chunk (K scanned steps) then runs under one of these strategies:
 On a CPU, a sweep launched through `lsx.train.train` splits the host into CPU devices
 first (`mesh.cpu_devices`, default 'auto': the largest divisor of the member count that
 is at most the number of cores; see `split_host`), so `auto` becomes `sharded` and the
-cores each train their own members, one core per member at a time. A small model uses one
-core far better than two: on a 2-core CPU one small-MLP member ran 1.4x faster on two
-cores than on one, and 16 members ran 1.4x faster as two concurrent single-core streams
-than one after another (benchmarks/sweep_throughput.py). `vmap` on CPU is slower than
-`map`: XLA:CPU's batched matrix products and batched (grouped) convolutions are slower
-than the same products one member at a time.
+cores each train their own members. Measured on a 2-core CPU, 16 members
+(benchmarks/sweep_throughput.py, best of 3 interleaved rounds): `sharded` 1.11x (conv
+beta-VAE), 1.07x (MLP 256-256) and 1.04x (small MLP) the speed of 16 sequential runs,
+`map` 1.03x / 0.94x / 1.08x, `vmap` 0.95x / 0.82x / 0.72x: XLA:CPU's batched matrix
+products and batched (grouped) convolutions are slower than the same products one member
+at a time.
 """
 from __future__ import annotations
 
