@@ -79,8 +79,8 @@ class Runner:
       self.states = [setup.init_state(jax.random.key(int(s))) for s in plan.seeds]
       self.hps = [plan.member_hp(i) for i in range(plan.size)]
       self.prog = xla_options.jit(fn).lower(self.states[0], self.hps[0]).compile()
-      state_bytes = sum(l.nbytes for l in jax.tree.leaves(self.states[0]))
-      self.peak = _peak(self.prog) + (plan.size - 1) * state_bytes  # the others' states
+      self.state_bytes = sum(l.nbytes for l in jax.tree.leaves(self.states[0]))
+      self.peak = _peak(self.prog) + (plan.size - 1) * self.state_bytes  # the others' states
       return
     mesh = sweep.make_mesh(plan.size) if strategy == "sharded" else None
     self.state = jax.jit(lambda: sweep.stack_init(setup.init_state, seeds))()
@@ -116,13 +116,13 @@ class Runner:
     return self.state
 
 
-def quarter_peak(setup, plan, strategy, chunk, batch) -> int:
-  """Peak bytes of the program for M/4 members (compiled, not run): memory growth."""
-  if strategy == "sequential":
-    return Runner(setup, plan, strategy, chunk, batch).peak
+def quarter_peak(runner, setup, plan, chunk, batch) -> int:
+  """Peak bytes for M/4 members (`plan`) of `runner`'s strategy: memory growth."""
+  if runner.strategy == "sequential":  # the same one-member program, fewer resident states
+    return runner.peak - (runner.size - plan.size) * runner.state_bytes
   seeds = jnp.asarray(plan.seeds, jnp.uint32)
   state = jax.eval_shape(lambda: sweep.stack_init(setup.init_state, seeds))
-  fn = sweep.vectorize(chunk_of(setup, batch, chunk), strategy)
+  fn = sweep.vectorize(chunk_of(setup, batch, chunk), runner.strategy)
   return _peak(xla_options.jit(fn).lower(state, plan.hp).compile())
 
 
@@ -172,7 +172,7 @@ def main():
         best[s] = min(best[s], r.run(args.steps)[0])
     for s, r in runners.items():
       ips = args.members * args.steps * args.batch / best[s]
-      growth = (r.peak / quarter_peak(*quarter, s, args.chunk, args.batch)
+      growth = (r.peak / quarter_peak(r, *quarter, args.chunk, args.batch)
                 if s != "sharded" else float("nan"))
       print(f"{name:30s} {s:11s} {ips:9.0f} {best['sequential'] / best[s]:13.2f}x "
             f"{r.peak / 2**20:9.1f} {growth:9.2f}", flush=True)

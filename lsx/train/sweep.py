@@ -173,7 +173,12 @@ def resolve_strategy(strategy: str, arch: str, num_devices: int | None = None) -
   if num_devices > 1:
     return "sharded"
   del arch  # measured: on CPU `map` beat `vmap` for conv and MLP models alike
-  return "vmap" if jax.default_backend() != "cpu" else "map"
+  return _one_device(jax.default_backend())
+
+
+def _one_device(platform: str) -> str:
+  """How one device runs several members: in sequence on CPU, batched elsewhere."""
+  return "map" if platform == "cpu" else "vmap"
 
 
 def make_mesh(num_members: int, data: int = 1):
@@ -201,8 +206,7 @@ def vectorize(chunk: Callable, strategy: str, mesh=None) -> Callable:
       raise ValueError("strategy 'sharded' needs a mesh (make_mesh).")
     if mesh.shape["data"] > 1:
       return jax.vmap(chunk, spmd_axis_name="member")
-    # each device trains its own members: in sequence on CPU, batched elsewhere
-    local = vectorize(chunk, "map" if mesh.devices.flat[0].platform == "cpu" else "vmap")
+    local = vectorize(chunk, _one_device(mesh.devices.flat[0].platform))  # per device
     spec = P("member")
     return jax.shard_map(local, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
   raise ValueError(f"Unknown strategy {strategy!r}.")
