@@ -11,6 +11,7 @@ import ml_collections
 
 def get_config(arg: str = ""):
   c = ml_collections.ConfigDict()
+  c.mode = "posthoc"  # flows on a frozen, trained VAE ('joint': configs/flows_joint_sprites.py)
   c.seed = 0
   c.workdir = "workdirs/flows_sprites"
   c.vae_workdir = "workdirs/betavae_sprites"
@@ -20,12 +21,14 @@ def get_config(arg: str = ""):
   c.num_probes = 8
   c.normalize_jvp = False  # True: reward image change per unit latent motion (lsx option)
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "lambda_cls": 1.0, "lambda_pde": 1.0})
-  c.train = dict(steps=600, batch_size=32, chunk=20, log_every_s=5.0)
-  c.eval = dict(anchors=6, steps=5)
+  c.train = dict(steps=600, batch_size=32, chunk=20, ckpt_every=200, log_every_s=5.0)
+  # scoring: anchors traversed -steps..steps flow steps (linear references: +-span latent
+  # stds of the active latents); vp_anchors per direction for variation predictability
+  c.eval = dict(anchors=6, steps=5, span=2.0, vp_anchors=100, random_seeds=2)
   if arg == "smoke":
     c.num_potentials, c.path_len = 3, 4
-    c.train.steps, c.train.chunk, c.train.batch_size = 4, 2, 4
-    c.eval.anchors, c.eval.steps = 2, 2
+    c.train.steps, c.train.chunk, c.train.batch_size, c.train.ckpt_every = 4, 2, 4, 2
+    c.eval.anchors, c.eval.steps, c.eval.vp_anchors, c.eval.random_seeds = 2, 2, 10, 1
   elif arg:
     raise ValueError(f"Unknown config argument {arg!r}; known: 'smoke'.")
   c.lock()

@@ -1,11 +1,19 @@
-"""Learn potential-flow traversals on a trained VAE's latent space and score them.
+"""Potential-flow traversals (Song et al. 2023): learn them and score them.
 
-  python -m experiments.flows --config configs/flows_sprites.py
+  python -m experiments.flows --config configs/flows_sprites.py        # on a trained VAE
+  python -m experiments.flows --config configs/flows_joint_sprites.py  # VAE + flows jointly
 
-Writes in config.workdir: flows.png (rows: potentials; for each anchor the path over
--T..T steps: negative direction left, positive right), flows_losses.png (L_IC, L_PDE,
-L_JVP, classifier loss per chunk), metrics.jsonl, flows_dfa.json (DFA of the flows next
-to the VAE's latent axes and random directions).
+config.mode = 'posthoc': loads the beta-VAE in `vae_workdir` (trains it with
+configs/betavae_sprites.py first if absent) and learns K potentials on its latent space
+with the decoder frozen (L_IC, L_PDE, -L_JVP and the frame classifier).
+config.mode = 'joint': trains a beta-VAE and one potential per moving factor together on
+one-factor sequences rendered from the dataset's factors (lsx.flows.joint).
+
+Both write in config.workdir: checkpoints/ (the train state; a killed run resumes where it
+stopped), metrics.jsonl, flows_losses.png (the loss terms per chunk, the wave residual on
+a log scale), flows.png (rows: potentials; for each anchor the path over -S..S steps) and
+flows_dfa.json: direction-factor attribution and variation predictability of the flows,
+next to the same VAE's latent axes and random directions (one row each).
 """
 from __future__ import annotations
 
@@ -22,11 +30,15 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from configs import common
-from lsx import flows, metrics as lm, viz
+from lsx import directions as ld, flows, metrics as lm, models, viz
+from lsx.data import get_dataset
+from lsx.train import checkpoint as ckpt
 from lsx.train import load_run, make_optimizer, make_train_chunk, make_train_step, train
 from lsx.train.state import TrainState
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Flows config file.", lock_config=True)
+
+SCORES = ("disentanglement", "completeness", "direction_mig", "coverage", "vp", "off_manifold")
 
 
 def _vae(config):
@@ -43,88 +55,198 @@ def flow_paths(flow, params, z, k, steps):
   return jnp.concatenate([down[::-1], up[1:]], 0)
 
 
+def build_posthoc(c):
+  """(dataset, model, flow, init() -> params, loss, sample, params -> VAE params, log keys)
+  for mode 'posthoc'."""
+  setup, vstate = _vae(c)
+  model, vparams, ds = setup.model, vstate.params, setup.dataset
+  decode = lambda z: jax.nn.sigmoid(model.decode(vparams, z))
+  flow = flows.make_flow(model.latent_dim, int(c.num_potentials))
+  init_clf, loss = flows.make_flow_objective(flow, decode, ds.image_shape,
+                                             path_len=int(c.path_len),
+                                             laplacian_mode=c.laplacian,
+                                             num_probes=int(c.num_probes),
+                                             normalize_jvp=bool(c.normalize_jvp))
+  k1, k2 = jax.random.split(jax.random.key(int(c.seed)))
+  init = lambda: {"flow": flow.init(k1), "classifier": init_clf(k2)}
+  sample = lambda rng, n: (model.represent(vparams, ds.sample(rng, n)[0]), None)
+  vae_params = lambda p: vparams
+  return ds, model, flow, init, loss, sample, vae_params, ("pde", "ic", "jvp", "cls")
+
+
+def build_joint(c):
+  """The same pieces for mode 'joint': a beta-VAE and the flows trained together."""
+  ds = get_dataset(c.data.name, size=int(c.data.size))
+  if not getattr(ds, "has_render", False):
+    raise ValueError(f"joint mode renders one-factor sequences from factor indices; dataset "
+                     f"{c.data.name!r} has no renderer (use 'sprites' or 'scenes').")
+  transforms, speeds = flows.check_transforms(ds, c.transforms, c.speeds, int(c.path_len))
+  model = models.make_autoencoder(ds.image_shape, int(c.model.latent_dim), c.model.arch,
+                                  hidden=tuple(c.model.hidden) or None)
+  flow = flows.make_flow(model.latent_dim, len(transforms))
+  loss = flows.make_joint_objective(model, flow, path_len=int(c.path_len),
+                                    laplacian_mode=c.laplacian, num_probes=int(c.num_probes),
+                                    normalize_jvp=bool(c.normalize_jvp))
+  k1, k2 = jax.random.split(jax.random.key(int(c.seed)))
+  init = lambda: {"vae": model.init(k1), "flow": flow.init(k2)}
+  path_len = int(c.path_len)
+  sample = lambda rng, n: (flows.sequence_batch(ds, rng, n, transforms, speeds, path_len), None)
+  vae_params = lambda p: p["vae"]
+  return ds, model, flow, init, loss, sample, vae_params, ("rec", "latent", "pde", "jvp")
+
+
+def train_loop(c, params, loss, sample, hp, log_keys, t0):
+  """Chunks of c.train.chunk steps with checkpoints every c.train.ckpt_every steps; resumes
+  from the latest checkpoint and stops (keeping it) on a non-finite loss."""
+  opt = make_optimizer("adam")
+  state = TrainState.create(params, opt, jax.random.fold_in(jax.random.key(int(c.seed)), 7))
+  step = make_train_step(loss, opt)
+  total, k = int(c.train.steps), int(c.train.chunk)
+  every = int(c.train.ckpt_every)
+  if every % k:
+    raise ValueError(f"train.ckpt_every ({every}) must be a multiple of train.chunk ({k}).")
+  mngr = ckpt.manager(os.path.join(c.workdir, "checkpoints"), max_to_keep=2)
+  restored = ckpt.restore(mngr, jax.eval_shape(lambda: state))
+  metrics_path = os.path.join(c.workdir, "metrics.jsonl")
+  rows = []
+  if restored is not None:
+    state = restored
+    with open(metrics_path) as f:
+      rows = [r for r in map(json.loads, f) if r["step"] <= int(state.step)]
+    print(f"resumed from step {int(state.step)}", file=sys.stderr)
+  chunk = jax.jit(make_train_chunk(step, sample, int(c.train.batch_size), k))
+  done, last, rate = int(state.step), -1e9, float("nan")
+  first, tc = True, time.perf_counter()
+  while done < total:
+    state, m = chunk(state, hp)
+    m = jax.device_get(m)
+    if np.any(m["nonfinite"]):
+      raise FloatingPointError(
+          f"non-finite loss or gradient near step {done + int(np.argmax(m['nonfinite']))}; the "
+          f"last good checkpoint ({mngr.latest_step()}) is kept. Lower hp.lr or hp.lambda_pde.")
+    done = int(state.step)
+    rows.append({"step": done, **{n: float(np.mean(v)) for n, v in m.items() if n != "nonfinite"}})
+    now = time.perf_counter()
+    if first:
+      first, tc, start = False, now, done
+      print(f"compiled and ran the first {k}-step chunk ({now - t0:.0f}s since start)",
+            file=sys.stderr)
+    elif done > start:
+      rate = (done - start) / max(now - tc, 1e-9)
+    if done % every == 0 or done >= total:
+      ckpt.save(mngr, done, state)
+      with open(metrics_path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    if now - last > float(c.train.log_every_s) or done >= total:
+      eta = (total - done) / rate if rate == rate and rate > 0 else 0.0
+      r = rows[-1]
+      print(f"step {done}/{total} | {rate:.2f} steps/s | ETA {eta:.0f}s | "
+            + " ".join(f"{n} {r[n]:.4g}" for n in log_keys), file=sys.stderr, flush=True)
+      last = now
+  return state, rows, rate
+
+
+def flow_vp_pairs(flow, fp, decode, anchors, max_steps, rng):
+  """(x' - x, potential labels) with x' the anchor moved 1..max_steps flow steps either way."""
+  k, n = flow.num, anchors.shape[0]
+  k_s, k_sign = jax.random.split(rng)
+  steps = jax.random.randint(k_s, (k, n), 1, max_steps + 1)
+  sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (k, n)), 1.0, -1.0)
+
+  def moved(z, kk, s, sg):
+    path = flows.traverse(flow.potential, fp, z, kk, max_steps, sign=sg)
+    return path[s]
+
+  z1 = jax.vmap(lambda kk, s, sg: jax.vmap(moved, in_axes=(0, None, 0, 0))(anchors, kk, s, sg))(
+      jnp.arange(k), steps, sign)
+  x0 = decode(anchors)
+  x1 = decode(z1.reshape(k * n, -1)).reshape((k, n) + x0.shape[1:])
+  return (x1 - x0[None]).reshape((k * n,) + x0.shape[1:]), jnp.repeat(jnp.arange(k), n)
+
+
+def evaluate(c, ds, model, vparams, flow, fp):
+  """Rows of SCORES for the flows, the VAE's active latent axes and random directions."""
+  decode = jax.jit(lambda z: jax.nn.sigmoid(model.decode(vparams, z)))
+  images, _ = ds.sample(jax.random.key(1234), 2000)
+  z = np.asarray(jax.jit(model.represent)(vparams, images))
+  anchors = jnp.asarray(z[:int(c.eval.anchors)])
+  vp_anchors = jnp.asarray(z[-int(c.eval.vp_anchors):])
+  s = int(c.eval.steps)
+  paths = jax.jit(jax.vmap(jax.vmap(lambda zz, kk: flow_paths(flow, fp, zz, kk, s),
+                                    in_axes=(0, None)), in_axes=(None, 0)))(anchors, jnp.arange(flow.num))
+  frames = decode(paths.reshape(-1, model.latent_dim)).reshape(paths.shape[:3] + ds.image_shape)
+  oracle = lm.grid_oracle(ds)
+
+  def score(frames_, steps, diffs, labels):
+    fac, dist = oracle(frames_.reshape((-1,) + ds.image_shape))
+    fac = np.asarray(fac).reshape(frames_.shape[:3] + (-1,))
+    res = lm.dataset_dfa(ds, fac, np.asarray(steps), off_manifold=np.asarray(dist))
+    res["vp"] = lm.variation_predictability(diffs, labels, jax.random.key(12))["vp"]
+    return res
+
+  rows = {}
+  diffs, labels = flow_vp_pairs(flow, fp, decode, vp_anchors, s, jax.random.key(11))
+  rows["flows"] = score(frames, np.arange(-s, s + 1), diffs, labels)
+  active = ld.active_latents(z)
+  sd = float(z.std(0)[active].mean())
+  span = float(c.eval.span) * sd
+  steps = jnp.linspace(-span, span, 2 * s + 1)
+  sets = {"latent axes (active)": np.eye(z.shape[1])[active]}
+  for seed in range(int(c.eval.random_seeds)):
+    sets[f"random (seed {seed})"] = np.asarray(
+        jax.random.normal(jax.random.key(100 + seed), (int(active.sum()), z.shape[1])))
+  for name, dirs in sets.items():
+    dirs = jnp.asarray(dirs, jnp.float32)
+    lin = lm.traverse_linear(decode, anchors, dirs, steps)
+    dd, ll = lm.variation_pairs(decode, vp_anchors, dirs, jax.random.key(11), max_step=span,
+                                min_step=span / 4)
+    rows[name] = score(lin, steps, dd, ll)
+  return frames, rows
+
+
 def main(argv):
   del argv
   logging.getLogger("absl").setLevel(logging.WARNING)
   c = _CONFIG.value
   t0 = time.perf_counter()
-  setup, vstate = _vae(c)
-  model, vparams, ds = setup.model, vstate.params, setup.dataset
-  decode = lambda z: jax.nn.sigmoid(model.decode(vparams, z))
-  d = model.latent_dim
-  flow = flows.make_flow(d, int(c.num_potentials))
-  init_clf, loss = flows.make_flow_objective(flow, decode, ds.image_shape,
-                                             path_len=int(c.path_len),
-                                             laplacian_mode=c.laplacian,
-                                             num_probes=int(c.num_probes),
-                                             normalize_jvp=bool(c.get("normalize_jvp", False)))
-  opt = make_optimizer("adam")
-  k1, k2, k3 = jax.random.split(jax.random.key(int(c.seed)), 3)
-  params = {"flow": flow.init(k1), "classifier": init_clf(k2)}
-  state = TrainState.create(params, opt, k3)
+  if c.mode not in ("posthoc", "joint"):
+    raise ValueError(f"config.mode must be 'posthoc' or 'joint', got {c.mode!r}.")
+  build = build_joint if c.mode == "joint" else build_posthoc
+  ds, model, flow, init, loss, sample, vae_params, log_keys = build(c)
   hp = {k: jnp.float32(v) for k, v in c.hp.items()}
-  sample = lambda rng, n: (model.represent(vparams, ds.sample(rng, n)[0]), None)
-  step = make_train_step(loss, opt)
-  total, k = int(c.train.steps), int(c.train.chunk)
-  chunk = jax.jit(make_train_chunk(step, sample, int(c.train.batch_size), k))
   os.makedirs(c.workdir, exist_ok=True)
-  rows, done, last = [], 0, -1e9
-  tc = time.perf_counter()
-  while done < total:
-    state, m = chunk(state, hp)
-    m = jax.device_get(m)
-    done += k
-    rows.append({"step": done, **{n: float(np.mean(v)) for n, v in m.items() if n != "nonfinite"}})
-    if done == k:
-      tc = time.perf_counter()
-      print(f"compiled and ran the first {k}-step chunk ({tc - t0:.0f}s since start)", file=sys.stderr)
-    now = time.perf_counter()
-    if now - last > float(c.train.log_every_s) or done >= total:
-      rate = (done - k) / max(now - tc, 1e-9) if done > k else float("nan")
-      r = rows[-1]
-      print(f"step {done}/{total} | {rate:.2f} steps/s | ETA {(total - done) / rate if rate == rate and rate > 0 else 0:.0f}s"
-            f" | pde {r['pde']:.4g} ic {r['ic']:.3g} jvp {r['jvp']:.3g} cls {r['cls']:.3g} acc {r['cls_acc']:.2f}",
-            file=sys.stderr, flush=True)
-      last = now
-  train_rate = (done - k) / max(time.perf_counter() - tc, 1e-9) if done > k else float("nan")
-  with open(os.path.join(c.workdir, "metrics.jsonl"), "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in rows)
-  save_loss_plot(rows, os.path.join(c.workdir, "flows_losses.png"))
-  fp = state.params["flow"]
-  images, _ = ds.sample(jax.random.key(1234), 2000)
-  z = jax.jit(model.represent)(vparams, images)
-  anchors = z[:int(c.eval.anchors)]
-  s = int(c.eval.steps)
-  paths = jax.jit(jax.vmap(jax.vmap(lambda zz, kk: flow_paths(flow, fp, zz, kk, s),
-                                    in_axes=(0, None)), in_axes=(None, 0)))(anchors, jnp.arange(flow.num))
-  frames = jax.jit(decode)(paths.reshape(-1, d)).reshape(paths.shape[:3] + ds.image_shape)
+  state, rows, rate = train_loop(c, init(), loss, sample, hp, log_keys, t0)
+  save_loss_plot(rows, os.path.join(c.workdir, "flows_losses.png"), log_keys)
+  fp, vparams = state.params["flow"], vae_params(state.params)
+  frames, scored = evaluate(c, ds, model, vparams, flow, fp)
   grid = [viz.image_grid(np.asarray(frames[:, a])) for a in range(min(3, frames.shape[1]))]
   viz.save_png(np.concatenate(grid, axis=1), os.path.join(c.workdir, "flows.png"), scale=2)
-  oracle = lm.grid_oracle(ds)
-  fac, dist = oracle(frames.reshape((-1,) + ds.image_shape))
-  fac = np.asarray(fac).reshape(frames.shape[:3] + (-1,))
-  res = lm.dataset_dfa(ds, fac, np.arange(-s, s + 1), off_manifold=np.asarray(dist))
-  out = {n: res[n] for n in ("disentanglement", "completeness", "direction_mig", "coverage",
-                             "off_manifold", "matches")}
-  out["train_steps_per_s"] = train_rate
+  out = {name: {k: float(r[k]) for k in SCORES} | {"matches": r["matches"]}
+         for name, r in scored.items()}
+  out["factor_names"] = [n for n, o in zip(ds.factor_names, lm.directions.ordinal_mask(ds)) if o]
+  out["mode"] = c.mode
+  out["train_steps_per_s"] = rate
   out["batch_size"] = int(c.train.batch_size)
   with open(os.path.join(c.workdir, "flows_dfa.json"), "w") as f:
     json.dump(out, f, indent=1)
-  print(json.dumps({k2: v for k2, v in out.items() if k2 != "matches"}))
-  print(f"wrote flows.png, flows_losses.png, flows_dfa.json in {c.workdir} "
-        f"({time.perf_counter() - t0:.0f}s)")
+  print(f"{'directions':22s} " + " ".join(f"{k[:13]:>13s}" for k in SCORES))
+  for name, r in scored.items():
+    print(f"{name:22s} " + " ".join(f"{float(r[k]):13.3f}" for k in SCORES))
+  print(f"training {rate:.2f} steps/s at batch {int(c.train.batch_size)}; wrote flows.png, "
+        f"flows_losses.png, flows_dfa.json in {c.workdir} ({time.perf_counter() - t0:.0f}s)")
 
 
-def save_loss_plot(rows, path):
+def save_loss_plot(rows, path, keys):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, 4, figsize=(13, 2.8))
+  titles = {"pde": "L_PDE (wave residual)", "ic": "L_IC", "jvp": "L_JVP (rewarded)",
+            "cls": "classifier CE", "rec": "reconstruction (x_0)", "latent": "L_latent"}
+  fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 2.8))
   steps = [r["step"] for r in rows]
-  for ax, key in zip(axes, ("pde", "ic", "jvp", "cls")):
+  for ax, key in zip(axes, keys):
     ax.plot(steps, [r[key] for r in rows])
-    ax.set_title({"pde": "L_PDE (wave residual)", "ic": "L_IC", "jvp": "L_JVP (rewarded)",
-                  "cls": "classifier CE"}[key])
+    ax.set_title(titles.get(key, key))
     ax.set_xlabel("step")
     if key == "pde":
       ax.set_yscale("log")

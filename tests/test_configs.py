@@ -28,6 +28,14 @@ def test_every_config_builds_without_compiling(path):
     assert set(cfg.hp) >= {"lr"}
     assert _load(path, "smoke").train.steps < cfg.train.steps
     return
+  if cfg.get("mode") == "joint":  # flows trained with a VAE: data, transforms, objective
+    import jax
+    from experiments import flows as fx
+    ds, model, flow, init, *_ = fx.build_joint(cfg)
+    jax.eval_shape(init)
+    assert flow.num == len(cfg.transforms) and set(cfg.hp) >= {"lr", "beta"}
+    assert _load(path, "smoke").train.steps < cfg.train.steps
+    return
   if "vae_workdir" in cfg:  # a flows config: its pieces build, shapes only
     import jax
     from lsx import flows

@@ -79,3 +79,111 @@ def test_flow_objective_is_finite_differentiable_and_traced():
   _, an = loss_n(params, z0, jax.random.key(4), hp)
   _, a1 = loss(params, z0, jax.random.key(4), hp)
   assert np.isfinite(float(an["jvp"])) and float(an["jvp"]) != pytest.approx(float(a1["jvp"]))
+
+
+# --- joint training with a VAE on one-factor sequences --------------------------------------
+
+def test_sequence_batch_moves_one_factor_at_its_speed():
+  from lsx.data import Sprites
+  ds = Sprites(size=32)
+  tr, sp = flows.check_transforms(ds, (1, 2, 3, 4), (1, 2, 3, 3), 5)
+  b = jax.jit(lambda r: flows.sequence_batch(ds, r, 64, tr, sp, 5))(jax.random.key(0))
+  f = np.asarray(b["factors"])  # [n, 3 frames, F]
+  k, t = np.asarray(b["k"]), np.asarray(b["t"])
+  assert set(k) == {0, 1, 2, 3} and t.min() >= 0 and t.max() <= 3
+  sizes = np.array(ds.factor_sizes)
+  for i in range(64):
+    col, speed = tr[k[i]], sp[k[i]]
+    other = np.arange(5) != col
+    assert (f[i, :, other] == f[i, 0, other][:, None]).all()  # nothing else moves
+    assert f[i, 1, col] - f[i, 0, col] == t[i] * speed
+    assert f[i, 2, col] - f[i, 0, col] == (t[i] + 1) * speed
+    assert f[i, 0, col] + 4 * speed <= sizes[col] - 1  # the whole sequence stays in range
+  np.testing.assert_array_equal(np.asarray(b["xt1"][:4]), np.asarray(ds.render(f[:4, 2])))
+  with pytest.raises(ValueError, match="does not fit"):
+    flows.check_transforms(ds, (1,), (2,), 5)  # scale has 6 values: 4 moves of 2 overshoot
+  with pytest.raises(ValueError, match="one speed"):
+    flows.check_transforms(ds, (1, 2), (1,), 5)
+
+
+def test_joint_objective_with_a_resting_flow_matches_its_closed_form():
+  from lsx.data import Sprites
+  from lsx.latents import gaussian_kl
+  from lsx.models import make_autoencoder
+  from lsx.models.objectives import neg_log_likelihood
+  ds = Sprites(size=32)
+  model = make_autoencoder(ds.image_shape, 3, "mlp", hidden=(16,))
+  flow = flows.make_flow(3, 2)
+  loss = flows.make_joint_objective(model, flow, path_len=4)
+  params = {"vae": model.init(jax.random.key(1)), "flow": flow.init(jax.random.key(2))}
+  batch = flows.sequence_batch(ds, jax.random.key(3), 5, (3, 4), (2, 2), 4)
+  hp = {"beta": jnp.float32(2.0), "lambda_latent": jnp.float32(1.0), "lambda_pde": jnp.float32(1.0)}
+  (val, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params, batch, jax.random.key(4), hp)
+  assert np.isfinite(float(val))
+  for part in ("vae", "flow"):  # both models learn from the joint loss
+    assert sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads[part])) > 0
+  # a potential with zero output weights never moves: every path point is z0, so the
+  # losses reduce to ones computed here directly from the encoder and decoder
+  still = jax.tree.map(lambda a: a, params)
+  still["flow"]["net"]["w3"] = jnp.zeros_like(params["flow"]["net"]["w3"])
+  v0, a0 = loss(still, batch, jax.random.key(4), hp)
+  st = model.encode(params["vae"], batch["x0"])
+  z0 = model.bottleneck.sample(st, jax.random.split(jax.random.key(4))[0])
+  et = model.represent(params["vae"], batch["xt"])
+  et1 = model.represent(params["vae"], batch["xt1"])
+  latent = jnp.mean(jnp.sum((et1 - et) ** 2, 1) + jnp.sum((et - z0) ** 2, 1))
+  rec1 = neg_log_likelihood(model.decode(params["vae"], z0), batch["xt1"]).mean()
+  st1 = model.encode(params["vae"], batch["xt1"])
+  rec0 = neg_log_likelihood(model.decode(params["vae"], z0), batch["x0"]).mean()
+  vae = rec0 + rec1 + 2.0 * (gaussian_kl(st["mean"], st["logvar"]).mean()
+                             + gaussian_kl(st1["mean"], st1["logvar"]).mean())
+  assert float(a0["latent"]) == pytest.approx(float(latent), rel=1e-4)
+  assert float(a0["rec_next"]) == pytest.approx(float(rec1), rel=1e-5)
+  assert float(a0["ic"]) == 0.0 and float(a0["jvp"]) == 0.0
+  # the weights are traced: with both lambdas 0 the loss is the two ELBO terms alone
+  v_vae, _ = loss(still, batch, jax.random.key(4), dict(hp, lambda_latent=jnp.float32(0.0),
+                                                         lambda_pde=jnp.float32(0.0)))
+  assert float(v_vae) == pytest.approx(float(vae), rel=1e-5)
+
+
+def test_joint_training_resumes_exactly_where_it_stopped(tmp_path):
+  from configs import common
+  from experiments import flows as fx
+
+  def cfg(steps, workdir):
+    c = common.load("configs/flows_joint_sprites.py:smoke")
+    with c.unlocked():
+      c.train.steps, c.workdir = steps, str(workdir)
+    return c
+
+  def run(c):
+    ds, model, flow, init, loss, sample, _, keys = fx.build_joint(c)
+    hp = {k: jnp.float32(v) for k, v in c.hp.items()}
+    return fx.train_loop(c, init(), loss, sample, hp, keys, 0.0)
+
+  whole, rows, _ = run(cfg(6, tmp_path / "whole"))
+  run(cfg(4, tmp_path / "split"))
+  resumed, rows2, _ = run(cfg(6, tmp_path / "split"))  # picks up at step 4
+  assert int(resumed.step) == 6 and [r["step"] for r in rows2] == [2, 4, 6]
+  for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert rows == rows2
+
+
+def test_joint_flows_experiment_writes_figures_and_scores(tmp_path):
+  import json
+  import subprocess
+  import sys
+  out = subprocess.run([sys.executable, "-m", "experiments.flows", "--config",
+                        "configs/flows_joint_sprites.py:smoke", f"--config.workdir={tmp_path}"],
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  res = json.load(open(tmp_path / "flows_dfa.json"))
+  assert res["mode"] == "joint" and res["factor_names"] == ["scale", "orientation", "x", "y"]
+  assert {"flows", "latent axes (active)", "random (seed 0)"} <= set(res)
+  for name in ("flows", "latent axes (active)"):
+    for key in ("disentanglement", "completeness", "direction_mig", "vp"):
+      assert 0.0 <= res[name][key] <= 1.0 + 1e-6, (name, key)
+  for png in ("flows.png", "flows_losses.png"):
+    assert (tmp_path / png).stat().st_size > 0
+  assert "flows" in out.stdout and "steps/s" in out.stdout

@@ -193,3 +193,7 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
     return total, {"ic": l_ic, "pde": l_pde, "jvp": l_jvp, "cls": l_cls, "cls_acc": acc}
 
   return init_classifier, loss
+
+
+from lsx.flows.joint import (JOINT_HP_DEFAULTS, check_transforms,  # noqa: E402
+                             make_joint_objective, sequence_batch)
