@@ -25,8 +25,10 @@ def get_config(arg: str = ""):
   c.laplacian = "exact"
   c.num_probes = 8
   c.normalize_jvp = False
+  # lambda_jvp: weight of the rewarded image change (the paper: = lambda_pde); 0 here, the
+  # sequences set how far each step moves and the unbounded reward destabilized training
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "beta": 4.0, "lambda_latent": 1.0,
-                                    "lambda_pde": 1.0})
+                                    "lambda_pde": 1.0, "lambda_jvp": 0.0})
   c.train = dict(steps=3000, batch_size=32, chunk=50, ckpt_every=500, log_every_s=10.0)
   c.eval = dict(anchors=8, steps=4, span=2.0, vp_anchors=100, random_seeds=2)
   if arg == "smoke":

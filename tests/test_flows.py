@@ -91,14 +91,16 @@ def test_sequence_batch_moves_one_factor_at_its_speed():
   f = np.asarray(b["factors"])  # [n, 3 frames, F]
   k, t = np.asarray(b["k"]), np.asarray(b["t"])
   assert set(k) == {0, 1, 2, 3} and t.min() >= 0 and t.max() <= 3
+  assert set(np.asarray(b["sign"]).tolist()) == {-1.0, 1.0}  # sequences run both ways
   sizes = np.array(ds.factor_sizes)
   for i in range(64):
     col, speed = tr[k[i]], sp[k[i]]
     other = np.arange(5) != col
     assert (f[i, :, other] == f[i, 0, other][:, None]).all()  # nothing else moves
-    assert f[i, 1, col] - f[i, 0, col] == t[i] * speed
-    assert f[i, 2, col] - f[i, 0, col] == (t[i] + 1) * speed
-    assert f[i, 0, col] + 4 * speed <= sizes[col] - 1  # the whole sequence stays in range
+    sign = int(b["sign"][i])
+    assert f[i, 1, col] - f[i, 0, col] == sign * t[i] * speed
+    assert f[i, 2, col] - f[i, 0, col] == sign * (t[i] + 1) * speed
+    assert 0 <= f[i, 0, col] + sign * 4 * speed <= sizes[col] - 1  # the sequence stays in range
   np.testing.assert_array_equal(np.asarray(b["xt1"][:4]), np.asarray(ds.render(f[:4, 2])))
   with pytest.raises(ValueError, match="does not fit"):
     flows.check_transforms(ds, (1,), (2,), 5)  # scale has 6 values: 4 moves of 2 overshoot
@@ -117,7 +119,8 @@ def test_joint_objective_with_a_resting_flow_matches_its_closed_form():
   loss = flows.make_joint_objective(model, flow, path_len=4)
   params = {"vae": model.init(jax.random.key(1)), "flow": flow.init(jax.random.key(2))}
   batch = flows.sequence_batch(ds, jax.random.key(3), 5, (3, 4), (2, 2), 4)
-  hp = {"beta": jnp.float32(2.0), "lambda_latent": jnp.float32(1.0), "lambda_pde": jnp.float32(1.0)}
+  hp = {"beta": jnp.float32(2.0), "lambda_latent": jnp.float32(1.0), "lambda_pde": jnp.float32(1.0),
+        "lambda_jvp": jnp.float32(1.0)}
   (val, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params, batch, jax.random.key(4), hp)
   assert np.isfinite(float(val))
   for part in ("vae", "flow"):  # both models learn from the joint loss
@@ -140,9 +143,10 @@ def test_joint_objective_with_a_resting_flow_matches_its_closed_form():
   assert float(a0["latent"]) == pytest.approx(float(latent), rel=1e-4)
   assert float(a0["rec_next"]) == pytest.approx(float(rec1), rel=1e-5)
   assert float(a0["ic"]) == 0.0 and float(a0["jvp"]) == 0.0
-  # the weights are traced: with both lambdas 0 the loss is the two ELBO terms alone
+  # the weights are traced: with the lambdas 0 the loss is the two ELBO terms alone
   v_vae, _ = loss(still, batch, jax.random.key(4), dict(hp, lambda_latent=jnp.float32(0.0),
-                                                         lambda_pde=jnp.float32(0.0)))
+                                                         lambda_pde=jnp.float32(0.0),
+                                                         lambda_jvp=jnp.float32(0.0)))
   assert float(v_vae) == pytest.approx(float(vae), rel=1e-5)
 
 

@@ -14,8 +14,14 @@ constant to the loss):
 
   L_vae    = ELBO_beta(x_0) + [rec(x_{t+1} | G(z_{t+2})) + beta KL(q(z | x_{t+1}))]
   L_latent = |(e_{t+1} - e_t) - (z_{t+2} - z_{t+1})|^2 + |e_t - z_{t+1}|^2
-  L_flow   = L_IC + L_PDE (wave residual on the path) - L_JVP (at z_{t+1}, rewarded)
-  total    = L_vae + lambda_latent L_latent + lambda_pde L_flow
+  L_flow   = L_IC + L_PDE (wave residual on the path)
+  total    = L_vae + lambda_latent L_latent + lambda_pde L_flow - lambda_jvp L_JVP
+
+with L_JVP = |J_G(z_{t+1}) grad u_k|^2 (rewarded; the public code weighs it with
+lambda_pde, i.e. lambda_jvp = lambda_pde. The reward is unbounded and the sequences already
+fix how far each step moves, so configs/flows_joint_sprites.py sets lambda_jvp = 0).
+Sequences run either way (`sign`): a factor that decreases is followed down the negative
+gradient, the traversal's reverse direction, so both directions are trained.
 
 with every weight (beta, lambda_latent, lambda_pde, lr) traced in `hp`. Unlike the public
 code each sample has its own potential and time, the Laplacian is exact (or Hutchinson),
@@ -36,7 +42,8 @@ from lsx.flows import Flow, traverse, velocity, wave_residual
 from lsx.latents import gaussian_kl
 from lsx.models.objectives import neg_log_likelihood
 
-JOINT_HP_DEFAULTS = {"beta": 1.0, "lambda_latent": 1.0, "lambda_pde": 1.0, "lr": 1e-3}
+JOINT_HP_DEFAULTS = {"beta": 1.0, "lambda_latent": 1.0, "lambda_pde": 1.0, "lambda_jvp": 1.0,
+                     "lr": 1e-3}
 
 
 def check_transforms(dataset, transforms: Sequence[int], speeds: Sequence[int],
@@ -68,30 +75,34 @@ def sequence_batch(dataset, rng, n: int, transforms: Sequence[int], speeds: Sequ
                    path_len: int) -> dict:
   """A batch of one-factor sequences rendered from factor indices.
 
-  Per sample: the moving factor `k` (an index into `transforms`), a time t in
-  [0, path_len - 2], and frames x0, xt, xt1 whose factors equal except that factor
-  transforms[k] is advanced by t * speed and (t + 1) * speed. The start of the moving
-  factor is drawn so the whole sequence stays inside its range (no wrap-around jump).
-  Returns {"x0", "xt", "xt1" [n, H, W, C], "k", "t" [n] int32, "factors" [n, 3, F]}."""
+  Per sample: the moving factor `k` (an index into `transforms`), a direction `sign`
+  (+1 or -1), a time t in [0, path_len - 2], and frames x0, xt, xt1 whose factors equal
+  except that factor transforms[k] is moved by sign * t * speed and sign * (t + 1) * speed.
+  The start is drawn so the whole sequence stays inside the factor's range (no
+  wrap-around jump). Returns {"x0", "xt", "xt1" [n, H, W, C], "k", "t" [n] int32,
+  "sign" [n] float32, "factors" [n, 3, F]}."""
   tr = jnp.asarray(transforms, jnp.int32)
   sp = jnp.asarray(speeds, jnp.int32)
   sizes = jnp.asarray(dataset.factor_sizes, jnp.int32)
-  k_f, k_k, k_t, k_s = jax.random.split(rng, 4)
+  k_f, k_k, k_t, k_s, k_d = jax.random.split(rng, 5)
   base = dataset.sample_factors(k_f, n)
   k = jax.random.randint(k_k, (n,), 0, len(transforms))
   t = jax.random.randint(k_t, (n,), 0, path_len - 1)
   col, speed = tr[k], sp[k]
   room = sizes[col] - (path_len - 1) * speed  # starts that keep the sequence in range
   start = jnp.floor(jax.random.uniform(k_s, (n,)) * room).astype(jnp.int32)
+  down = jax.random.bernoulli(k_d, 0.5, (n,))
+  start = jnp.where(down, sizes[col] - 1 - start, start)
+  sign = jnp.where(down, -1, 1).astype(jnp.int32)
   onehot = jax.nn.one_hot(col, base.shape[1], dtype=jnp.int32)
 
   def at(step):
-    return base * (1 - onehot) + onehot * (start + step * speed)[:, None]
+    return base * (1 - onehot) + onehot * (start + sign * step * speed)[:, None]
 
   f0, ft, ft1 = at(jnp.zeros_like(t)), at(t), at(t + 1)
   images = dataset.render(jnp.concatenate([f0, ft, ft1], 0))
   x0, xt, xt1 = jnp.split(images, 3)
-  return {"x0": x0, "xt": xt, "xt1": xt1, "k": k, "t": t,
+  return {"x0": x0, "xt": xt, "xt1": xt1, "k": k, "t": t, "sign": sign.astype(jnp.float32),
           "factors": jnp.stack([f0, ft, ft1], 1)}
 
 
@@ -99,7 +110,8 @@ def make_joint_objective(model, flow: Flow, *, path_len: int, likelihood: str = 
                          laplacian_mode: str = "exact", num_probes: int = 8,
                          normalize_jvp: bool = False) -> Callable:
   """`loss(params, batch, rng, hp) -> (scalar, aux)` with params = {"vae", "flow"}, a
-  `sequence_batch` and traced hp {beta, lambda_latent, lambda_pde} (module docstring)."""
+  `sequence_batch` and traced hp {beta, lambda_latent, lambda_pde, lambda_jvp} (module
+  docstring)."""
   if laplacian_mode not in ("exact", "hutchinson"):
     raise ValueError(f"laplacian_mode must be 'exact' or 'hutchinson', got {laplacian_mode!r}.")
   if flow.dim != model.latent_dim:
@@ -116,8 +128,8 @@ def make_joint_objective(model, flow: Flow, *, path_len: int, likelihood: str = 
     _, et, et1 = jnp.split(stats["mean"], 3)  # targets: the codes of frames t and t+1
     kl = gaussian_kl(stats["mean"], stats["logvar"])
     kl0, kl1 = kl[:b], kl[2 * b:]
-    ks, ts = batch["k"], batch["t"]
-    paths = jax.vmap(lambda z, k: traverse(flow.potential, fp, z, k, path_len))(z0, ks)
+    ks, ts, signs = batch["k"], batch["t"], batch["sign"]
+    paths = jax.vmap(lambda z, k, s: traverse(flow.potential, fp, z, k, path_len, s))(z0, ks, signs)
     take = lambda i: jnp.take_along_axis(paths, i[:, None, None], 1)[:, 0]
     z1, z2 = take(ts + 1), take(ts + 2)  # frames t and t+1
     logits = model.decode(vp, jnp.concatenate([z0, z2], 0))
@@ -143,8 +155,8 @@ def make_joint_objective(model, flow: Flow, *, path_len: int, likelihood: str = 
       return jnp.sum(jax.jvp(img, (z,), (v,))[1] ** 2)
 
     l_jvp = jnp.mean(jax.vmap(jvp_norm)(z1, (ts + 1).astype(jnp.float32), ks))
-    l_flow = l_ic + l_pde - l_jvp
-    total = l_vae + hp["lambda_latent"] * l_latent + hp["lambda_pde"] * l_flow
+    total = (l_vae + hp["lambda_latent"] * l_latent + hp["lambda_pde"] * (l_ic + l_pde)
+             - hp["lambda_jvp"] * l_jvp)
     return total, {"rec": rec0, "kl": kl0.mean(), "rec_next": rec1, "latent": l_latent,
                    "ic": l_ic, "pde": l_pde, "jvp": l_jvp}
 
