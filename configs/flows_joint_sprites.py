@@ -30,7 +30,9 @@ def get_config(arg: str = ""):
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "beta": 4.0, "lambda_latent": 1.0,
                                     "lambda_pde": 1.0, "lambda_jvp": 0.0})
   c.train = dict(steps=3000, batch_size=32, chunk=50, ckpt_every=500, log_every_s=10.0)
-  c.eval = dict(anchors=8, steps=4, span=2.0, vp_anchors=100, random_seeds=2)
+  # scoring as in configs/flows_sprites.py (flow steps each way; references over +-span std)
+  c.eval = dict(anchors=8, steps=4, span=2.0, vp_anchors=100, random_seeds=2,
+                null_permutations=200)
   if arg == "smoke":
     c.model.latent_dim, c.path_len, c.speeds = 4, 3, (1, 1, 1, 1)
     c.model.arch, c.model.hidden, c.data.size = "mlp", (32,), 32

@@ -23,8 +23,10 @@ def get_config(arg: str = ""):
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "lambda_cls": 1.0, "lambda_pde": 1.0})
   c.train = dict(steps=600, batch_size=32, chunk=20, ckpt_every=200, log_every_s=5.0)
   # scoring: anchors traversed -steps..steps flow steps (linear references: +-span latent
-  # stds of the active latents); vp_anchors per direction for variation predictability
-  c.eval = dict(anchors=6, steps=5, span=2.0, vp_anchors=100, random_seeds=2)
+  # stds of the active latents); vp_anchors per direction for variation predictability;
+  # null_permutations: also score chance-corrected attribution (0: off)
+  c.eval = dict(anchors=6, steps=5, span=2.0, vp_anchors=100, random_seeds=2,
+                null_permutations=200)
   if arg == "smoke":
     c.num_potentials, c.path_len = 3, 4
     c.train.steps, c.train.chunk, c.train.batch_size, c.train.ckpt_every = 4, 2, 4, 2

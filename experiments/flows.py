@@ -13,7 +13,9 @@ Both write in config.workdir: checkpoints/ (the train state; a killed run resume
 stopped), metrics.jsonl, flows_losses.png (the loss terms per chunk, the wave residual on
 a log scale), flows.png (rows: potentials; for each anchor the path over -S..S steps) and
 flows_dfa.json: direction-factor attribution and variation predictability of the flows,
-next to the same VAE's latent axes and random directions (one row each).
+next to the same VAE's latent axes and random directions (one row each), with the
+chance-corrected D, C and coverage (`*_cc`, eval.null_permutations > 0) beside the plain ones.
+Rerunning a finished run only scores it again.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ from lsx.train.state import TrainState
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Flows config file.", lock_config=True)
 
 SCORES = ("disentanglement", "completeness", "direction_mig", "coverage", "vp", "off_manifold")
+# the same attribution with chance correction (lsx.metrics.dfa(null_permutations=...))
+CC_SCORES = ("disentanglement", "completeness", "coverage")
 
 
 def _vae(config):
@@ -181,6 +185,10 @@ def evaluate(c, ds, model, vparams, flow, fp):
     fac, dist = oracle(frames_.reshape((-1,) + ds.image_shape))
     fac = np.asarray(fac).reshape(frames_.shape[:3] + (-1,))
     res = lm.dataset_dfa(ds, fac, np.asarray(steps), off_manifold=np.asarray(dist))
+    if int(c.eval.null_permutations):
+      cc = lm.dataset_dfa(ds, fac, np.asarray(steps),
+                          null_permutations=int(c.eval.null_permutations))
+      res.update({f"{k}_cc": cc[k] for k in CC_SCORES} | {"matches_cc": cc["matches"]})
     res["vp"] = lm.variation_predictability(diffs, labels, jax.random.key(12))["vp"]
     return res
 
@@ -221,17 +229,21 @@ def main(argv):
   frames, scored = evaluate(c, ds, model, vparams, flow, fp)
   grid = [viz.image_grid(np.asarray(frames[:, a])) for a in range(min(3, frames.shape[1]))]
   viz.save_png(np.concatenate(grid, axis=1), os.path.join(c.workdir, "flows.png"), scale=2)
-  out = {name: {k: float(r[k]) for k in SCORES} | {"matches": r["matches"]}
+  cols = SCORES + tuple(f"{k}_cc" for k in CC_SCORES if f"{k}_cc" in scored["flows"])
+  out = {name: {k: float(r[k]) for k in cols} | {"matches": r["matches"]}
+         | ({"matches_cc": r["matches_cc"]} if "matches_cc" in r else {})
+         | {"R": np.asarray(r["R"]).round(4).tolist()}
          for name, r in scored.items()}
   out["factor_names"] = [n for n, o in zip(ds.factor_names, lm.directions.ordinal_mask(ds)) if o]
   out["mode"] = c.mode
-  out["train_steps_per_s"] = rate
+  out["train_steps_per_s"] = rate if rate == rate else None  # None: nothing trained this time
   out["batch_size"] = int(c.train.batch_size)
   with open(os.path.join(c.workdir, "flows_dfa.json"), "w") as f:
     json.dump(out, f, indent=1)
-  print(f"{'directions':22s} " + " ".join(f"{k[:13]:>13s}" for k in SCORES))
+  print(f"{'directions':22s} " + " ".join(f"{k[:13]:>13s}" for k in cols))
   for name, r in scored.items():
-    print(f"{name:22s} " + " ".join(f"{float(r[k]):13.3f}" for k in SCORES))
+    print(f"{name:22s} " + " ".join(f"{float(r[k]):13.3f}" for k in cols))
+  print("*_cc: chance-corrected attribution (eval.null_permutations; lsx.metrics.dfa)")
   print(f"training {rate:.2f} steps/s at batch {int(c.train.batch_size)}; wrote flows.png, "
         f"flows_losses.png, flows_dfa.json in {c.workdir} ({time.perf_counter() - t0:.0f}s)")
 

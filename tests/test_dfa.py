@@ -117,3 +117,27 @@ def test_symmetric_shapes_read_orientation_modulo_their_symmetry():
   assert naive["P"][0, 2] < 0.8 < aware["P"][0, 2]  # columns: scale, orientation, x, y
   with pytest.raises(ValueError, match="either circular or periods"):
     lm.dfa(read, steps, ds.factor_sizes, [True] * 5, periods=ds.factor_periods(read))
+
+
+def test_chance_correction_removes_reading_noise_and_keeps_real_changes():
+  rng = np.random.default_rng(3)
+  # each direction moves one of factors 0-2; the oracle reads factor 3 (orientation) as
+  # noise at every step, as it does for a blurry round blob
+  read = _read(np.eye(4)[:3] * 1.0, n=200)
+  read[..., 3] = rng.uniform(0, 40, read.shape[:3])
+  raw = lm.dfa(read, STEPS, SIZES, CIRC)
+  cc = lm.dfa(read, STEPS, SIZES, CIRC, null_permutations=300)
+  assert raw["P"][:, 3].min() > 0.2  # the noise takes a large share of R uncorrected
+  assert cc["P"][:, 3].max() < 0.06 and cc["coverage"] == 3  # what is left: sampling error
+  assert cc["disentanglement"] > 0.8 and cc["disentanglement"] > raw["disentanglement"] + 0.2
+  # exactly monotone readings: the correction leaves pure directions pure
+  pure = lm.dfa(_read(np.eye(4)), STEPS, SIZES, CIRC, null_permutations=300)
+  assert pure["disentanglement"] == pytest.approx(1.0, abs=1e-4) and pure["coverage"] == 4
+  # readings unrelated to the step score about 0; reproducible; bad counts are refused
+  noise = rng.uniform(0, 9, (3, 40, 7, 4))
+  r = lm.dfa(noise, STEPS, SIZES, CIRC, null_permutations=300)
+  assert float(np.abs(r["R"]).max()) < 0.02
+  again = lm.dfa(noise, STEPS, SIZES, CIRC, null_permutations=300)
+  np.testing.assert_array_equal(r["R"], again["R"])
+  with pytest.raises(ValueError, match="null_permutations"):
+    lm.dfa(noise, STEPS, SIZES, CIRC, null_permutations=-1)

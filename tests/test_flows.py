@@ -186,7 +186,7 @@ def test_joint_flows_experiment_writes_figures_and_scores(tmp_path):
   assert res["mode"] == "joint" and res["factor_names"] == ["scale", "orientation", "x", "y"]
   assert {"flows", "latent axes (active)", "random (seed 0)"} <= set(res)
   for name in ("flows", "latent axes (active)"):
-    for key in ("disentanglement", "completeness", "direction_mig", "vp"):
+    for key in ("disentanglement", "completeness", "direction_mig", "vp", "disentanglement_cc"):
       assert 0.0 <= res[name][key] <= 1.0 + 1e-6, (name, key)
   for png in ("flows.png", "flows_losses.png"):
     assert (tmp_path / png).stat().st_size > 0

@@ -17,6 +17,15 @@ repeats every quarter turn: `dataset.factor_periods`). A direction whose mean |c
 every factor stays under `min_change` (in units of the factor ranges) counts as changing
 nothing: its row of P is set uniform, so it can never score as pure. The oracle's distance to the data manifold is reported
 alongside (`off_manifold`).
+
+Chance correction (`null_permutations` > 0, an lsx option; off by default, so the
+formula above is what is reported unless asked): |cov| is biased upwards by reading noise
+that has nothing to do with the step (an oracle reading the orientation of a blurry,
+round blob returns an arbitrary value at every step, and |cov| of pure noise is positive).
+The corrected R[k, j] = max(0, mean over anchors of (|cov_s(f_j, s)| - E_pi |cov_s(f_j,
+pi(s))|)) / (std(s) * range_j), with the expectation over a fixed set of random
+permutations pi of the steps: readings unrelated to the step score 0 in expectation,
+a monotone change keeps almost all of its value.
 """
 from __future__ import annotations
 
@@ -48,19 +57,27 @@ def unwrap_circular(f, period):
   return jnp.where(p > 0, d, f)
 
 
-@jax.jit
-def attribution_matrix(factors, steps, ranges, periods, min_change=0.01):
+@functools.partial(jax.jit, static_argnames=("null_permutations",))
+def attribution_matrix(factors, steps, ranges, periods, min_change=0.01,
+                       null_permutations: int = 0):
   """R [K, J] and the per-direction activity from read factors [K, N, S, J]; `periods`
-  (broadcastable to the factors, 0 = not circular) as in `unwrap_circular`."""
+  (broadcastable to the factors, 0 = not circular) as in `unwrap_circular`;
+  `null_permutations` > 0: chance-corrected R (module docstring)."""
   f = unwrap_circular(factors.astype(jnp.float32), periods)
   s = steps.astype(jnp.float32)
   sc = s - s.mean()
   fc = f - f.mean(axis=2, keepdims=True)
-  cov = jnp.einsum("knsj,s->knj", fc, sc) / s.shape[0]
-  r = jnp.abs(cov) / (sc.std() * ranges)
+  cov = jnp.abs(jnp.einsum("knsj,s->knj", fc, sc)) / s.shape[0]
+  if null_permutations:
+    keys = jax.random.split(jax.random.key(0), null_permutations)  # fixed: deterministic
+    perms = jax.vmap(lambda k: jax.random.permutation(k, sc))(keys)  # [P, S]
+    null = jnp.mean(jnp.abs(jnp.einsum("knsj,ps->pknj", fc, perms)), axis=0) / s.shape[0]
+    r = jnp.maximum(jnp.mean(cov - null, axis=1), 0.0) / (sc.std() * ranges)
+  else:
+    r = jnp.mean(cov, axis=1) / (sc.std() * ranges)
   change = jnp.mean(jnp.abs(jnp.diff(f, axis=2)), axis=(1, 2)) / ranges  # [K, J]
   active = change.max(axis=1) >= min_change
-  return r.mean(axis=1), active
+  return r, active
 
 
 def scores_from_attribution(r, active=None):
@@ -98,7 +115,7 @@ def coverage(p, threshold: float = 0.8) -> tuple[int, list]:
 
 def dfa(factors, steps, factor_sizes, circular=None, *, periods=None,
         min_change: float = 0.01, threshold: float = 0.8, off_manifold=None,
-        keep=None) -> dict:
+        keep=None, null_permutations: int = 0) -> dict:
   """Direction-factor attribution from oracle-read factors [K, N, S, J] (host wrapper).
 
   Circular factors: `circular` [J] bool (period = the factor's size), or `periods`
@@ -107,7 +124,8 @@ def dfa(factors, steps, factor_sizes, circular=None, *, periods=None,
   quarter turn). `keep` [J] bool selects the factors scored (e.g. `ordinal_mask(dataset)`:
   a categorical factor such as shape has no order, so a covariance with the step means
   nothing, and an oracle's label flips on blurry images would read as large changes).
-  `dataset_dfa` applies both from a dataset."""
+  `dataset_dfa` applies both from a dataset. `null_permutations` > 0 scores the
+  chance-corrected R (module docstring; e.g. 200)."""
   f = jnp.asarray(factors)
   if f.ndim != 4:
     raise ValueError(f"factors must be [directions K, anchors N, steps S, factors J], got {f.shape}.")
@@ -134,10 +152,14 @@ def dfa(factors, steps, factor_sizes, circular=None, *, periods=None,
       raise ValueError(f"keep must be a [J={f.shape[-1]}] mask with at least one factor.")
     f, sizes = f[..., keep], sizes[keep]
     periods = np.asarray(periods)[..., keep]
+  if int(null_permutations) < 0:
+    raise ValueError(f"null_permutations must be >= 0 (0: no chance correction), got "
+                     f"{null_permutations}.")
   if len(steps) != f.shape[2] or len(steps) < 2:
     raise ValueError(f"steps must have one value per traversal step ({f.shape[2]}), >= 2.")
   r, active = attribution_matrix(f, jnp.asarray(steps), jnp.asarray(np.maximum(sizes - 1, 1)),
-                                 jnp.asarray(periods), min_change)
+                                 jnp.asarray(periods), min_change,
+                                 null_permutations=int(null_permutations))
   out = jax.device_get(scores_from_attribution(r, active))
   cov, pairs = coverage(out["P"], threshold)
   res = {"disentanglement": float(out["disentanglement"]),
