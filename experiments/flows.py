@@ -38,7 +38,7 @@ from lsx.train import checkpoint as ckpt
 from lsx.train import load_run, make_optimizer, make_train_chunk, make_train_step, train
 from lsx.train.state import TrainState
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Flows config file.", lock_config=True)
+_CONFIG = None  # the --config flag, defined when run as a script (importing defines no flags)
 
 SCORES = ("disentanglement", "completeness", "direction_mig", "coverage", "vp", "off_manifold")
 # the same attribution with chance correction (lsx.metrics.dfa(null_permutations=...))
@@ -268,5 +268,7 @@ def save_loss_plot(rows, path, keys):
 
 
 if __name__ == "__main__":
+  _CONFIG = config_flags.DEFINE_config_file("config", None, "Flows config file.",
+                                            lock_config=True)
   flags.mark_flags_as_required(["config"])
   app.run(main)
