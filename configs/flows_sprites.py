@@ -24,13 +24,15 @@ def get_config(arg: str = ""):
   c.train = dict(steps=600, batch_size=32, chunk=20, ckpt_every=200, log_every_s=5.0)
   # scoring: anchors traversed -steps..steps flow steps (linear references: +-span latent
   # stds of the active latents); vp_anchors per direction for variation predictability;
-  # null_permutations: also score chance-corrected attribution (0: off)
+  # null_permutations: also score chance-corrected attribution (0: off); oracle_pool > 1:
+  # the grid oracle compares pooled images (faster, coarser)
   c.eval = dict(anchors=6, steps=5, span=2.0, vp_anchors=100, random_seeds=2,
-                null_permutations=200)
+                null_permutations=200, oracle_pool=1)
   if arg == "smoke":
     c.num_potentials, c.path_len = 3, 4
     c.train.steps, c.train.chunk, c.train.batch_size, c.train.ckpt_every = 4, 2, 4, 2
     c.eval.anchors, c.eval.steps, c.eval.vp_anchors, c.eval.random_seeds = 2, 2, 10, 1
+    c.eval.oracle_pool = 2
   elif arg:
     raise ValueError(f"Unknown config argument {arg!r}; known: 'smoke'.")
   c.lock()

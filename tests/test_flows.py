@@ -63,21 +63,22 @@ def test_flow_objective_is_finite_differentiable_and_traced():
   params = {"flow": flow.init(jax.random.key(1)), "classifier": init_clf(jax.random.key(2))}
   z0 = jax.random.normal(jax.random.key(3), (6, d))
   hp = {"lambda_cls": jnp.float32(1.0), "lambda_pde": jnp.float32(1.0)}
-  (val, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params, z0, jax.random.key(4), hp)
+  vg = jax.jit(jax.value_and_grad(loss, has_aux=True))  # reused below: hp values are traced
+  (val, aux), grads = vg(params, z0, jax.random.key(4), hp)
   assert np.isfinite(float(val)) and all(np.isfinite(float(aux[n])) for n in aux)
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
   assert float(jnp.abs(grads["flow"]["log_c"]).sum()) > 0  # the wave speed is learned
   # the weights are traced: lambda_pde = 0 leaves only the classifier term
-  v0, a0 = loss(params, z0, jax.random.key(4), {"lambda_cls": jnp.float32(1.0),
-                                                 "lambda_pde": jnp.float32(0.0)})
+  (v0, a0), _ = vg(params, z0, jax.random.key(4), {"lambda_cls": jnp.float32(1.0),
+                                                     "lambda_pde": jnp.float32(0.0)})
   assert float(v0) == pytest.approx(float(a0["cls"]), rel=1e-5)
   _, loss_h = flows.make_flow_objective(flow, decode, (8, 8, 1), path_len=4,
                                              laplacian_mode="hutchinson", num_probes=2)
-  vh, _ = loss_h(params, z0, jax.random.key(4), hp)
+  vh, _ = jax.jit(loss_h)(params, z0, jax.random.key(4), hp)
   assert np.isfinite(float(vh))
   _, loss_n = flows.make_flow_objective(flow, decode, (8, 8, 1), path_len=4, normalize_jvp=True)
-  _, an = loss_n(params, z0, jax.random.key(4), hp)
-  _, a1 = loss(params, z0, jax.random.key(4), hp)
+  _, an = jax.jit(loss_n)(params, z0, jax.random.key(4), hp)
+  a1 = aux
   assert np.isfinite(float(an["jvp"])) and float(an["jvp"]) != pytest.approx(float(a1["jvp"]))
 
 
@@ -121,7 +122,8 @@ def test_joint_objective_with_a_resting_flow_matches_its_closed_form():
   batch = flows.sequence_batch(ds, jax.random.key(3), 5, (3, 4), (2, 2), 4)
   hp = {"beta": jnp.float32(2.0), "lambda_latent": jnp.float32(1.0), "lambda_pde": jnp.float32(1.0),
         "lambda_jvp": jnp.float32(1.0)}
-  (val, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params, batch, jax.random.key(4), hp)
+  vg = jax.jit(jax.value_and_grad(loss, has_aux=True))  # one program for every call below
+  (val, aux), grads = vg(params, batch, jax.random.key(4), hp)
   assert np.isfinite(float(val))
   for part in ("vae", "flow"):  # both models learn from the joint loss
     assert sum(float(jnp.abs(g).sum()) for g in jax.tree.leaves(grads[part])) > 0
@@ -129,7 +131,7 @@ def test_joint_objective_with_a_resting_flow_matches_its_closed_form():
   # losses reduce to ones computed here directly from the encoder and decoder
   still = jax.tree.map(lambda a: a, params)
   still["flow"]["net"]["w3"] = jnp.zeros_like(params["flow"]["net"]["w3"])
-  v0, a0 = loss(still, batch, jax.random.key(4), hp)
+  (v0, a0), _ = vg(still, batch, jax.random.key(4), hp)
   st = model.encode(params["vae"], batch["x0"])
   z0 = model.bottleneck.sample(st, jax.random.split(jax.random.key(4))[0])
   et = model.represent(params["vae"], batch["xt"])
@@ -144,7 +146,7 @@ def test_joint_objective_with_a_resting_flow_matches_its_closed_form():
   assert float(a0["rec_next"]) == pytest.approx(float(rec1), rel=1e-5)
   assert float(a0["ic"]) == 0.0 and float(a0["jvp"]) == 0.0
   # the weights are traced: with the lambdas 0 the loss is the two ELBO terms alone
-  v_vae, _ = loss(still, batch, jax.random.key(4), dict(hp, lambda_latent=jnp.float32(0.0),
+  (v_vae, _), _ = vg(still, batch, jax.random.key(4), dict(hp, lambda_latent=jnp.float32(0.0),
                                                          lambda_pde=jnp.float32(0.0),
                                                          lambda_jvp=jnp.float32(0.0)))
   assert float(v_vae) == pytest.approx(float(vae), rel=1e-5)
@@ -160,8 +162,10 @@ def test_joint_training_resumes_exactly_where_it_stopped(tmp_path):
       c.train.steps, c.workdir = steps, str(workdir)
     return c
 
+  pieces = fx.build_joint(cfg(6, tmp_path))  # one objective: its chunk compiles once
+
   def run(c):
-    ds, model, flow, init, loss, sample, _, keys = fx.build_joint(c)
+    ds, model, flow, init, loss, sample, _, keys = pieces
     hp = {k: jnp.float32(v) for k, v in c.hp.items()}
     return fx.train_loop(c, init(), loss, sample, hp, keys, 0.0)
 
