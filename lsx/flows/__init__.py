@@ -122,6 +122,37 @@ def wave_residual(flow: Flow, params, z, t, k, *, mode="exact", rng=None, num_pr
   return d2_dt2(u_t, jnp.asarray(t, jnp.float32)) - flow.speed(params, k) ** 2 * lap
 
 
+def initial_condition_loss(flow: Flow, params, z0, ks):
+  """L_IC = mean over the batch of |grad u_k(z0, 0)|^2 (potentials start at rest)."""
+  return jnp.mean(jax.vmap(lambda z, k: jnp.sum(velocity(flow.potential, params, z, 0.0, k) ** 2))(z0, ks))
+
+
+def path_pde_loss(flow: Flow, params, paths, ks, rng, *, mode="exact", num_probes=8):
+  """L_PDE = mean squared wave residual at every point of rolled-out paths [B, T+1, d],
+  each point at its own time. The path is data here (stop-gradient, as in the paper):
+  residuals where the flow went."""
+  b, n = paths.shape[:2]
+  times = jnp.arange(n, dtype=jnp.float32)
+  probes = jax.random.split(rng, b * n).reshape(b, n)
+  res = jax.vmap(lambda path, k, keys: jax.vmap(
+      lambda z, t, key: wave_residual(flow, params, jax.lax.stop_gradient(z), t, k,
+                                      mode=mode, rng=key, num_probes=num_probes))(
+      path, times, keys))(paths, ks, probes)
+  return jnp.mean(res ** 2)
+
+
+def jvp_reward(flow: Flow, params, image_fn: Callable, z, ts, ks, normalize: bool = False):
+  """L_JVP = mean |J_G(z) grad u_k(z, t)|^2 with G = `image_fn` ([n, d] -> images);
+  `normalize`: for the unit direction of the velocity (image change per unit of latent
+  motion, not the speed)."""
+  def one(zz, t, k):
+    v = velocity(flow.potential, params, zz, t, k)
+    if normalize:
+      v = v / (jnp.linalg.norm(v) + 1e-6)
+    return jnp.sum(jax.jvp(lambda x: image_fn(x[None])[0], (zz,), (v,))[1] ** 2)
+  return jnp.mean(jax.vmap(one)(z, ts, ks))
+
+
 class FrameClassifier(nn.Module):
   """R(x_a, x_b) -> logits over the K potentials, from two consecutive decoded frames."""
   num: int
@@ -165,25 +196,10 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
     ks = jax.random.randint(k_k, (b,), 0, flow.num)
     ts = jax.random.randint(k_t, (b,), 0, path_len - 2)
     paths = jax.vmap(lambda z, k: traverse(flow.potential, fp, z, k, path_len))(z0, ks)
-    times = jnp.arange(path_len + 1, dtype=jnp.float32)
-
-    l_ic = jnp.mean(jax.vmap(lambda z, k: jnp.sum(velocity(flow.potential, fp, z, 0.0, k) ** 2))(z0, ks))
-    probes = jax.random.split(k_h, b * (path_len + 1)).reshape(b, path_len + 1)
-    # the path is data for the PDE term (as in the paper): residuals where the flow went
-    res = jax.vmap(lambda path, k, keys: jax.vmap(
-        lambda z, t, key: wave_residual(flow, fp, jax.lax.stop_gradient(z), t, k,
-                                        mode=laplacian_mode, rng=key, num_probes=num_probes))(
-        path, times, keys))(paths, ks, probes)
-    l_pde = jnp.mean(res ** 2)
+    l_ic = initial_condition_loss(flow, fp, z0, ks)
+    l_pde = path_pde_loss(flow, fp, paths, ks, k_h, mode=laplacian_mode, num_probes=num_probes)
     zt = jnp.take_along_axis(paths, ts[:, None, None], 1)[:, 0]
-
-    def jvp_norm(z, t, k):
-      v = velocity(flow.potential, fp, z, t, k)
-      if normalize_jvp:  # reward the image change per unit of latent motion, not the speed
-        v = v / (jnp.linalg.norm(v) + 1e-6)
-      return jnp.sum(jax.jvp(lambda zz: decode(zz[None])[0], (z,), (v,))[1] ** 2)
-
-    l_jvp = jnp.mean(jax.vmap(jvp_norm)(zt, ts.astype(jnp.float32), ks))
+    l_jvp = jvp_reward(flow, fp, decode, zt, ts.astype(jnp.float32), ks, normalize_jvp)
     z1 = jnp.take_along_axis(paths, (ts + 1)[:, None, None], 1)[:, 0]
     z2 = jnp.take_along_axis(paths, (ts + 2)[:, None, None], 1)[:, 0]
     logits = clf.apply({"params": params["classifier"]}, decode(z1), decode(z2))

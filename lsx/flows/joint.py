@@ -38,7 +38,8 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from lsx.flows import Flow, traverse, velocity, wave_residual
+from lsx.flows import (Flow, initial_condition_loss, jvp_reward, path_pde_loss,
+                       traverse)
 from lsx.latents import gaussian_kl
 from lsx.models.objectives import neg_log_likelihood
 
@@ -138,23 +139,10 @@ def make_joint_objective(model, flow: Flow, *, path_len: int, likelihood: str = 
     l_vae = rec0 + hp["beta"] * kl0.mean() + rec1 + hp["beta"] * kl1.mean()
     l_latent = jnp.mean(jnp.sum(((et1 - et) - (z2 - z1)) ** 2, 1) + jnp.sum((et - z1) ** 2, 1))
 
-    l_ic = jnp.mean(jax.vmap(lambda z, k: jnp.sum(velocity(flow.potential, fp, z, 0.0, k) ** 2))(z0, ks))
-    times = jnp.arange(path_len + 1, dtype=jnp.float32)
-    probes = jax.random.split(k_h, b * (path_len + 1)).reshape(b, path_len + 1)
-    res = jax.vmap(lambda path, k, keys: jax.vmap(
-        lambda z, t, key: wave_residual(flow, fp, jax.lax.stop_gradient(z), t, k,
-                                        mode=laplacian_mode, rng=key, num_probes=num_probes))(
-        path, times, keys))(paths, ks, probes)
-    l_pde = jnp.mean(res ** 2)
-
-    def jvp_norm(z, t, k):
-      v = velocity(flow.potential, fp, z, t, k)
-      if normalize_jvp:
-        v = v / (jnp.linalg.norm(v) + 1e-6)
-      img = lambda zz: jax.nn.sigmoid(model.decode(vp, zz[None]))[0]
-      return jnp.sum(jax.jvp(img, (z,), (v,))[1] ** 2)
-
-    l_jvp = jnp.mean(jax.vmap(jvp_norm)(z1, (ts + 1).astype(jnp.float32), ks))
+    l_ic = initial_condition_loss(flow, fp, z0, ks)
+    l_pde = path_pde_loss(flow, fp, paths, ks, k_h, mode=laplacian_mode, num_probes=num_probes)
+    image = lambda zz: jax.nn.sigmoid(model.decode(vp, zz))
+    l_jvp = jvp_reward(flow, fp, image, z1, (ts + 1).astype(jnp.float32), ks, normalize_jvp)
     total = (l_vae + hp["lambda_latent"] * l_latent + hp["lambda_pde"] * (l_ic + l_pde)
              - hp["lambda_jvp"] * l_jvp)
     return total, {"rec": rec0, "kl": kl0.mean(), "rec_next": rec1, "latent": l_latent,
