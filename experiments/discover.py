@@ -115,7 +115,7 @@ def learn(c, method: str, dec: Decoder, log=print):
   opt = make_optimizer(c.optimizer)
   init_state = lambda rng: TrainState.create(init(jax.random.fold_in(rng, 1)), opt,
                                              jax.random.fold_in(rng, 2))
-  state = sweep_lib.stack_init(init_state, seeds)
+  state = jax.jit(lambda: sweep_lib.stack_init(init_state, seeds))()  # one program, not op by op
   hp = jax.tree.map(lambda v: jnp.full((len(seeds),), v), _hp(c))
   strategy = sweep_lib.resolve_strategy(c.sweep_strategy, "conv", num_devices=1)
   chunk_len, total = int(c.train.chunk), int(c.train.steps)

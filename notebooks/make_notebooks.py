@@ -20,8 +20,8 @@ WORK = tempfile.mkdtemp(prefix="lsx_nb_")
 print("jax", jax.__version__, jax.default_backend(), "| smoke" if SMOKE else "", "| workdirs in", WORK)'''
 
 
-SMOKE_ARCH = '''  if SMOKE:  # CI only: a small MLP pair compiles in seconds (the conv net in a minute)
-    c.model.arch, c.model.hidden = "mlp", (64,)'''
+SMOKE_ARCH = '''  if SMOKE:  # CI only: a small MLP pair on 32x32 sprites compiles and scores in seconds
+    c.model.arch, c.model.hidden, c.data.size = "mlp", (64,), 32'''
 
 
 def config(spec, workdir, smoke_arch=True, **over):
@@ -209,7 +209,7 @@ NOTEBOOKS["composition"] = [
            "code starts. Under a minute on a laptop CPU."),
     ("code", SETUP),
     ("code", '''from lsx import data, models, directions as ld
-ds = data.Sprites()
+ds = data.Sprites(size=32 if SMOKE else 64)  # smoke (CI): 32x32
 model = models.make_autoencoder(ds.image_shape, latent_dim=6, arch="mlp", hidden=(256, 256))
 members = 3
 params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), members))  # 3 models, stacked
@@ -219,7 +219,7 @@ print(jax.tree.map(jnp.shape, params["decoder"]["Dense_0"]))  # an MLP pair: qui
 dparams = jax.vmap(dirs.init)(jax.random.split(jax.random.key(1), members))
 anchors = jax.random.normal(jax.random.key(2), (5, 6))
 
-def frames(p, dp, k, z):  # one member, one direction, one anchor -> [7, 64, 64, 1]
+def frames(p, dp, k, z):  # one member, one direction, one anchor -> [7, H, W, 1]
   path = ld.traverse(dirs, dp, z, k, 3, 0.5)
   return jax.nn.sigmoid(model.decode(p, path))
 
