@@ -31,8 +31,10 @@ def get_config(arg: str = ""):
               shift_min=0.5, shift_max=6.0, shift_weight=0.25)
   c.train = dict(steps=1000, batch_size=32, chunk=50, log_every_s=5.0)
   # scoring: anchors traversed over -steps..steps, reaching +-span latent stds
-  # oracle_pool: nearest neighbour over 4x4-pooled images (16x fewer flops; 1 = exact)
-  c.eval = dict(anchors=8, steps=3, span=2.0, vp_anchors=300, data=2000, oracle_pool=4)
+  # oracle: 'grid' (nearest rendered image; oracle_pool: over 4x4-pooled images, 16x fewer
+  # flops, 1 = exact) or 'classifier' (a factor CNN trained for oracle_steps steps)
+  c.eval = dict(anchors=8, steps=3, span=2.0, vp_anchors=300, data=2000, oracle="grid",
+                oracle_pool=4, oracle_steps=3000)
   c.compare = dict(methods=("latentclr", "noiseclr", "voynov", "pca", "ganspace", "sefa",
                             "jacobian"),
                    ae_workdir="workdirs/ae_sprites", ae_config="configs/ae_sprites.py",

@@ -249,9 +249,15 @@ def main(argv):
   c = _CONFIG.value
   log = lambda msg: print(msg, file=sys.stderr, flush=True)
   t0 = time.perf_counter()
+  lm.check_oracle(c.eval.oracle)
   setup, params = load_decoder(c.vae_workdir, c.vae_config)
   dec = Decoder(setup, params, int(c.eval.data))
-  oracle = lm.grid_oracle(dec.ds, pool=int(c.eval.oracle_pool))
+  oracle = lm.make_oracle(dec.ds, c.eval.oracle, pool=int(c.eval.oracle_pool),
+                          steps=int(c.eval.oracle_steps), rng=jax.random.key(7), log=log)
+  oracle_info = ({"kind": "classifier", "accuracy": oracle.accuracy,
+                  "within_one": oracle.within_one}
+                 if isinstance(oracle, lm.ClassifierOracle)
+                 else {"kind": "grid", "pool": int(c.eval.oracle_pool)})
   os.makedirs(c.workdir, exist_ok=True)
   if not _COMPARE.value:
     dirs, stacked, info, rows = run_method(c, c.method, dec, oracle, log)
@@ -259,7 +265,7 @@ def main(argv):
                         os.path.join(c.workdir, "directions.png"))
     out = {"method": c.method, "kind": dirs.kind if c.method in LEARNED else "global",
            "seeds": list(c.seeds), "factor_names": list(dec.ds.factor_names),
-           "scores": rows, "summary": summarize(rows),
+           "scores": rows, "summary": summarize(rows), "oracle": oracle_info,
            "train_steps_per_s": info.get("steps_per_s"),
            "params": jax.tree.map(lambda a: np.asarray(a).tolist(), stacked)}
     with open(os.path.join(c.workdir, "directions.json"), "w") as f:
@@ -297,7 +303,8 @@ def main(argv):
       w.writerow([name, len(t["seeds"])] + [f"{t['summary'][k][s]:.4f}" for k in SCORES
                                             for s in ("mean", "std")])
   with open(os.path.join(c.workdir, "comparison.json"), "w") as f:
-    json.dump({"factor_names": list(dec.ds.factor_names), "table": table}, f, indent=1)
+    json.dump({"factor_names": list(dec.ds.factor_names), "oracle": oracle_info,
+               "table": table}, f, indent=1)
   save_comparison_plot(table, os.path.join(c.workdir, "comparison.png"))
   _print_table(table)
   log(f"wrote comparison.csv, comparison.png, comparison.json in {c.workdir} "

@@ -186,7 +186,9 @@ def evaluate(c, ds, model, vparams, flow, fp):
   paths = jax.jit(jax.vmap(jax.vmap(lambda zz, kk: flow_paths(flow, fp, zz, kk, s),
                                     in_axes=(0, None)), in_axes=(None, 0)))(anchors, jnp.arange(flow.num))
   frames = decode(paths.reshape(-1, model.latent_dim)).reshape(paths.shape[:3] + ds.image_shape)
-  oracle = lm.grid_oracle(ds, pool=int(c.eval.oracle_pool))
+  oracle = lm.make_oracle(ds, c.eval.oracle, pool=int(c.eval.oracle_pool),
+                          steps=int(c.eval.oracle_steps), rng=jax.random.key(c.seed + 7),
+                          log=lambda m: print(m, flush=True))
 
   def score(fac, dist, steps, diffs, labels):
     res = lm.dataset_dfa(ds, fac, np.asarray(steps), off_manifold=np.asarray(dist))
@@ -215,6 +217,9 @@ def evaluate(c, ds, model, vparams, flow, fp):
   # one oracle pass for every row: the grid is rendered once
   readings = ld.read_in_one_pass(oracle, [v[0] for v in sets.values()])
   rows = {name: score(fac, dist, *v[1:]) for (name, v), (fac, dist) in zip(sets.items(), readings)}
+  if isinstance(oracle, lm.ClassifierOracle):
+    rows["oracle"] = {"kind": "classifier", "accuracy": oracle.accuracy,
+                      "within_one": oracle.within_one}
   return frames, rows
 
 
@@ -225,6 +230,7 @@ def main(argv):
   t0 = time.perf_counter()
   if c.mode not in ("posthoc", "joint"):
     raise ValueError(f"config.mode must be 'posthoc' or 'joint', got {c.mode!r}.")
+  lm.check_oracle(c.eval.oracle)
   build = build_joint if c.mode == "joint" else build_posthoc
   ds, model, flow, init, loss, sample, vae_params, log_keys = build(c)
   hp = {k: jnp.float32(v) for k, v in c.hp.items()}
@@ -233,6 +239,7 @@ def main(argv):
   save_loss_plot(rows, os.path.join(c.workdir, "flows_losses.png"), log_keys)
   fp, vparams = state.params["flow"], vae_params(state.params)
   frames, scored = evaluate(c, ds, model, vparams, flow, fp)
+  oracle_info = scored.pop("oracle", {"kind": "grid", "pool": int(c.eval.oracle_pool)})
   grid = [viz.image_grid(np.asarray(frames[:, a])) for a in range(min(3, frames.shape[1]))]
   viz.save_png(np.concatenate(grid, axis=1), os.path.join(c.workdir, "flows.png"), scale=2)
   cols = SCORES + tuple(f"{k}_cc" for k in CC_SCORES if f"{k}_cc" in scored["flows"])
@@ -242,6 +249,7 @@ def main(argv):
          for name, r in scored.items()}
   out["factor_names"] = [n for n, o in zip(ds.factor_names, lm.directions.ordinal_mask(ds)) if o]
   out["mode"] = c.mode
+  out["oracle"] = oracle_info
   out["train_steps_per_s"] = rate if rate == rate else None  # None: nothing trained this time
   out["batch_size"] = int(c.train.batch_size)
   with open(os.path.join(c.workdir, "flows_dfa.json"), "w") as f:

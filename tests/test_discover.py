@@ -35,9 +35,13 @@ def _run(decoders, workdir, *extra):
 
 
 def test_discover_one_method_writes_grid_and_scores(decoders, tmp_path):
-  _run(decoders, tmp_path, "--config.method=noiseclr", "--config.directions.kind=expm")
+  # read by the factor-classifier oracle (a few steps: the path, not its accuracy)
+  _run(decoders, tmp_path, "--config.method=noiseclr", "--config.directions.kind=expm",
+       "--config.eval.oracle=classifier", "--config.eval.oracle_steps=5")
   assert (tmp_path / "directions.png").stat().st_size > 0
   res = json.load(open(tmp_path / "directions.json"))
+  assert res["oracle"]["kind"] == "classifier" and set(res["oracle"]["accuracy"]) == {
+      "shape", "scale", "orientation", "x", "y"}
   assert res["method"] == "noiseclr" and len(res["scores"]) == 2  # two seeds
   s = np.array(res["params"]["S"])
   assert s.shape == (2, 4, 4)  # stacked over seeds; U = expm(S - S^T)
@@ -73,3 +77,11 @@ def test_discover_unknown_method_fails_before_training(decoders, tmp_path):
          f"--config.vae_workdir={decoders / 'vae'}", "--config.method=gansapce"]
   out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0 and "Unknown method 'gansapce'" in out.stderr
+
+
+def test_discover_unknown_oracle_fails_before_loading(tmp_path):
+  cmd = [sys.executable, "-m", "experiments.discover", "--config",
+         "configs/latentclr_sprites.py:smoke", f"--config.workdir={tmp_path}",
+         f"--config.vae_workdir={tmp_path / 'missing'}", "--config.eval.oracle=nearest"]
+  out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0 and "Unknown oracle 'nearest'" in out.stderr
