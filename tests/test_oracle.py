@@ -43,10 +43,11 @@ def test_degrade_keeps_range_and_is_deterministic(sprites):
 
 
 def test_classifier_reads_fresh_renders(oracle, sprites):
-  # 400 steps of a width-16 net on 32x32: position and scale are read to within one index
-  # almost always; the report is measured, not assumed
-  for name in ("scale", "x", "y"):
-    assert oracle.within_one[name] >= 0.8, (name, oracle.within_one)
+  # 400 steps of a width-16 net on 32x32 (measured here: within one index x 0.96, y 0.95,
+  # scale 0.81; chance is 0.09 for x/y and 0.44 for scale): position is read well, scale
+  # better than chance; the report is measured on fresh renders, not assumed
+  assert oracle.within_one["x"] >= 0.85 and oracle.within_one["y"] >= 0.85, oracle.within_one
+  assert oracle.within_one["scale"] >= 0.65, oracle.within_one
   assert oracle.within_one["shape"] == oracle.accuracy["shape"]  # categorical: exact only
   x, f = sprites.sample(jax.random.key(3), 256)
   read, dist = oracle(x)
