@@ -76,7 +76,7 @@ def build_posthoc(c):
   init = lambda: {"flow": flow.init(k1), "classifier": init_clf(k2)}
   sample = lambda rng, n: (model.represent(vparams, ds.sample(rng, n)[0]), None)
   vae_params = lambda p: vparams
-  return ds, model, flow, init, loss, sample, vae_params, ("pde", "ic", "jvp", "cls")
+  return ds, model, flow, init, loss, sample, vae_params, ("pde", "pde_rel", "ic", "jvp", "cls")
 
 
 def build_joint(c):
@@ -97,7 +97,7 @@ def build_joint(c):
   path_len = int(c.path_len)
   sample = lambda rng, n: (flows.sequence_batch(ds, rng, n, transforms, speeds, path_len), None)
   vae_params = lambda p: p["vae"]
-  return ds, model, flow, init, loss, sample, vae_params, ("rec", "latent", "pde", "jvp")
+  return ds, model, flow, init, loss, sample, vae_params, ("rec", "latent", "pde", "pde_rel", "jvp")
 
 
 @functools.lru_cache(maxsize=8)
@@ -266,7 +266,8 @@ def save_loss_plot(rows, path, keys):
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  titles = {"pde": "L_PDE (wave residual)", "ic": "L_IC", "jvp": "L_JVP (rewarded)",
+  titles = {"pde": "L_PDE (wave residual)", "pde_rel": "relative wave residual",
+            "ic": "L_IC", "jvp": "L_JVP (rewarded)",
             "cls": "classifier CE", "rec": "reconstruction (x_0)", "latent": "L_latent"}
   fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 2.8))
   steps = [r["step"] for r in rows]

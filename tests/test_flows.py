@@ -42,6 +42,30 @@ def test_quadratic_potential_gives_the_analytic_path():
   assert abs(float(r)) < 1e-5
 
 
+def test_path_pde_terms_against_a_loop_and_the_relative_residual_closed_forms():
+  params = {"log_c": jnp.log(jnp.array([0.5, 2.0]))}
+  # u_k = t^3/6 + |z|^2/2 (k-independent): u_tt = t, c_k^2 lap u = c_k^2 d
+  flow = flows.Flow(None, lambda p, z, t, k: t ** 3 / 6 + 0.5 * jnp.sum(z ** 2), 2, 3)
+  paths = jax.random.normal(jax.random.key(0), (2, 4, 3))
+  ks = jnp.array([0, 1])
+  l_pde, rel = flows.path_pde_terms(flow, params, paths, ks, jax.random.key(1))
+  c2 = np.array([0.25, 4.0])
+  a = np.broadcast_to(np.arange(4.0), (2, 4))          # u_tt at times 0..3
+  b = np.broadcast_to(c2[:, None] * 3.0, (2, 4))       # c^2 * d
+  np.testing.assert_allclose(l_pde, np.mean((a - b) ** 2), rtol=1e-5)
+  np.testing.assert_allclose(rel, np.sum((a - b) ** 2) / np.sum(a ** 2 + b ** 2), rtol=1e-5)
+  assert float(flows.path_pde_loss(flow, params, paths, ks, jax.random.key(1))) == float(l_pde)
+  # an exact solution (u = c^2 t^2/2 + |z|^2/(2d)) has relative residual 0; a static
+  # potential (u_tt = 0) has 1, whatever its scale
+  one = {"log_c": jnp.zeros(1)}
+  exact = flows.Flow(None, lambda p, z, t, k: 0.5 * t ** 2 + 0.5 * jnp.sum(z ** 2) / 3, 1, 3)
+  static = flows.Flow(None, lambda p, z, t, k: 40.0 * jnp.sum(z ** 2), 1, 3)
+  k0 = jnp.zeros(2, jnp.int32)
+  assert float(flows.path_pde_terms(exact, one, paths, k0, jax.random.key(1))[1]) < 1e-6
+  np.testing.assert_allclose(flows.path_pde_terms(static, one, paths, k0, jax.random.key(1))[1],
+                             1.0, rtol=1e-6)
+
+
 def test_traversal_is_pure_and_vmaps_over_anchors_and_potentials():
   flow = flows.make_flow(dim=4, num=3)
   params = flow.init(jax.random.key(0))

@@ -114,12 +114,18 @@ def d2_dt2(fn_t: Callable, t):
   return jax.jvp(first, (t,), (jnp.ones_like(t),))[1]
 
 
-def wave_residual(flow: Flow, params, z, t, k, *, mode="exact", rng=None, num_probes=8):
-  """d2u/dt2 - c_k^2 lap_z u at one (z, t): the wave-equation residual."""
+def wave_terms(flow: Flow, params, z, t, k, *, mode="exact", rng=None, num_probes=8):
+  """(d2u/dt2, c_k^2 lap_z u) at one (z, t): the two sides of the wave equation."""
   u_z = lambda zz: flow.potential(params, zz, t, k)
   u_t = lambda tt: flow.potential(params, z, tt, k)
   lap = laplacian(u_z, z, mode=mode, rng=rng, num_probes=num_probes)
-  return d2_dt2(u_t, jnp.asarray(t, jnp.float32)) - flow.speed(params, k) ** 2 * lap
+  return d2_dt2(u_t, jnp.asarray(t, jnp.float32)), flow.speed(params, k) ** 2 * lap
+
+
+def wave_residual(flow: Flow, params, z, t, k, *, mode="exact", rng=None, num_probes=8):
+  """d2u/dt2 - c_k^2 lap_z u at one (z, t): the wave-equation residual."""
+  u_tt, c2_lap = wave_terms(flow, params, z, t, k, mode=mode, rng=rng, num_probes=num_probes)
+  return u_tt - c2_lap
 
 
 def initial_condition_loss(flow: Flow, params, z0, ks):
@@ -127,18 +133,29 @@ def initial_condition_loss(flow: Flow, params, z0, ks):
   return jnp.mean(jax.vmap(lambda z, k: jnp.sum(velocity(flow.potential, params, z, 0.0, k) ** 2))(z0, ks))
 
 
-def path_pde_loss(flow: Flow, params, paths, ks, rng, *, mode="exact", num_probes=8):
-  """L_PDE = mean squared wave residual at every point of rolled-out paths [B, T+1, d],
-  each point at its own time. The path is data here (stop-gradient, as in the paper):
-  residuals where the flow went."""
+def path_pde_terms(flow: Flow, params, paths, ks, rng, *, mode="exact", num_probes=8):
+  """(L_PDE, relative residual) on rolled-out paths [B, T+1, d], each point at its own time.
+
+  L_PDE = mean squared wave residual (the path is data: stop-gradient, as in the paper;
+  residuals where the flow went). The relative residual, a diagnostic outside the
+  gradient, is sum (u_tt - c^2 lap u)^2 / sum (u_tt^2 + (c^2 lap u)^2): 0 when the two
+  sides balance, about 1 when they are unrelated (a fresh network), whatever the
+  potential's scale — L_PDE itself grows with the potential the other losses shape."""
   b, n = paths.shape[:2]
   times = jnp.arange(n, dtype=jnp.float32)
   probes = jax.random.split(rng, b * n).reshape(b, n)
-  res = jax.vmap(lambda path, k, keys: jax.vmap(
-      lambda z, t, key: wave_residual(flow, params, jax.lax.stop_gradient(z), t, k,
-                                      mode=mode, rng=key, num_probes=num_probes))(
+  u_tt, c2_lap = jax.vmap(lambda path, k, keys: jax.vmap(
+      lambda z, t, key: wave_terms(flow, params, jax.lax.stop_gradient(z), t, k,
+                                   mode=mode, rng=key, num_probes=num_probes))(
       path, times, keys))(paths, ks, probes)
-  return jnp.mean(res ** 2)
+  res2 = (u_tt - c2_lap) ** 2
+  rel = jnp.sum(res2) / (jnp.sum(u_tt ** 2 + c2_lap ** 2) + 1e-30)
+  return jnp.mean(res2), jax.lax.stop_gradient(rel)
+
+
+def path_pde_loss(flow: Flow, params, paths, ks, rng, *, mode="exact", num_probes=8):
+  """L_PDE of `path_pde_terms` alone."""
+  return path_pde_terms(flow, params, paths, ks, rng, mode=mode, num_probes=num_probes)[0]
 
 
 def jvp_reward(flow: Flow, params, image_fn: Callable, z, ts, ks, normalize: bool = False):
@@ -197,7 +214,8 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
     ts = jax.random.randint(k_t, (b,), 0, path_len - 2)
     paths = jax.vmap(lambda z, k: traverse(flow.potential, fp, z, k, path_len))(z0, ks)
     l_ic = initial_condition_loss(flow, fp, z0, ks)
-    l_pde = path_pde_loss(flow, fp, paths, ks, k_h, mode=laplacian_mode, num_probes=num_probes)
+    l_pde, pde_rel = path_pde_terms(flow, fp, paths, ks, k_h, mode=laplacian_mode,
+                                    num_probes=num_probes)
     zt = jnp.take_along_axis(paths, ts[:, None, None], 1)[:, 0]
     l_jvp = jvp_reward(flow, fp, decode, zt, ts.astype(jnp.float32), ks, normalize_jvp)
     z1 = jnp.take_along_axis(paths, (ts + 1)[:, None, None], 1)[:, 0]
@@ -206,7 +224,8 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
     l_cls = optax.softmax_cross_entropy_with_integer_labels(logits, ks).mean()
     total = hp["lambda_cls"] * l_cls + hp["lambda_pde"] * (l_ic + l_pde - l_jvp)
     acc = jnp.mean(jnp.argmax(logits, 1) == ks)
-    return total, {"ic": l_ic, "pde": l_pde, "jvp": l_jvp, "cls": l_cls, "cls_acc": acc}
+    return total, {"ic": l_ic, "pde": l_pde, "pde_rel": pde_rel, "jvp": l_jvp, "cls": l_cls,
+                   "cls_acc": acc}
 
   return init_classifier, loss
 

@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-from lsx.flows import (Flow, initial_condition_loss, jvp_reward, path_pde_loss,
+from lsx.flows import (Flow, initial_condition_loss, jvp_reward, path_pde_terms,
                        traverse)
 from lsx.latents import gaussian_kl
 from lsx.models.objectives import neg_log_likelihood
@@ -140,12 +140,13 @@ def make_joint_objective(model, flow: Flow, *, path_len: int, likelihood: str = 
     l_latent = jnp.mean(jnp.sum(((et1 - et) - (z2 - z1)) ** 2, 1) + jnp.sum((et - z1) ** 2, 1))
 
     l_ic = initial_condition_loss(flow, fp, z0, ks)
-    l_pde = path_pde_loss(flow, fp, paths, ks, k_h, mode=laplacian_mode, num_probes=num_probes)
+    l_pde, pde_rel = path_pde_terms(flow, fp, paths, ks, k_h, mode=laplacian_mode,
+                                    num_probes=num_probes)
     image = lambda zz: jax.nn.sigmoid(model.decode(vp, zz))
     l_jvp = jvp_reward(flow, fp, image, z1, (ts + 1).astype(jnp.float32), ks, normalize_jvp)
     total = (l_vae + hp["lambda_latent"] * l_latent + hp["lambda_pde"] * (l_ic + l_pde)
              - hp["lambda_jvp"] * l_jvp)
     return total, {"rec": rec0, "kl": kl0.mean(), "rec_next": rec1, "latent": l_latent,
-                   "ic": l_ic, "pde": l_pde, "jvp": l_jvp}
+                   "ic": l_ic, "pde": l_pde, "pde_rel": pde_rel, "jvp": l_jvp}
 
   return loss
