@@ -15,7 +15,7 @@ def sprites():
 
 @pytest.fixture(scope="module")
 def oracle(sprites):
-  return lm.classifier_oracle(sprites, jax.random.key(0), steps=400, width=16, blur=1.0,
+  return lm.classifier_oracle(sprites, jax.random.key(0), steps=250, width=16, blur=1.0,
                               eval_size=512)
 
 
@@ -43,8 +43,8 @@ def test_degrade_keeps_range_and_is_deterministic(sprites):
 
 
 def test_classifier_reads_fresh_renders(oracle, sprites):
-  # 400 steps of a width-16 net on 32x32 (measured here: within one index x 0.96, y 0.95,
-  # scale 0.81; chance is 0.09 for x/y and 0.44 for scale): position is read well, scale
+  # 250 steps of a width-16 net on 32x32 (measured here: within one index x 0.94, y 0.96,
+  # scale 0.83; chance is 0.09 for x/y and 0.44 for scale): position is read well, scale
   # better than chance; the report is measured on fresh renders, not assumed
   assert oracle.within_one["x"] >= 0.85 and oracle.within_one["y"] >= 0.85, oracle.within_one
   assert oracle.within_one["scale"] >= 0.65, oracle.within_one
@@ -56,10 +56,9 @@ def test_classifier_reads_fresh_renders(oracle, sprites):
   assert np.all((read >= 0) & (read < np.asarray(sprites.factor_sizes)))
   for j in (3, 4):  # x, y on clean renders
     assert np.mean(np.abs(read[:, j] - f[:, j]) <= 1) >= 0.8
-  # the distance is to the rendering of the read factors: 0 where the reading is exact
-  exact = np.all(read == f, 1)
-  assert exact.any()
-  np.testing.assert_allclose(np.asarray(dist)[exact], 0.0, atol=1e-6)
+  # the distance is the RMS to the rendering of the read factors (0 for an exact reading)
+  ref = np.sqrt(np.mean((np.asarray(sprites.render(read)) - np.asarray(x)) ** 2, (1, 2, 3)))
+  np.testing.assert_allclose(dist, ref, atol=1e-6)
 
 
 def test_classifier_oracle_attributes_each_direction_to_its_factor(oracle, sprites):
