@@ -32,7 +32,8 @@ def get_config(arg: str = ""):
   c.train = dict(steps=3000, batch_size=32, chunk=50, ckpt_every=500, log_every_s=10.0)
   # scoring as in configs/flows_sprites.py (flow steps each way; references over +-span std)
   c.eval = dict(anchors=8, steps=4, span=2.0, vp_anchors=100, random_seeds=2,
-                null_permutations=200, oracle="grid", oracle_pool=1, oracle_steps=3000)
+                null_permutations=200, oracle="grid", oracle_pool=1, oracle_steps=3000,
+                readable_orientation=True)
   if arg == "smoke":
     c.model.latent_dim, c.path_len, c.speeds = 4, 3, (1, 1, 1, 1)
     c.model.arch, c.model.hidden, c.data.size = "mlp", (32,), 32

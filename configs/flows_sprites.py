@@ -26,9 +26,12 @@ def get_config(arg: str = ""):
   # stds of the active latents); vp_anchors per direction for variation predictability;
   # null_permutations: also score chance-corrected attribution (0: off); oracle_pool > 1:
   # the grid oracle compares pooled images (faster, coarser); oracle: 'grid' (nearest
-  # rendered image) or 'classifier' (a factor CNN trained for oracle_steps steps)
+  # rendered image) or 'classifier' (a factor CNN trained for oracle_steps steps);
+  # readable_orientation: an orientation read from an image no turn changes (a round blob,
+  # lsx.metrics.rotation_anisotropy) is not a change (False: every reading counts)
   c.eval = dict(anchors=6, steps=5, span=2.0, vp_anchors=100, random_seeds=2,
-                null_permutations=200, oracle="grid", oracle_pool=1, oracle_steps=3000)
+                null_permutations=200, oracle="grid", oracle_pool=1, oracle_steps=3000,
+                readable_orientation=True)
   if arg == "smoke":
     c.num_potentials, c.path_len = 3, 4
     c.train.steps, c.train.chunk, c.train.batch_size, c.train.ckpt_every = 4, 2, 4, 2

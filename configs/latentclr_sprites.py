@@ -33,8 +33,10 @@ def get_config(arg: str = ""):
   # scoring: anchors traversed over -steps..steps, reaching +-span latent stds
   # oracle: 'grid' (nearest rendered image; oracle_pool: over 4x4-pooled images, 16x fewer
   # flops, 1 = exact) or 'classifier' (a factor CNN trained for oracle_steps steps)
+  # readable_orientation: an orientation read from an image no turn changes (a round blob,
+  # lsx.metrics.rotation_anisotropy) is not a change (False: every reading counts)
   c.eval = dict(anchors=8, steps=3, span=2.0, vp_anchors=300, data=2000, oracle="grid",
-                oracle_pool=4, oracle_steps=3000)
+                oracle_pool=4, oracle_steps=3000, readable_orientation=True)
   c.compare = dict(methods=("latentclr", "noiseclr", "voynov", "pca", "ganspace", "sefa",
                             "jacobian"),
                    ae_workdir="workdirs/ae_sprites", ae_config="configs/ae_sprites.py",

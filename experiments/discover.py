@@ -161,14 +161,17 @@ def traversal_set(c, dirs, stacked, dec: Decoder):
                     for i in range(n)])
 
 
-def score_read(c, dirs, stacked, dec: Decoder, factors, dist) -> list[dict]:
-  """DFA (from oracle-read factors [members, K, N, S, F]) and VP of every member."""
+def score_read(c, dirs, stacked, dec: Decoder, factors, dist, aniso=None) -> list[dict]:
+  """DFA (from oracle-read factors [members, K, N, S, F]; `aniso` the images' rotation
+  anisotropy, used when `eval.readable_orientation`) and VP of every member."""
   s = int(c.eval.steps)
   span = float(c.eval.span) * dec.sd
   vp_anchors = dec.z[-int(c.eval.vp_anchors):]
   out = []
   for i in range(factors.shape[0]):
-    r = lm.dataset_dfa(dec.ds, factors[i], np.arange(-s, s + 1), off_manifold=dist[i])
+    a = aniso[i] if aniso is not None and bool(c.eval.readable_orientation) else None
+    r = lm.dataset_dfa(dec.ds, factors[i], np.arange(-s, s + 1), off_manifold=dist[i],
+                       anisotropy=a)
     rng = jax.random.key(11 + i)
     diffs, labels = ld.shift_pairs(dirs, sweep_lib.take_member(stacked, i), dec.generate,
                                    vp_anchors, rng, span, span / 4)
@@ -180,8 +183,8 @@ def score_read(c, dirs, stacked, dec: Decoder, factors, dist) -> list[dict]:
 
 def score_members(c, dirs, stacked, dec: Decoder, oracle) -> list[dict]:
   """DFA and VP of every member (seed) of stacked direction params."""
-  (factors, dist), = ld.read_in_one_pass(oracle, [traversal_set(c, dirs, stacked, dec)])
-  return score_read(c, dirs, stacked, dec, factors, dist)
+  (factors, dist, aniso), = ld.read_in_one_pass(oracle, [traversal_set(c, dirs, stacked, dec)])
+  return score_read(c, dirs, stacked, dec, factors, dist, aniso)
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -288,11 +291,12 @@ def main(argv):
       f"({time.perf_counter() - t1:.0f}s)")
   # the raw readings, so a scoring variant can be studied without decoding again
   np.savez_compressed(os.path.join(c.workdir, "readings.npz"),
-                      **{f"{n}/factors": f for n, (f, _) in zip(entries, reads)},
-                      **{f"{n}/distance": d for n, (_, d) in zip(entries, reads)})
+                      **{f"{n}/factors": r.factors for n, r in zip(entries, reads)},
+                      **{f"{n}/distance": r.distance for n, r in zip(entries, reads)},
+                      **{f"{n}/anisotropy": r.anisotropy for n, r in zip(entries, reads)})
   table = {}
-  for (name, (dd, st, dc)), (factors, dist) in zip(entries.items(), reads):
-    rows = score_read(c, dd, st, dc, factors, dist)
+  for (name, (dd, st, dc)), (factors, dist, aniso) in zip(entries.items(), reads):
+    rows = score_read(c, dd, st, dc, factors, dist, aniso)
     table[name] = {"seeds": rows, "summary": summarize(rows)}
     log(f"{name}: D {table[name]['summary']['disentanglement']['mean']:.3f} "
         f"coverage {table[name]['summary']['coverage']['mean']:.2f}")

@@ -190,10 +190,13 @@ def evaluate(c, ds, model, vparams, flow, fp):
                           steps=int(c.eval.oracle_steps), rng=jax.random.key(c.seed + 7),
                           log=lambda m: print(m, flush=True))
 
-  def score(fac, dist, steps, diffs, labels):
-    res = lm.dataset_dfa(ds, fac, np.asarray(steps), off_manifold=np.asarray(dist))
+  def score(reading, steps, diffs, labels):
+    fac = reading.factors
+    aniso = reading.anisotropy if bool(c.eval.readable_orientation) else None
+    res = lm.dataset_dfa(ds, fac, np.asarray(steps), off_manifold=np.asarray(reading.distance),
+                         anisotropy=aniso)
     if int(c.eval.null_permutations):
-      cc = lm.dataset_dfa(ds, fac, np.asarray(steps),
+      cc = lm.dataset_dfa(ds, fac, np.asarray(steps), anisotropy=aniso,
                           null_permutations=int(c.eval.null_permutations))
       res.update({f"{k}_cc": cc[k] for k in CC_SCORES} | {"matches_cc": cc["matches"]})
     res["vp"] = lm.variation_predictability(diffs, labels, jax.random.key(12))["vp"]
@@ -216,7 +219,7 @@ def evaluate(c, ds, model, vparams, flow, fp):
     sets[name] = (lm.traverse_linear(decode, anchors, d, steps), steps, dd, ll)
   # one oracle pass for every row: the grid is rendered once
   readings = ld.read_in_one_pass(oracle, [v[0] for v in sets.values()])
-  rows = {name: score(fac, dist, *v[1:]) for (name, v), (fac, dist) in zip(sets.items(), readings)}
+  rows = {name: score(reading, *v[1:]) for (name, v), reading in zip(sets.items(), readings)}
   if isinstance(oracle, lm.ClassifierOracle):
     rows["oracle"] = {"kind": "classifier", "accuracy": oracle.accuracy,
                       "within_one": oracle.within_one}

@@ -30,14 +30,17 @@ _STEPS = flags.DEFINE_integer("steps", 3, "S: traverse -S..S steps.")
 _SPAN = flags.DEFINE_float("span", 2.0, "Traversal reaches +-span latent standard deviations.")
 _VP = flags.DEFINE_integer("vp_anchors", 300, "Anchors per direction for VP pairs (10% train).")
 _SEEDS = flags.DEFINE_integer("random_seeds", 3, "Random direction sets.")
+_READABLE = flags.DEFINE_bool(
+    "readable_orientation", True,
+    "An orientation read from an image no turn changes (a round blob) is not a change "
+    "(lsx.metrics.rotation_anisotropy; False: every reading counts).")
 
 
 def score_directions(decode, oracle, anchors, directions, steps, ds, vp_anchors):
   images = lm.traverse_linear(decode, anchors, directions, steps)
-  k, n, s = images.shape[:3]
-  factors, dist = oracle(images.reshape((-1,) + images.shape[3:]))
-  factors = np.asarray(factors).reshape(k, n, s, -1)
-  res = lm.dataset_dfa(ds, factors, np.asarray(steps), off_manifold=np.asarray(dist))
+  (factors, dist, aniso), = ld.read_in_one_pass(oracle, [images])
+  res = lm.dataset_dfa(ds, factors, np.asarray(steps), off_manifold=dist,
+                       anisotropy=aniso if _READABLE.value else None)
   diffs, labels = lm.variation_pairs(decode, vp_anchors, directions, jax.random.key(11),
                                      max_step=float(steps[-1]), min_step=float(steps[-1]) / 4)
   res["vp"] = lm.variation_predictability(diffs, labels, jax.random.key(12))["vp"]

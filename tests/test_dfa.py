@@ -141,3 +141,63 @@ def test_chance_correction_removes_reading_noise_and_keeps_real_changes():
   np.testing.assert_array_equal(r["R"], again["R"])
   with pytest.raises(ValueError, match="null_permutations"):
     lm.dfa(noise, STEPS, SIZES, CIRC, null_permutations=-1)
+
+
+def test_rotation_anisotropy_separates_shapes_from_round_blobs():
+  from lsx import data
+  from lsx.data.procedural import _grid
+  from lsx.metrics.oracle import degrade
+  ds = data.Sprites()
+  # every shape at every scale, at 6 orientations, sharp and blurred like a decoder's output
+  sh, sc, o = np.meshgrid(np.arange(3), np.arange(6), np.arange(0, 40, 7), indexing="ij")
+  f = np.stack([sh.ravel(), sc.ravel(), o.ravel(), np.full(sh.size, 9), np.full(sh.size, 20)], 1)
+  renders = ds.render(jnp.asarray(f))
+  aniso = jax.jit(lm.rotation_anisotropy)
+  for blur in (0.0, 1.5):
+    x = degrade(jax.random.key(1), renders, blur) if blur else renders
+    assert float(aniso(x).min()) > ds.min_anisotropy
+  # discs of every sprite size, sharp or blurred, have no orientation
+  gx, gy = _grid(64)
+  discs = jnp.stack([(((gx - 0.31) ** 2 + (gy - 0.47) ** 2) <= r * r).astype(jnp.float32)
+                     for r in (0.08, 0.12, 0.16, 0.2)])[..., None]
+  for x in (discs, degrade(jax.random.key(2), discs, 1.5)):
+    assert float(aniso(x).max()) < ds.min_anisotropy
+  # a turn about the centre of mass: the same value wherever the shape is; empty images 0
+  a = aniso(ds.render(jnp.array([[0, 5, 3, 4, 4], [0, 5, 3, 27, 21]])))
+  assert float(a[0]) == pytest.approx(float(a[1]), abs=0.03)
+  assert float(aniso(jnp.zeros((1, 64, 64, 1)))[0]) == 0.0
+  with pytest.raises(ValueError, match=r"\[n, H, W, C\]"):
+    lm.rotation_anisotropy(jnp.zeros((64, 64)))
+
+
+def test_an_orientation_the_image_does_not_define_is_not_a_change():
+  from lsx import data
+  from lsx.metrics.directions import UNREADABLE, unwrap_circular
+  ds = data.Sprites()
+  # unwrap: an unreadable step or anchor contributes no difference; readable ones do
+  f = jnp.array([[[3.0], [30.0], [10.0]]])  # [1, S=3, J=1], anchor = the middle step 30
+  p = jnp.array([[[39.0], [39.0], [UNREADABLE]]])
+  np.testing.assert_allclose(unwrap_circular(f, p)[0, :, 0], [12.0, 0.0, 0.0])
+  np.testing.assert_allclose(unwrap_circular(f, jnp.array([[[39.0], [UNREADABLE], [39.0]]]))[0, :, 0], 0.0)
+  # blobs moved along x whose orientation an oracle reads at random: x is pure once the
+  # readings of images without an orientation are not counted ...
+  rng = np.random.default_rng(0)
+  k, n, s = 2, 40, 7
+  steps = np.arange(-3, 4)
+  read = np.zeros((k, n, s, 5))
+  read[..., 0], read[..., 1], read[..., 4] = 1, 3, 12
+  read[0, ..., 3] = 10 + np.arange(s) * 2
+  read[0, ..., 2] = rng.integers(0, 40, (n, s))  # noise
+  # ... and a direction that turns an ellipse (readable) keeps its orientation change
+  read[1, ..., 3] = 16
+  read[1, ..., 2] = 5 + 2 * np.arange(s)
+  aniso = np.concatenate([np.full((1, n, s), 0.05), np.full((1, n, s), 0.7)])
+  plain = lm.dataset_dfa(ds, read, steps)
+  aware = lm.dataset_dfa(ds, read, steps, anisotropy=aniso)
+  # columns: scale, orientation, x, y
+  assert plain["P"][0, 2] < 0.8 and plain["coverage"] < 2
+  assert aware["P"][0, 2] == pytest.approx(1.0) and aware["R"][0, 1] == 0.0
+  np.testing.assert_allclose(aware["R"][1], plain["R"][1])
+  assert aware["coverage"] == 2
+  with pytest.raises(ValueError, match="one value per read image"):
+    lm.dataset_dfa(ds, read, steps, anisotropy=aniso[:, :, :3])

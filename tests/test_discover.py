@@ -67,7 +67,10 @@ def test_discover_compare_covers_every_method_and_reference(decoders, tmp_path):
   for r in rows:
     f = readings[f"{r['method']}/factors"]
     assert f.ndim == 5 and f.shape[2:] == (2, 3, 5), (r["method"], f.shape)
-    d = [lm.dataset_dfa(ds, m, np.arange(-1, 2))["disentanglement"] for m in f]
+    a = readings[f"{r['method']}/anisotropy"]
+    assert a.shape == f.shape[:-1]
+    d = [lm.dataset_dfa(ds, m, np.arange(-1, 2), anisotropy=am)["disentanglement"]
+         for m, am in zip(f, a)]
     assert np.mean(d) == pytest.approx(float(r["disentanglement_mean"]), abs=1e-4), r["method"]
 
 

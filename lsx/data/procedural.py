@@ -101,13 +101,23 @@ class Sprites(_Procedural):
   # turn is the same image, so its orientation is only defined modulo 2pi/4.
   symmetry_order = (4, 2, 1)  # class constant, not a dataclass field
 
-  def factor_periods(self, factors) -> np.ndarray:
+  # below this `lsx.metrics.rotation_anisotropy` an image has no orientation to read: a
+  # round blob (<= 0.08 for discs of every sprite size) rather than a shape (>= 0.13 for
+  # every render blurred by up to 1.5 pixels; measured in tests/test_dfa.py).
+  min_anisotropy = 0.1
+
+  def factor_periods(self, factors, anisotropy=None) -> np.ndarray:
     """Orientation indices 0..39 span 0..2pi inclusive (index 39 = index 0), so a full turn
-    is 39 index steps, divided by the shape's rotational symmetry order."""
+    is 39 index steps, divided by the shape's rotational symmetry order. With the read
+    images' `anisotropy` (`lsx.metrics.rotation_anisotropy`), an image below
+    `min_anisotropy` gets period `lsx.metrics.directions.UNREADABLE` (-1): whatever
+    orientation an oracle reads from a round blob is not a change of orientation."""
     factors = np.asarray(factors)
     out = np.zeros(factors.shape, np.float32)
     order = np.asarray(self.symmetry_order, np.float32)[np.clip(factors[..., 0], 0, 2).astype(np.int64)]
     out[..., 2] = (self.factor_sizes[2] - 1) / order
+    if anisotropy is not None:
+      out[..., 2] = np.where(np.asarray(anisotropy) < self.min_anisotropy, -1.0, out[..., 2])
     return out
 
   def _render_one(self, f):

@@ -25,12 +25,12 @@ from lsx.directions._objectives import (FORMS, Reconstructor, contrastive_featur
                                         noiseclr_loss)
 from lsx.directions._param import (KINDS, Directions, fixed_directions, householder_matrix,
                                    make_directions, normalize, skew_expm, traverse)
-from lsx.directions._score import (active_latents, make_edit, read_in_one_pass,
+from lsx.directions._score import (Reading, active_latents, make_edit, read_in_one_pass,
                                   score_direction_sets, score_directions, shift_pairs,
                                   traversal_images)
 
 __all__ = [
-    "Directions", "FORMS", "KINDS", "Reconstructor", "active_latents",
+    "Directions", "FORMS", "KINDS", "Reading", "Reconstructor", "active_latents",
     "contrastive_features",
     "fixed_directions", "ganspace_directions", "householder_matrix", "jacobian_svd",
     "latentclr_loss", "make_contrastive_objective", "make_directions", "make_edit",

@@ -1,13 +1,14 @@
 """Traversal images, editing and scoring for any `Directions` (learned or closed form)."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from lsx.directions._param import Directions, traverse
+from lsx.metrics.oracle import rotation_anisotropy
 
 
 def traversal_images(directions: Directions, params, generate: Callable, anchors,
@@ -35,17 +36,32 @@ def shift_pairs(directions: Directions, params, generate: Callable, anchors, rng
   return (x1 - x0[None]).reshape((k * n,) + x0.shape[1:]), jnp.repeat(jnp.arange(k), n)
 
 
-def read_in_one_pass(oracle: Callable, image_sets) -> list:
+class Reading(NamedTuple):
+  """What the oracle read from one set of images [..., H, W, C]."""
+  factors: np.ndarray  # [..., F] factor indices
+  distance: np.ndarray  # [...] the oracle's distance to the data manifold
+  anisotropy: np.ndarray  # [...] `lsx.metrics.rotation_anisotropy` (is there an orientation)
+
+
+_anisotropy = jax.jit(lambda x: jax.lax.map(
+    lambda im: rotation_anisotropy(im[None])[0], x, batch_size=256))
+
+
+def read_in_one_pass(oracle: Callable, image_sets) -> list[Reading]:
   """`oracle(images [n, H, W, C]) -> (factors [n, F], distance [n])` over several image
   arrays [..., H, W, C] in one call (a grid oracle renders its factor grid once, whatever
-  the number of sets): [(factors [..., F], distance [...]) per set], as numpy."""
+  the number of sets), and each image's rotation anisotropy (for `dataset_dfa`): a
+  `Reading` per set, as numpy."""
   flat = [x.reshape((-1,) + x.shape[-3:]) for x in image_sets]
-  f, d = oracle(jnp.concatenate(flat))
-  f, d = np.asarray(f), np.asarray(d)
+  images = jnp.concatenate(flat)
+  f, d = oracle(images)
+  f, d, a = np.asarray(f), np.asarray(d), np.asarray(_anisotropy(images))
   out, i = [], 0
   for x in image_sets:
     m = int(np.prod(x.shape[:-3]))
-    out.append((f[i:i + m].reshape(x.shape[:-3] + (-1,)), d[i:i + m].reshape(x.shape[:-3])))
+    lead = x.shape[:-3]
+    out.append(Reading(f[i:i + m].reshape(lead + (-1,)), d[i:i + m].reshape(lead),
+                       a[i:i + m].reshape(lead)))
     i += m
   return out
 
@@ -60,7 +76,8 @@ def active_latents(z, threshold: float = 0.1):
 
 def score_directions(directions: Directions, params, generate: Callable, oracle: Callable,
                      anchors, vp_anchors, *, num_steps: int, step_size: float, dataset=None,
-                     factor_sizes=None, circular=None, rng=None, vp: bool = True) -> dict:
+                     factor_sizes=None, circular=None, rng=None, vp: bool = True,
+                     readable_orientation: bool = True) -> dict:
   """DFA (D, C, direction-MIG, coverage, off-manifold distance) of the traversals of every
   direction from `anchors`, read by `oracle(images) -> (factors, distance)`, and
   variation predictability on shifts of `vp_anchors`.
@@ -71,12 +88,13 @@ def score_directions(directions: Directions, params, generate: Callable, oracle:
   return score_direction_sets({"_": (directions, params)}, generate, oracle, anchors,
                               vp_anchors, num_steps=num_steps, step_size=step_size,
                               dataset=dataset, factor_sizes=factor_sizes, circular=circular,
-                              rng=rng, vp=vp)["_"]
+                              rng=rng, vp=vp, readable_orientation=readable_orientation)["_"]
 
 
 def score_direction_sets(sets: dict, generate: Callable, oracle: Callable, anchors,
                          vp_anchors, *, num_steps: int, step_size: float, dataset=None,
-                         factor_sizes=None, circular=None, rng=None, vp: bool = True) -> dict:
+                         factor_sizes=None, circular=None, rng=None, vp: bool = True,
+                         readable_orientation: bool = True) -> dict:
   """`score_directions` for {name: (directions, params)} on one generator; the oracle
   reads the traversals of every set in one call (a grid oracle renders its factor grid
   once, not once per set). Returns {name: scores}."""
@@ -89,12 +107,13 @@ def score_direction_sets(sets: dict, generate: Callable, oracle: Callable, ancho
   steps = np.arange(-num_steps, num_steps + 1)
   rng = jax.random.key(11) if rng is None else rng
   out = {}
-  for (name, (directions, params)), (factors, dist) in zip(sets.items(),
-                                                           read_in_one_pass(oracle, images)):
+  for (name, (directions, params)), (factors, dist, aniso) in zip(
+      sets.items(), read_in_one_pass(oracle, images)):
     k = factors.shape[0]
     dist = dist.reshape(-1)
     if dataset is not None:
-      res = lm.dataset_dfa(dataset, factors, steps, off_manifold=dist)
+      res = lm.dataset_dfa(dataset, factors, steps, off_manifold=dist,
+                           anisotropy=aniso if readable_orientation else None)
     else:
       res = lm.dfa(factors, steps, factor_sizes, circular, off_manifold=dist)
     if vp:

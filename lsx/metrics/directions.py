@@ -13,7 +13,10 @@ factor oracle reads the J factors of every decoded image. Then (DESIGN.md):
 
 Circular factors (orientation) are unwrapped relative to the anchor's value before the
 covariance, modulo the period after which the image repeats (a square's orientation
-repeats every quarter turn: `dataset.factor_periods`). A direction whose mean |change| of
+repeats every quarter turn: `dataset.factor_periods`); an image that no turn changes (a
+round blob: `lsx.metrics.rotation_anisotropy` below the dataset's `min_anisotropy`) has no
+orientation, so its period is `UNREADABLE` and its reading counts as no change (pass the
+images' anisotropy to `dataset_dfa`). A direction whose mean |change| of
 every factor stays under `min_change` (in units of the factor ranges) counts as changing
 nothing: its row of P is set uniform, so it can never score as pure. The oracle's distance to the data manifold is reported
 alongside (`off_manifold`).
@@ -42,19 +45,24 @@ def _entropy(p, axis):
   return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis)
 
 
+UNREADABLE = -1.0  # the period of a circular reading the image does not define
+
+
 def unwrap_circular(f, period):
   """f [..., S, J]: circular readings (period > 0, broadcastable to f) expressed as the
   signed shortest difference to the centre step (the anchor), so a turn through 0 is not
   a jump of a whole period. Where the anchor and the step have different periods (a
   symmetric shape's orientation is defined modulo a fraction of a turn) the finer one is
-  used. Non-circular columns (period 0) pass through."""
+  used. A period of `UNREADABLE` (< 0: e.g. the orientation of a round blob, which no turn
+  changes) at the step or at the anchor makes the difference 0: a reading the image does
+  not define is not a change. Non-circular columns (period 0) pass through."""
   mid = f.shape[-2] // 2
   period = jnp.broadcast_to(jnp.asarray(period, f.dtype), f.shape)
   centre = f[..., mid:mid + 1, :]
   p = jnp.minimum(period, period[..., mid:mid + 1, :])
   safe = jnp.where(p > 0, p, 1.0)
   d = jnp.mod(f - centre + safe / 2, safe) - safe / 2
-  return jnp.where(p > 0, d, f)
+  return jnp.where(p > 0, d, jnp.where(p < 0, 0.0, f))
 
 
 @functools.partial(jax.jit, static_argnames=("null_permutations",))
@@ -171,23 +179,33 @@ def dfa(factors, steps, factor_sizes, circular=None, *, periods=None,
   return res
 
 
-def factor_periods(dataset, factors) -> np.ndarray:
+def factor_periods(dataset, factors, anisotropy=None) -> np.ndarray:
   """[..., F] circular periods of read factors: `dataset.factor_periods` where the dataset
-  defines it, else a factor named 'orientation' is taken to repeat after its size."""
+  defines it, else a factor named 'orientation' is taken to repeat after its size.
+  `anisotropy` [...] (`rotation_anisotropy` of the images read) lets a dataset that
+  defines `min_anisotropy` mark the orientation of images no turn changes `UNREADABLE`."""
   factors = np.asarray(factors)
   if hasattr(dataset, "factor_periods"):
+    if anisotropy is not None and hasattr(dataset, "min_anisotropy"):
+      return np.asarray(dataset.factor_periods(factors, anisotropy=anisotropy), np.float32)
     return np.asarray(dataset.factor_periods(factors), np.float32)
   sizes = np.asarray(dataset.factor_sizes, np.float32)
   row = np.where([n == "orientation" for n in dataset.factor_names], sizes, 0.0)
   return np.broadcast_to(row.astype(np.float32), factors.shape)
 
 
-def dataset_dfa(dataset, factors, steps, *, off_manifold=None, ordinal_only: bool = True,
-                **kwargs) -> dict:
+def dataset_dfa(dataset, factors, steps, *, off_manifold=None, anisotropy=None,
+                ordinal_only: bool = True, **kwargs) -> dict:
   """`dfa` with the dataset's knowledge applied: circular periods from
-  `factor_periods(dataset, factors)` and, by default, only the ordinal factors scored."""
+  `factor_periods(dataset, factors, anisotropy)` (pass the images' `rotation_anisotropy`
+  [K, N, S] so an orientation the image does not define is not read as a change) and, by
+  default, only the ordinal factors scored."""
   keep = ordinal_mask(dataset) if ordinal_only else None
-  return dfa(factors, steps, dataset.factor_sizes, periods=factor_periods(dataset, factors),
+  if anisotropy is not None and np.shape(anisotropy) != np.shape(factors)[:-1]:
+    raise ValueError(f"anisotropy has shape {np.shape(anisotropy)}; it needs one value per "
+                     f"read image, {np.shape(factors)[:-1]}.")
+  return dfa(factors, steps, dataset.factor_sizes,
+             periods=factor_periods(dataset, factors, anisotropy),
              off_manifold=off_manifold, keep=keep, **kwargs)
 
 
