@@ -73,7 +73,7 @@ def build_posthoc(c):
                                              num_probes=int(c.num_probes),
                                              normalize_jvp=bool(c.normalize_jvp))
   k1, k2 = jax.random.split(jax.random.key(int(c.seed)))
-  init = lambda: {"flow": flow.init(k1), "classifier": init_clf(k2)}
+  init = jax.jit(lambda: {"flow": flow.init(k1), "classifier": init_clf(k2)})  # one program
   sample = lambda rng, n: (model.represent(vparams, ds.sample(rng, n)[0]), None)
   vae_params = lambda p: vparams
   return ds, model, flow, init, loss, sample, vae_params, ("pde", "pde_rel", "ic", "jvp", "cls")
@@ -93,7 +93,7 @@ def build_joint(c):
                                     laplacian_mode=c.laplacian, num_probes=int(c.num_probes),
                                     normalize_jvp=bool(c.normalize_jvp))
   k1, k2 = jax.random.split(jax.random.key(int(c.seed)))
-  init = lambda: {"vae": model.init(k1), "flow": flow.init(k2)}
+  init = jax.jit(lambda: {"vae": model.init(k1), "flow": flow.init(k2)})  # not op by op
   path_len = int(c.path_len)
   sample = lambda rng, n: (flows.sequence_batch(ds, rng, n, transforms, speeds, path_len), None)
   vae_params = lambda p: p["vae"]

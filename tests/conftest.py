@@ -1,7 +1,16 @@
 import os
+import tempfile
 
 # Tests are small; keep XLA from grabbing both cores with many threads per op.
 os.environ.setdefault("XLA_FLAGS", "")
+# One persistent XLA compilation cache for the test session (set before JAX is imported):
+# pytest-xdist workers and the experiments and notebooks the tests start as subprocesses
+# inherit it, so a program one process compiled (a tiny config's training chunk, the VP
+# classifier, an oracle) is loaded, not compiled again, by the next. Entries are keyed by
+# the program, the compiler options and the JAX version, so a stale one is never reused.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "lsx-tests-xla-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402
 

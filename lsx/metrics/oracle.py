@@ -196,7 +196,7 @@ def classifier_oracle(dataset, rng=None, *, steps: int = 3000, batch_size: int =
     return f, d
 
   t0 = time.perf_counter()
-  params = net.init(k_init, jnp.zeros((1,) + tuple(dataset.image_shape), jnp.float32))
+  params = jax.jit(net.init)(k_init, jnp.zeros((1,) + tuple(dataset.image_shape), jnp.float32))
   params, losses = train(params, k_train)
   losses = np.asarray(losses)
   if not np.all(np.isfinite(losses)):
