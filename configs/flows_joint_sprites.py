@@ -25,6 +25,11 @@ def get_config(arg: str = ""):
   c.laplacian = "exact"
   c.num_probes = 8
   c.normalize_jvp = False
+  # flow_output: 'tanh' bounds each potential to (-1, 1) (the paper's MLP) | 'linear';
+  # jvp_reduction: the squared image change of L_JVP summed ('sum') or averaged ('mean',
+  # the public code) over pixels
+  c.flow_output = "linear"
+  c.jvp_reduction = "sum"
   # lambda_jvp: weight of the rewarded image change (the paper: = lambda_pde); 0 here, the
   # sequences set how far each step moves and the unbounded reward destabilized training
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "beta": 4.0, "lambda_latent": 1.0,

@@ -66,12 +66,13 @@ def build_posthoc(c):
   setup, vstate = _vae(c)
   model, vparams, ds = setup.model, vstate.params, setup.dataset
   decode = lambda z: jax.nn.sigmoid(model.decode(vparams, z))
-  flow = flows.make_flow(model.latent_dim, int(c.num_potentials))
+  flow = flows.make_flow(model.latent_dim, int(c.num_potentials), output=c.flow_output)
   init_clf, loss = flows.make_flow_objective(flow, decode, ds.image_shape,
                                              path_len=int(c.path_len),
                                              laplacian_mode=c.laplacian,
                                              num_probes=int(c.num_probes),
-                                             normalize_jvp=bool(c.normalize_jvp))
+                                             normalize_jvp=bool(c.normalize_jvp),
+                                             jvp_reduction=c.jvp_reduction)
   k1, k2 = jax.random.split(jax.random.key(int(c.seed)))
   init = jax.jit(lambda: {"flow": flow.init(k1), "classifier": init_clf(k2)})  # one program
   sample = lambda rng, n: (model.represent(vparams, ds.sample(rng, n)[0]), None)
@@ -88,10 +89,11 @@ def build_joint(c):
   transforms, speeds = flows.check_transforms(ds, c.transforms, c.speeds, int(c.path_len))
   model = models.make_autoencoder(ds.image_shape, int(c.model.latent_dim), c.model.arch,
                                   hidden=tuple(c.model.hidden) or None)
-  flow = flows.make_flow(model.latent_dim, len(transforms))
+  flow = flows.make_flow(model.latent_dim, len(transforms), output=c.flow_output)
   loss = flows.make_joint_objective(model, flow, path_len=int(c.path_len),
                                     laplacian_mode=c.laplacian, num_probes=int(c.num_probes),
-                                    normalize_jvp=bool(c.normalize_jvp))
+                                    normalize_jvp=bool(c.normalize_jvp),
+                                    jvp_reduction=c.jvp_reduction)
   k1, k2 = jax.random.split(jax.random.key(int(c.seed)))
   init = jax.jit(lambda: {"vae": model.init(k1), "flow": flow.init(k2)})  # not op by op
   path_len = int(c.path_len)

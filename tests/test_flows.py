@@ -106,6 +106,38 @@ def test_flow_objective_is_finite_differentiable_and_traced():
   assert np.isfinite(float(an["jvp"])) and float(an["jvp"]) != pytest.approx(float(a1["jvp"]))
 
 
+def test_bounded_potentials_and_the_per_pixel_jvp_reward():
+  d = 3
+  w = jax.random.normal(jax.random.key(0), (d, 8 * 8))
+  decode = lambda z: jax.nn.sigmoid(z @ w).reshape(-1, 8, 8, 1)
+  lin, tanh = flows.make_flow(d, 2), flows.make_flow(d, 2, output="tanh")
+  params = lin.init(jax.random.key(1))  # the same parameters: tanh adds none
+  params = jax.tree.map(lambda p: 3.0 * p, params)  # larger weights: an unbounded potential
+  zs = 3.0 * jax.random.normal(jax.random.key(2), (64, d))
+  u_lin = jax.vmap(lambda z: lin.potential(params, z, 1.0, 1))(zs)
+  u_tanh = jax.vmap(lambda z: tanh.potential(params, z, 1.0, 1))(zs)
+  assert float(jnp.abs(u_lin).max()) > 1.0
+  assert float(jnp.abs(u_tanh).max()) <= 1.0
+  np.testing.assert_allclose(u_tanh, jnp.tanh(u_lin), rtol=1e-5, atol=1e-6)
+  # L_JVP directly: the image change along the velocity, by a finite-free jvp per sample
+  ks, ts = jnp.array([0, 1, 1, 0]), jnp.array([0.0, 1.0, 2.0, 3.0])
+  z = zs[:4]
+
+  def direct(i):
+    v = jax.grad(lambda zz: lin.potential(params, zz, ts[i], ks[i]))(z[i])
+    return jax.jvp(lambda zz: decode(zz[None])[0], (z[i],), (v,))[1] ** 2
+
+  sq = [direct(i) for i in range(4)]
+  total = flows.jvp_reward(lin, params, decode, z, ts, ks)
+  mean = flows.jvp_reward(lin, params, decode, z, ts, ks, reduction="mean")
+  np.testing.assert_allclose(total, np.mean([float(jnp.sum(q)) for q in sq]), rtol=1e-5)
+  np.testing.assert_allclose(mean, np.mean([float(jnp.mean(q)) for q in sq]), rtol=1e-5)
+  with pytest.raises(ValueError, match="flow output"):
+    flows.make_flow(d, 2, output="relu")
+  with pytest.raises(ValueError, match="jvp_reduction"):
+    flows.make_flow_objective(lin, decode, (8, 8, 1), path_len=4, jvp_reduction="max")
+
+
 # --- joint training with a VAE on one-factor sequences --------------------------------------
 
 def test_sequence_batch_moves_one_factor_at_its_speed():

@@ -32,10 +32,12 @@ def time_embedding(t, dim: int = 16):
 
 
 class Potentials(nn.Module):
-  """K scalar potentials u_k(z, t), evaluated for one (z [d], t, k)."""
+  """K scalar potentials u_k(z, t), evaluated for one (z [d], t, k); `output` 'tanh'
+  bounds u_k to (-1, 1) (the paper's MLP), 'linear' leaves it unbounded."""
   num: int
   hidden: int
   time_dim: int = 16
+  output: str = "linear"
 
   @nn.compact
   def __call__(self, z, t, k):
@@ -49,7 +51,8 @@ class Potentials(nn.Module):
     w3 = self.param("w3", init, (self.num, self.hidden, 1))
     h = jnp.tanh(z @ w1[k] + b1[k] + emb)
     h = jnp.tanh(h @ w2[k] + b2[k])
-    return (h @ w3[k])[0]
+    u = (h @ w3[k])[0]
+    return jnp.tanh(u) if self.output == "tanh" else u
 
 
 class Flow(NamedTuple):
@@ -63,8 +66,17 @@ class Flow(NamedTuple):
     return jnp.exp(params["log_c"][k])
 
 
-def make_flow(dim: int, num: int, hidden: int | None = None) -> Flow:
-  net = Potentials(int(num), int(hidden or dim))
+FLOW_OUTPUTS = ("linear", "tanh")
+JVP_REDUCTIONS = ("sum", "mean")
+
+
+def make_flow(dim: int, num: int, hidden: int | None = None, output: str = "linear") -> Flow:
+  """K potentials on a d-dimensional latent space. `output`: 'linear' (an unbounded
+  potential) or 'tanh' (u_k in (-1, 1), as the paper's MLP: a bounded potential cannot
+  grow its slopes without limit to buy a larger image change)."""
+  if output not in FLOW_OUTPUTS:
+    raise ValueError(f"flow output must be one of {FLOW_OUTPUTS}, got {output!r}.")
+  net = Potentials(int(num), int(hidden or dim), output=output)
 
   def init(rng):
     p = net.init(rng, jnp.zeros((dim,)), 0.0, 0)["params"]
@@ -158,15 +170,23 @@ def path_pde_loss(flow: Flow, params, paths, ks, rng, *, mode="exact", num_probe
   return path_pde_terms(flow, params, paths, ks, rng, mode=mode, num_probes=num_probes)[0]
 
 
-def jvp_reward(flow: Flow, params, image_fn: Callable, z, ts, ks, normalize: bool = False):
-  """L_JVP = mean |J_G(z) grad u_k(z, t)|^2 with G = `image_fn` ([n, d] -> images);
+def jvp_reward(flow: Flow, params, image_fn: Callable, z, ts, ks, normalize: bool = False,
+               reduction: str = "sum"):
+  """L_JVP = mean over the batch of |J_G(z) grad u_k(z, t)|^2 with G = `image_fn`
+  ([n, d] -> images); `reduction` 'sum' sums the squared image change over pixels, 'mean'
+  averages it (the public code's torch.mean: 1/(H W C) of 'sum', so the reward does not
+  grow with the image size and does not outweigh L_cls and L_PDE at lambda = 1);
   `normalize`: for the unit direction of the velocity (image change per unit of latent
   motion, not the speed)."""
+  if reduction not in JVP_REDUCTIONS:
+    raise ValueError(f"jvp reduction must be one of {JVP_REDUCTIONS}, got {reduction!r}.")
+  red = jnp.sum if reduction == "sum" else jnp.mean
+
   def one(zz, t, k):
     v = velocity(flow.potential, params, zz, t, k)
     if normalize:
       v = v / (jnp.linalg.norm(v) + 1e-6)
-    return jnp.sum(jax.jvp(lambda x: image_fn(x[None])[0], (zz,), (v,))[1] ** 2)
+    return red(jax.jvp(lambda x: image_fn(x[None])[0], (zz,), (v,))[1] ** 2)
   return jnp.mean(jax.vmap(one)(z, ts, ks))
 
 
@@ -183,7 +203,7 @@ class FrameClassifier(nn.Module):
 
 def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: int = 10,
                         laplacian_mode: str = "exact", num_probes: int = 8,
-                        normalize_jvp: bool = False):
+                        normalize_jvp: bool = False, jvp_reduction: str = "sum"):
   """(init_classifier, loss) for training K potentials on a frozen generator `decode`.
 
   `loss(params, z0 [B, d], rng, hp) -> (scalar, aux)` with params = {"flow", "classifier"}
@@ -192,7 +212,8 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
   every point of the path at its own time, L_JVP = |J_G(z_t*) grad u_k|^2 (rewarded), and
   the classifier's cross-entropy on (G(z_{t*+1}), G(z_{t*+2})).
   `normalize_jvp=True` rewards |J_G u|^2 for the unit direction u of the velocity instead
-  (an lsx option: the plain reward grows without bound with the speed of the flow).
+  (an lsx option: the plain reward grows without bound with the speed of the flow);
+  `jvp_reduction` ('sum' | 'mean' over pixels): `jvp_reward`.
   """
   import optax
 
@@ -200,6 +221,8 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
     raise ValueError(f"laplacian_mode must be 'exact' or 'hutchinson', got {laplacian_mode!r}.")
   if int(path_len) < 3:
     raise ValueError(f"path_len must be >= 3 (the classifier reads frames t*+1, t*+2), got {path_len}.")
+  if jvp_reduction not in JVP_REDUCTIONS:
+    raise ValueError(f"jvp_reduction must be one of {JVP_REDUCTIONS}, got {jvp_reduction!r}.")
   clf = FrameClassifier(flow.num)
 
   def init_classifier(rng):
@@ -217,7 +240,8 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
     l_pde, pde_rel = path_pde_terms(flow, fp, paths, ks, k_h, mode=laplacian_mode,
                                     num_probes=num_probes)
     zt = jnp.take_along_axis(paths, ts[:, None, None], 1)[:, 0]
-    l_jvp = jvp_reward(flow, fp, decode, zt, ts.astype(jnp.float32), ks, normalize_jvp)
+    l_jvp = jvp_reward(flow, fp, decode, zt, ts.astype(jnp.float32), ks, normalize_jvp,
+                       jvp_reduction)
     z1 = jnp.take_along_axis(paths, (ts + 1)[:, None, None], 1)[:, 0]
     z2 = jnp.take_along_axis(paths, (ts + 2)[:, None, None], 1)[:, 0]
     logits = clf.apply({"params": params["classifier"]}, decode(z1), decode(z2))

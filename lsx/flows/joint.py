@@ -109,12 +109,14 @@ def sequence_batch(dataset, rng, n: int, transforms: Sequence[int], speeds: Sequ
 
 def make_joint_objective(model, flow: Flow, *, path_len: int, likelihood: str = "bernoulli",
                          laplacian_mode: str = "exact", num_probes: int = 8,
-                         normalize_jvp: bool = False) -> Callable:
+                         normalize_jvp: bool = False, jvp_reduction: str = "sum") -> Callable:
   """`loss(params, batch, rng, hp) -> (scalar, aux)` with params = {"vae", "flow"}, a
   `sequence_batch` and traced hp {beta, lambda_latent, lambda_pde, lambda_jvp} (module
   docstring)."""
   if laplacian_mode not in ("exact", "hutchinson"):
     raise ValueError(f"laplacian_mode must be 'exact' or 'hutchinson', got {laplacian_mode!r}.")
+  if jvp_reduction not in ("sum", "mean"):
+    raise ValueError(f"jvp_reduction must be 'sum' or 'mean', got {jvp_reduction!r}.")
   if flow.dim != model.latent_dim:
     raise ValueError(f"the flow's dimension {flow.dim} differs from the VAE's latent_dim "
                      f"{model.latent_dim}.")
@@ -143,7 +145,8 @@ def make_joint_objective(model, flow: Flow, *, path_len: int, likelihood: str = 
     l_pde, pde_rel = path_pde_terms(flow, fp, paths, ks, k_h, mode=laplacian_mode,
                                     num_probes=num_probes)
     image = lambda zz: jax.nn.sigmoid(model.decode(vp, zz))
-    l_jvp = jvp_reward(flow, fp, image, z1, (ts + 1).astype(jnp.float32), ks, normalize_jvp)
+    l_jvp = jvp_reward(flow, fp, image, z1, (ts + 1).astype(jnp.float32), ks, normalize_jvp,
+                       jvp_reduction)
     total = (l_vae + hp["lambda_latent"] * l_latent + hp["lambda_pde"] * (l_ic + l_pde)
              - hp["lambda_jvp"] * l_jvp)
     return total, {"rec": rec0, "kl": kl0.mean(), "rec_next": rec1, "latent": l_latent,
