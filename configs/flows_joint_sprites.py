@@ -28,8 +28,8 @@ def get_config(arg: str = ""):
   # flow_output: 'tanh' bounds each potential to (-1, 1) (the paper's MLP) | 'linear';
   # jvp_reduction: the squared image change of L_JVP summed ('sum') or averaged ('mean',
   # the public code) over pixels
-  c.flow_output = "linear"
-  c.jvp_reduction = "sum"
+  c.flow_output = "tanh"
+  c.jvp_reduction = "mean"
   # lambda_jvp: weight of the rewarded image change (the paper: = lambda_pde); 0 here, the
   # sequences set how far each step moves and the unbounded reward destabilized training
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "beta": 4.0, "lambda_latent": 1.0,

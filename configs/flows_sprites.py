@@ -23,8 +23,8 @@ def get_config(arg: str = ""):
   # flow_output: 'tanh' bounds each potential to (-1, 1) (the paper's MLP) | 'linear';
   # jvp_reduction: the squared image change of L_JVP summed ('sum') or averaged ('mean',
   # the public code) over pixels
-  c.flow_output = "linear"
-  c.jvp_reduction = "sum"
+  c.flow_output = "tanh"
+  c.jvp_reduction = "mean"
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "lambda_cls": 1.0, "lambda_pde": 1.0})
   c.train = dict(steps=600, batch_size=32, chunk=20, ckpt_every=200, log_every_s=5.0)
   # scoring: anchors traversed -steps..steps flow steps (linear references: +-span latent

@@ -110,7 +110,7 @@ def test_bounded_potentials_and_the_per_pixel_jvp_reward():
   d = 3
   w = jax.random.normal(jax.random.key(0), (d, 8 * 8))
   decode = lambda z: jax.nn.sigmoid(z @ w).reshape(-1, 8, 8, 1)
-  lin, tanh = flows.make_flow(d, 2), flows.make_flow(d, 2, output="tanh")
+  lin, tanh = flows.make_flow(d, 2, output="linear"), flows.make_flow(d, 2)  # tanh: the default
   params = lin.init(jax.random.key(1))  # the same parameters: tanh adds none
   params = jax.tree.map(lambda p: 3.0 * p, params)  # larger weights: an unbounded potential
   zs = 3.0 * jax.random.normal(jax.random.key(2), (64, d))
@@ -128,8 +128,8 @@ def test_bounded_potentials_and_the_per_pixel_jvp_reward():
     return jax.jvp(lambda zz: decode(zz[None])[0], (z[i],), (v,))[1] ** 2
 
   sq = [direct(i) for i in range(4)]
-  total = flows.jvp_reward(lin, params, decode, z, ts, ks)
-  mean = flows.jvp_reward(lin, params, decode, z, ts, ks, reduction="mean")
+  total = flows.jvp_reward(lin, params, decode, z, ts, ks, reduction="sum")
+  mean = flows.jvp_reward(lin, params, decode, z, ts, ks)  # the default: per pixel
   np.testing.assert_allclose(total, np.mean([float(jnp.sum(q)) for q in sq]), rtol=1e-5)
   np.testing.assert_allclose(mean, np.mean([float(jnp.mean(q)) for q in sq]), rtol=1e-5)
   with pytest.raises(ValueError, match="flow output"):

@@ -1,8 +1,9 @@
 """Potential-flow traversals (Song, Keller, Sebe, Welling, ICML 2023): the pure pieces.
 
-K potentials u_k(z, t): an MLP per potential (hidden width `hidden` = d by default, tanh)
-fed with z and a sinusoidal embedding of t passed through GELU; each has a learnable wave
-speed c_k (init 1). A traversal follows the potential's gradient:
+K potentials u_k(z, t): an MLP per potential (hidden width `hidden` = d by default, tanh;
+the output bounded to (-1, 1) by a last tanh, as the paper's, or left linear) fed with z
+and a sinusoidal embedding of t passed through GELU; each has a learnable wave speed c_k
+(init 1). A traversal follows the potential's gradient:
 z_{t+1} = z_t + sign * grad_z u_k(z_t, t).
 
 All derivatives are exact autodiff, per sample (the public code shares one t across the
@@ -11,7 +12,8 @@ batch and uses a Hessian row-sum in place of the Laplacian):
 - `mode="hutchinson"`: E_v[v^T H v] with Rademacher v, `num_probes` probes, unbiased;
 - d2u/dt2 by nested forward-mode `jvp`.
 Losses (DESIGN.md): L_IC = mean |grad u_k(z0, 0)|^2, L_PDE = mean over the rolled-out path
-of (d2u/dt2 - c_k^2 lap u)^2, L_JVP = mean |J_G(z) grad u_k|^2 (rewarded).
+of (d2u/dt2 - c_k^2 lap u)^2, L_JVP = mean |J_G(z) grad u_k|^2 (rewarded; the squared
+image change averaged over pixels by default, as the public code, or summed).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ class Potentials(nn.Module):
   num: int
   hidden: int
   time_dim: int = 16
-  output: str = "linear"
+  output: str = "tanh"
 
   @nn.compact
   def __call__(self, z, t, k):
@@ -70,10 +72,10 @@ FLOW_OUTPUTS = ("linear", "tanh")
 JVP_REDUCTIONS = ("sum", "mean")
 
 
-def make_flow(dim: int, num: int, hidden: int | None = None, output: str = "linear") -> Flow:
-  """K potentials on a d-dimensional latent space. `output`: 'linear' (an unbounded
-  potential) or 'tanh' (u_k in (-1, 1), as the paper's MLP: a bounded potential cannot
-  grow its slopes without limit to buy a larger image change)."""
+def make_flow(dim: int, num: int, hidden: int | None = None, output: str = "tanh") -> Flow:
+  """K potentials on a d-dimensional latent space. `output`: 'tanh' (u_k in (-1, 1), as
+  the paper's MLP, whose last layer is a tanh: a bounded potential cannot grow its slopes
+  without limit) or 'linear' (unbounded; lsx's default before 2026-11-24)."""
   if output not in FLOW_OUTPUTS:
     raise ValueError(f"flow output must be one of {FLOW_OUTPUTS}, got {output!r}.")
   net = Potentials(int(num), int(hidden or dim), output=output)
@@ -171,7 +173,7 @@ def path_pde_loss(flow: Flow, params, paths, ks, rng, *, mode="exact", num_probe
 
 
 def jvp_reward(flow: Flow, params, image_fn: Callable, z, ts, ks, normalize: bool = False,
-               reduction: str = "sum"):
+               reduction: str = "mean"):
   """L_JVP = mean over the batch of |J_G(z) grad u_k(z, t)|^2 with G = `image_fn`
   ([n, d] -> images); `reduction` 'sum' sums the squared image change over pixels, 'mean'
   averages it (the public code's torch.mean: 1/(H W C) of 'sum', so the reward does not
@@ -203,7 +205,7 @@ class FrameClassifier(nn.Module):
 
 def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: int = 10,
                         laplacian_mode: str = "exact", num_probes: int = 8,
-                        normalize_jvp: bool = False, jvp_reduction: str = "sum"):
+                        normalize_jvp: bool = False, jvp_reduction: str = "mean"):
   """(init_classifier, loss) for training K potentials on a frozen generator `decode`.
 
   `loss(params, z0 [B, d], rng, hp) -> (scalar, aux)` with params = {"flow", "classifier"}

@@ -109,7 +109,7 @@ def sequence_batch(dataset, rng, n: int, transforms: Sequence[int], speeds: Sequ
 
 def make_joint_objective(model, flow: Flow, *, path_len: int, likelihood: str = "bernoulli",
                          laplacian_mode: str = "exact", num_probes: int = 8,
-                         normalize_jvp: bool = False, jvp_reduction: str = "sum") -> Callable:
+                         normalize_jvp: bool = False, jvp_reduction: str = "mean") -> Callable:
   """`loss(params, batch, rng, hp) -> (scalar, aux)` with params = {"vae", "flow"}, a
   `sequence_batch` and traced hp {beta, lambda_latent, lambda_pde, lambda_jvp} (module
   docstring)."""
