@@ -17,6 +17,10 @@ for a sweep (`mesh.cpu_devices`, default 'auto': one device per core); `sequenti
 and `map` run on the first device, `sharded` (what `auto` picks then) over all of them.
 `--cpu-devices 1` keeps one device.
 
+`--ceiling` adds one member trained at batch members x batch: the images/s of the network
+itself at that size on this device, an upper bound for any strategy (the ratio column is
+its speed over the sequential runs).
+
 Memory: the peak of each compiled program (XLA's buffer assignment, `peak_memory_in_bytes`;
 for sequential, one member's program plus the other members' resident states), at M and
 at M/4 members: linear growth reads 4.0 in the `x(M/4->M)` column. For `sharded` the peak
@@ -143,6 +147,9 @@ def main():
   ap.add_argument("--conv-impl", default="gemm", help="model.conv_impl of the conv model")
   ap.add_argument("--models", default="conv,mlp,small-mlp",
                   help="which of conv, mlp (256-256), small-mlp (64-64) to time")
+  ap.add_argument("--ceiling", action="store_true",
+                  help="also time one member at batch members*batch: the network's own "
+                       "images/s ceiling on this device, which bounds what any strategy can reach")
   ap.add_argument("--cpu-devices", default="auto",
                   help="mesh.cpu_devices: split the CPU host into devices (auto: one per core)")
   args = ap.parse_args()
@@ -177,6 +184,15 @@ def main():
       print(f"{name:30s} {s:11s} {ips:9.0f} {best['sequential'] / best[s]:13.2f}x "
             f"{r.peak / 2**20:9.1f} {growth:9.2f}", flush=True)
     del runners
+    if args.ceiling:  # one member, all members' images in one batch: no per-member overhead
+      big = args.members * args.batch
+      one = Runner(*make(kw["arch"], kw["hidden"], 1, big, args.conv_impl), "sequential",
+                   args.chunk, big)
+      one.run(args.chunk)
+      t = min(one.run(args.steps)[0] for _ in range(args.rounds))
+      print(f"{name:30s} {'ceiling':11s} {args.steps * big / t:9.0f} "
+            f"{best['sequential'] / t:13.2f}x {one.peak / 2**20:9.1f}   (1 member, batch {big})")
+      del one
     print(f"{name:30s} {'auto=' + auto:11s} {'':9s} {best['sequential'] / best[auto]:13.2f}x")
     print(f"ratio auto/sequential ({kw['key']}, {args.members} members): "
           f"{best['sequential'] / best[auto]:.2f}")

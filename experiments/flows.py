@@ -16,6 +16,12 @@ flows_dfa.json: direction-factor attribution and variation predictability of the
 next to the same VAE's latent axes and random directions (one row each), with the
 chance-corrected D, C and coverage (`*_cc`, eval.null_permutations > 0) beside the plain ones.
 Rerunning a finished run only scores it again.
+
+  python -m experiments.flows --config configs/flows_joint_sprites.py --export_vae=DIR
+
+writes the VAE of a finished joint run as an ordinary training workdir in DIR (config.json,
+one checkpoint, export.json naming the source), which experiments.discover,
+experiments.score_directions and experiments.evaluate load like any β-VAE they trained.
 """
 from __future__ import annotations
 
@@ -36,10 +42,13 @@ from configs import common
 from lsx import directions as ld, flows, metrics as lm, models, viz
 from lsx.data import get_dataset
 from lsx.train import checkpoint as ckpt
+from lsx.train import build as build_train
 from lsx.train import load_run, make_optimizer, make_train_chunk, make_train_step, train
+from lsx.train.loop import _to_json
 from lsx.train.state import TrainState
 
 _CONFIG = None  # the --config flag, defined when run as a script (importing defines no flags)
+_EXPORT = None  # --export_vae
 
 SCORES = ("disentanglement", "completeness", "direction_mig", "coverage", "vp", "off_manifold")
 # the same attribution with chance correction (lsx.metrics.dfa(null_permutations=...))
@@ -235,6 +244,12 @@ def main(argv):
   t0 = time.perf_counter()
   if c.mode not in ("posthoc", "joint"):
     raise ValueError(f"config.mode must be 'posthoc' or 'joint', got {c.mode!r}.")
+  if _EXPORT is not None and _EXPORT.value:
+    out = export_vae(c, _EXPORT.value)
+    print(f"wrote the joint run's VAE (step {int(load_run(out)[1].step)}) to {out}: "
+          f"python -m experiments.discover --config configs/latentclr_sprites.py "
+          f"--config.vae_workdir={out}")
+    return
   lm.check_oracle(c.eval.oracle)
   build = build_joint if c.mode == "joint" else build_posthoc
   ds, model, flow, init, loss, sample, vae_params, log_keys = build(c)
@@ -267,6 +282,58 @@ def main(argv):
         f"flows_losses.png, flows_dfa.json in {c.workdir} ({time.perf_counter() - t0:.0f}s)")
 
 
+def export_vae(c, out_workdir: str, step: int | None = None) -> str:
+  """Write the VAE of the joint run in `c.workdir` as a single-run training workdir.
+
+  The exported config is a beta-VAE config of the same data, architecture, latent size,
+  beta and learning rate (objective 'beta_vae'); its checkpoint holds the jointly trained
+  VAE parameters, the step they were trained to, and a fresh optimizer state (the joint
+  optimizer's moments belong to the joint objective). export.json names the source run.
+  """
+  if c.mode != "joint":
+    raise ValueError(f"--export_vae needs a joint run (config.mode 'joint'), got {c.mode!r}: "
+                     f"a post-hoc run's VAE is already a training workdir ({c.vae_workdir}).")
+  _, model, _, init, _, _, _, _ = build_joint(c)
+  opt = make_optimizer("adam")
+  key = jax.random.fold_in(jax.random.key(int(c.seed)), 7)
+  abstract = jax.eval_shape(lambda: TrainState.create(init(), opt, key))
+  mngr = ckpt.manager(os.path.join(c.workdir, "checkpoints"), max_to_keep=2)
+  joint = ckpt.restore(mngr, abstract, step)
+  if joint is None:
+    raise FileNotFoundError(f"{c.workdir}/checkpoints has no checkpoint: train the joint run "
+                            f"first (python -m experiments.flows --config ...).")
+  t = common.base_config()
+  t.seed, t.workdir = int(c.seed), out_workdir
+  t.data.name, t.data.size = c.data.name, int(c.data.size)
+  t.model.arch, t.model.latent_dim = c.model.arch, int(c.model.latent_dim)
+  t.model.hidden = tuple(c.model.hidden)
+  t.objective.name = "beta_vae"
+  t.hp = {"beta": float(c.hp.beta), "lr": float(c.hp.lr)}
+  t.train.steps, t.train.batch_size = int(joint.step), int(c.train.batch_size)
+  t.lock()
+  setup = build_train(t)
+  fresh = jax.eval_shape(setup.init_state, jax.random.key(0))
+  vae = joint.params["vae"]
+  got = jax.tree.map(lambda a: (a.shape, a.dtype), vae)
+  want = jax.tree.map(lambda a: (a.shape, a.dtype), fresh.params)
+  if got != want:  # guards a future change of either model builder
+    raise ValueError(f"the joint run's VAE parameters do not match the beta-VAE that "
+                     f"configs build for the same settings: {got} vs {want}")
+  state = setup.init_state(jax.random.key(int(c.seed))).replace(step=joint.step, params=vae)
+  state = state.replace(opt_state=setup.optimizer.init(vae))
+  if os.path.exists(os.path.join(out_workdir, "checkpoints")):
+    raise FileExistsError(f"{out_workdir} already holds checkpoints; choose another directory.")
+  os.makedirs(out_workdir, exist_ok=True)
+  with open(os.path.join(out_workdir, "config.json"), "w") as f:
+    json.dump(_to_json(t), f, indent=2, sort_keys=True)
+  ckpt.save(ckpt.manager(os.path.join(out_workdir, "checkpoints")), int(joint.step), state)
+  with open(os.path.join(out_workdir, "export.json"), "w") as f:
+    json.dump({"source": os.path.abspath(c.workdir), "step": int(joint.step),
+               "objective": "joint beta-VAE + potential flows (experiments.flows, mode joint)",
+               "flows_config": _to_json(c)}, f, indent=1)
+  return out_workdir
+
+
 def save_loss_plot(rows, path, keys):
   import matplotlib
   matplotlib.use("Agg")
@@ -290,5 +357,7 @@ def save_loss_plot(rows, path, keys):
 if __name__ == "__main__":
   _CONFIG = config_flags.DEFINE_config_file("config", None, "Flows config file.",
                                             lock_config=True)
+  _EXPORT = flags.DEFINE_string("export_vae", None, "Write a joint run's VAE as a training "
+                                "workdir in this directory (and train nothing).")
   flags.mark_flags_as_required(["config"])
   app.run(main)

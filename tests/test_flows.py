@@ -233,6 +233,18 @@ def test_joint_training_resumes_exactly_where_it_stopped(tmp_path):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert rows == rows2
 
+  # the joint run's VAE, exported as a training workdir, loads like any trained beta-VAE
+  from lsx.train import load_run
+  out = fx.export_vae(cfg(6, tmp_path / "whole"), str(tmp_path / "vae"))
+  setup, state = load_run(out)
+  assert int(state.step) == 6 and setup.config.objective.name == "beta_vae"
+  for a, b in zip(jax.tree.leaves(whole.params["vae"]), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  with pytest.raises(FileExistsError, match="already holds checkpoints"):
+    fx.export_vae(cfg(6, tmp_path / "whole"), out)
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    fx.export_vae(cfg(6, tmp_path / "never"), str(tmp_path / "vae2"))
+
 
 def test_joint_flows_experiment_writes_figures_and_scores(tmp_path):
   import json
