@@ -293,15 +293,20 @@ def export_vae(c, out_workdir: str, step: int | None = None) -> str:
   if c.mode != "joint":
     raise ValueError(f"--export_vae needs a joint run (config.mode 'joint'), got {c.mode!r}: "
                      f"a post-hoc run's VAE is already a training workdir ({c.vae_workdir}).")
-  _, model, _, init, _, _, _, _ = build_joint(c)
+  source = os.path.join(c.workdir, "checkpoints")
+  missing = (f"{source} has no checkpoint: train the joint run first "
+             f"(python -m experiments.flows --config ...).")
+  if not os.path.isdir(source):
+    raise FileNotFoundError(missing)
+  if os.path.exists(os.path.join(out_workdir, "checkpoints")):
+    raise FileExistsError(f"{out_workdir} already holds checkpoints; choose another directory.")
+  init = build_joint(c)[3]
   opt = make_optimizer("adam")
   key = jax.random.fold_in(jax.random.key(int(c.seed)), 7)
   abstract = jax.eval_shape(lambda: TrainState.create(init(), opt, key))
-  mngr = ckpt.manager(os.path.join(c.workdir, "checkpoints"), max_to_keep=2)
-  joint = ckpt.restore(mngr, abstract, step)
+  joint = ckpt.restore(ckpt.manager(source, max_to_keep=2), abstract, step)
   if joint is None:
-    raise FileNotFoundError(f"{c.workdir}/checkpoints has no checkpoint: train the joint run "
-                            f"first (python -m experiments.flows --config ...).")
+    raise FileNotFoundError(missing)
   t = common.base_config()
   t.seed, t.workdir = int(c.seed), out_workdir
   t.data.name, t.data.size = c.data.name, int(c.data.size)
@@ -312,17 +317,14 @@ def export_vae(c, out_workdir: str, step: int | None = None) -> str:
   t.train.steps, t.train.batch_size = int(joint.step), int(c.train.batch_size)
   t.lock()
   setup = build_train(t)
-  fresh = jax.eval_shape(setup.init_state, jax.random.key(0))
   vae = joint.params["vae"]
   got = jax.tree.map(lambda a: (a.shape, a.dtype), vae)
-  want = jax.tree.map(lambda a: (a.shape, a.dtype), fresh.params)
+  want = jax.tree.map(lambda a: (a.shape, a.dtype), setup.abstract_state().params)
   if got != want:  # guards a future change of either model builder
     raise ValueError(f"the joint run's VAE parameters do not match the beta-VAE that "
                      f"configs build for the same settings: {got} vs {want}")
-  state = setup.init_state(jax.random.key(int(c.seed))).replace(step=joint.step, params=vae)
-  state = state.replace(opt_state=setup.optimizer.init(vae))
-  if os.path.exists(os.path.join(out_workdir, "checkpoints")):
-    raise FileExistsError(f"{out_workdir} already holds checkpoints; choose another directory.")
+  rng = jax.random.split(jax.random.key(int(c.seed)))[1]  # as Setup.init_state splits it
+  state = TrainState.create(vae, setup.optimizer, rng).replace(step=joint.step)
   os.makedirs(out_workdir, exist_ok=True)
   with open(os.path.join(out_workdir, "config.json"), "w") as f:
     json.dump(_to_json(t), f, indent=2, sort_keys=True)
