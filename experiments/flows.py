@@ -43,8 +43,8 @@ from lsx import directions as ld, flows, metrics as lm, models, viz
 from lsx.data import get_dataset
 from lsx.train import checkpoint as ckpt
 from lsx.train import build as build_train
-from lsx.train import load_run, make_optimizer, make_train_chunk, make_train_step, train
-from lsx.train.loop import _to_json
+from lsx.train import (config_to_json, load_run, make_optimizer, make_train_chunk,
+                       make_train_step, train)
 from lsx.train.state import TrainState
 
 _CONFIG = None  # the --config flag, defined when run as a script (importing defines no flags)
@@ -327,12 +327,12 @@ def export_vae(c, out_workdir: str, step: int | None = None) -> str:
   state = TrainState.create(vae, setup.optimizer, rng).replace(step=joint.step)
   os.makedirs(out_workdir, exist_ok=True)
   with open(os.path.join(out_workdir, "config.json"), "w") as f:
-    json.dump(_to_json(t), f, indent=2, sort_keys=True)
+    json.dump(config_to_json(t), f, indent=2, sort_keys=True)
   ckpt.save(ckpt.manager(os.path.join(out_workdir, "checkpoints")), int(joint.step), state)
   with open(os.path.join(out_workdir, "export.json"), "w") as f:
     json.dump({"source": os.path.abspath(c.workdir), "step": int(joint.step),
                "objective": "joint beta-VAE + potential flows (experiments.flows, mode joint)",
-               "flows_config": _to_json(c)}, f, indent=1)
+               "flows_config": config_to_json(c)}, f, indent=1)
   return out_workdir
 
 

@@ -115,7 +115,9 @@ def _truncate_jsonl(path: str, max_step: int) -> None:
   os.replace(tmp, path)
 
 
-def _to_json(x):
+def config_to_json(x):
+  """A config (ConfigDict or dict) as plain JSON data: what config.json holds and
+  `config_from_json` reads back; arrays become lists, anything else its str()."""
   if hasattr(x, "to_dict"):
     x = x.to_dict()
   return json.loads(json.dumps(x, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
@@ -153,7 +155,7 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   os.makedirs(workdir, exist_ok=True)
   if main:
     with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(_to_json(config), f, indent=2, sort_keys=True)
+      json.dump(config_to_json(config), f, indent=2, sort_keys=True)
   mngr = ckpt.manager(os.path.join(workdir, "checkpoints"), max_to_keep=t.get("keep", 2))
   if members is None:
     init, hp, num = jax.jit(setup.init_state), setup.hp, 1
@@ -343,7 +345,7 @@ def extract_member(workdir: str, member: int, out_workdir: str) -> str:
     config.workdir = out_workdir
   os.makedirs(out_workdir, exist_ok=True)
   with open(os.path.join(out_workdir, "config.json"), "w") as f:
-    json.dump(_to_json(config), f, indent=2, sort_keys=True)
+    json.dump(config_to_json(config), f, indent=2, sort_keys=True)
   mngr = ckpt.manager(os.path.join(out_workdir, "checkpoints"))
   ckpt.save(mngr, int(one.step), one)
   src = os.path.join(workdir, "metrics.jsonl")
