@@ -44,7 +44,7 @@ from lsx.data import get_dataset
 from lsx.train import checkpoint as ckpt
 from lsx.train import build as build_train
 from lsx.train import (config_to_json, load_run, make_optimizer, make_train_chunk,
-                       make_train_step, train)
+                       make_train_step, train, write_config)
 from lsx.train.state import TrainState
 
 _CONFIG = None  # the --config flag, defined when run as a script (importing defines no flags)
@@ -326,8 +326,7 @@ def export_vae(c, out_workdir: str, step: int | None = None) -> str:
   rng = jax.random.split(jax.random.key(int(c.seed)))[1]  # as Setup.init_state splits it
   state = TrainState.create(vae, setup.optimizer, rng).replace(step=joint.step)
   os.makedirs(out_workdir, exist_ok=True)
-  with open(os.path.join(out_workdir, "config.json"), "w") as f:
-    json.dump(config_to_json(t), f, indent=2, sort_keys=True)
+  write_config(t, out_workdir)
   ckpt.save(ckpt.manager(os.path.join(out_workdir, "checkpoints")), int(joint.step), state)
   with open(os.path.join(out_workdir, "export.json"), "w") as f:
     json.dump({"source": os.path.abspath(c.workdir), "step": int(joint.step),

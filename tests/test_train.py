@@ -96,6 +96,21 @@ def test_errors_raise_before_compile(tmp_path):
   assert not os.path.exists(tmp_path / "a" / "checkpoints")
 
 
+def test_config_json_round_trip(tmp_path):
+  # what load_run rebuilds a run from is the config that was written: tuples and arrays
+  # come back as lists, every value equal, and the rebuilt config builds the same hp
+  c = tiny_config()
+  c.unlock()
+  c.extra = {"betas": np.array([1.0, 4.0], np.float32), "pair": (3, 5)}
+  path = lt.write_config(c, str(tmp_path))
+  assert path == os.path.join(str(tmp_path), "config.json")
+  back = lt.config_from_json(path)
+  assert back.to_dict() == lt.config_to_json(c)
+  assert back.extra.betas == [1.0, 4.0] and back.extra.pair == [3, 5]
+  del back.extra, c.extra
+  assert lt.build(back).hp == lt.build(c).hp
+
+
 def test_changed_model_against_old_checkpoint_names_the_parameter(uninterrupted):
   wd, _ = uninterrupted
   with pytest.raises(ckpt.CheckpointError, match=r"Shape mismatch restoring .*params.*\(4, .*config changed"):

@@ -123,6 +123,14 @@ def config_to_json(x):
   return json.loads(json.dumps(x, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
+def write_config(config, workdir: str) -> str:
+  """Write `config` as `workdir`/config.json (what `load_run` rebuilds a run from)."""
+  path = os.path.join(workdir, "config.json")
+  with open(path, "w") as f:
+    json.dump(config_to_json(config), f, indent=2, sort_keys=True)
+  return path
+
+
 def train(config, workdir: str | None = None, *, stop_after_chunks: int | None = None,
           write_figures: bool = True, print_fn=None) -> tuple[TrainState, Setup]:
   """Train (or resume) the run or sweep described by `config` in `workdir`.
@@ -154,8 +162,7 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
       mesh = sweep_lib.make_mesh(members.size, int(config.get("mesh", {}).get("data", 1)))
   os.makedirs(workdir, exist_ok=True)
   if main:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(config_to_json(config), f, indent=2, sort_keys=True)
+    write_config(config, workdir)
   mngr = ckpt.manager(os.path.join(workdir, "checkpoints"), max_to_keep=t.get("keep", 2))
   if members is None:
     init, hp, num = jax.jit(setup.init_state), setup.hp, 1
@@ -344,8 +351,7 @@ def extract_member(workdir: str, member: int, out_workdir: str) -> str:
     config.sweep = {"mode": "product", "seed": (), "hp": {}}
     config.workdir = out_workdir
   os.makedirs(out_workdir, exist_ok=True)
-  with open(os.path.join(out_workdir, "config.json"), "w") as f:
-    json.dump(config_to_json(config), f, indent=2, sort_keys=True)
+  write_config(config, out_workdir)
   mngr = ckpt.manager(os.path.join(out_workdir, "checkpoints"))
   ckpt.save(mngr, int(one.step), one)
   src = os.path.join(workdir, "metrics.jsonl")
