@@ -68,7 +68,7 @@ class Decoder:
     if not getattr(self.ds, "has_render", False):
       raise SystemExit("scoring directions needs a procedural dataset (a rendered factor grid).")
     self.generate = jax.jit(lambda z: jax.nn.sigmoid(self.model.decode(self.params, z)))
-    images, _ = self.ds.sample(jax.random.key(7), num_data)
+    images, self.factors = self.ds.sample(jax.random.key(7), num_data)
     self.z = jax.jit(self.model.represent)(params, images)
     # the latent scale traversals are measured in: the mean std of the active latents
     self.sd = float(np.asarray(self.z).std(0)[ld.active_latents(self.z)].mean())
@@ -207,8 +207,9 @@ def run_method(c, method, dec, oracle, log=print):
 
 
 def reference_sets(c, dec: Decoder, name: str) -> dict:
-  """Latent axes (and, for the decoder under study, random directions) as stacked
-  direction params to score like the methods: {row name: (dirs, stacked)}."""
+  """Latent axes (and, for the decoder under study, random directions and the supervised
+  factor directions) as stacked direction params to score like the methods:
+  {row name: (dirs, stacked)}."""
   d = dec.model.latent_dim
   k = min(int(c.directions.num), d)
   axes = ld.make_directions("global", k, d)
@@ -219,6 +220,11 @@ def reference_sets(c, dec: Decoder, name: str) -> dict:
     mats = jnp.stack([jax.random.normal(jax.random.key(100 + s), (k, d))
                       for s in range(int(c.compare.random_seeds))])
     out["random"] = (axes, {"d": mats})
+    # what one global linear direction per factor reaches on this decoder (reads labels)
+    u, _ = ld.factor_directions(dec.z, dec.factors, dec.ds.factor_sizes,
+                                lm.directions.ordinal_mask(dec.ds))
+    out["factor directions (supervised)"] = (ld.make_directions("global", *u.shape),
+                                             {"d": u[None]})
   return out
 
 

@@ -309,3 +309,31 @@ def test_direction_sets_scored_in_one_oracle_pass_equal_scored_alone():
     alone = ld.score_directions(d, p, generate, oracle, anchors, anchors, **kw)
     for key in ("disentanglement", "completeness", "direction_mig", "coverage", "off_manifold"):
       assert alone[key] == pytest.approx(joint[name][key], abs=1e-6), (name, key)
+
+
+def test_factor_directions_recover_the_code_of_each_ordinal_factor():
+  # codes linear in two ordinal factors plus a categorical one, with noise: the supervised
+  # reference returns each ordinal factor's code direction (unit, in factor order, positive
+  # = the factor grows) and its norm (the code change over the factor's range); the
+  # categorical factor's offsets do not leak into them
+  rng = np.random.default_rng(0)
+  sizes = (3, 6, 32)
+  f = np.stack([rng.integers(0, s, 4000) for s in sizes], 1)
+  a_scale, a_x = rng.normal(size=5), rng.normal(size=5)
+  shape_offsets = rng.normal(size=(3, 5)) * 2.0
+  z = (f[:, 1:2] / 5 * a_scale + f[:, 2:3] / 31 * a_x + shape_offsets[f[:, 0]]
+       + 0.01 * rng.normal(size=(4000, 5)))
+  u, norms = ld.factor_directions(jnp.asarray(z), f, sizes, ordinal=(False, True, True))
+  assert u.shape == (2, 5)
+  want = np.stack([a_scale, a_x])
+  np.testing.assert_allclose(np.asarray(u), want / np.linalg.norm(want, axis=1, keepdims=True),
+                             atol=5e-3)
+  np.testing.assert_allclose(np.asarray(norms), np.linalg.norm(want, axis=1), rtol=5e-3)
+  # a factor the code ignores gets a (near) zero norm
+  _, n2 = ld.factor_directions(jnp.asarray(z[:, :1] * 0 + rng.normal(size=(4000, 1))), f, sizes,
+                               ordinal=(False, True, True))
+  assert np.all(np.asarray(n2) < 0.2)
+  with pytest.raises(ValueError, match="factor_sizes names"):
+    ld.factor_directions(jnp.asarray(z), f[:, :2], sizes)
+  with pytest.raises(ValueError, match="same n"):
+    ld.factor_directions(jnp.asarray(z[:10]), f, sizes)

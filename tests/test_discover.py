@@ -54,7 +54,8 @@ def test_discover_compare_covers_every_method_and_reference(decoders, tmp_path):
   rows = list(csv.DictReader(open(tmp_path / "comparison.csv")))
   names = [r["method"] for r in rows]
   assert names == ["latentclr", "noiseclr", "voynov", "pca", "ganspace", "sefa", "jacobian",
-                   "latent axes (decoder)", "random", "latent axes (plain AE)"]
+                   "latent axes (decoder)", "random", "factor directions (supervised)",
+                   "latent axes (plain AE)"]
   for r in rows:
     for key in ("disentanglement_mean", "completeness_mean", "direction_mig_mean", "vp_mean"):
       assert 0.0 <= float(r[key]) <= 1.0 + 1e-6, (r["method"], key)
@@ -67,6 +68,8 @@ def test_discover_compare_covers_every_method_and_reference(decoders, tmp_path):
   for r in rows:
     f = readings[f"{r['method']}/factors"]
     assert f.ndim == 5 and f.shape[2:] == (2, 3, 5), (r["method"], f.shape)
+    if r["method"] == "factor directions (supervised)":  # one per ordinal factor
+      assert f.shape[:2] == (1, 4)
     a = readings[f"{r['method']}/anisotropy"]
     assert a.shape == f.shape[:-1]
     d = [lm.dataset_dfa(ds, m, np.arange(-1, 2), anisotropy=am)["disentanglement"]

@@ -8,7 +8,8 @@ decoders and to any JAX generator:
 - learned objectives: contrastive (`latentclr_loss`, `noiseclr_loss`,
   `make_contrastive_objective`) and the reconstructor baseline (`make_voynov_objective`);
 - closed-form baselines: `pca_directions`, `ganspace_directions`, `sefa_directions`,
-  `jacobian_svd`;
+  `jacobian_svd`; the supervised reference `factor_directions` (least squares of the
+  codes on the ground-truth factors: what one global linear direction per factor reaches);
 - use and scoring: `traverse`, `traversal_images`, `make_edit`, `score_directions` (DFA
   and variation predictability from `lsx.metrics`).
 
@@ -17,8 +18,8 @@ Example (closed form, then scoring)::
   dirs, params = fixed_directions(pca_directions(z, 5)[0])
   images = traversal_images(dirs, params, generate, z[:4], num_steps=3, step_size=0.5)
 """
-from lsx.directions._closed_form import (ganspace_directions, jacobian_svd, pca_directions,
-                                         sefa_directions)
+from lsx.directions._closed_form import (factor_directions, ganspace_directions, jacobian_svd,
+                                         pca_directions, sefa_directions)
 from lsx.directions._objectives import (FORMS, Reconstructor, contrastive_features,
                                         latentclr_loss, make_contrastive_objective,
                                         make_feature_map, make_voynov_objective, sample_shifts,
@@ -31,7 +32,7 @@ from lsx.directions._score import (Reading, active_latents, make_edit, read_in_o
 
 __all__ = [
     "Directions", "FORMS", "KINDS", "Reading", "Reconstructor", "active_latents",
-    "contrastive_features",
+    "contrastive_features", "factor_directions",
     "fixed_directions", "ganspace_directions", "householder_matrix", "jacobian_svd",
     "latentclr_loss", "make_contrastive_objective", "make_directions", "make_edit",
     "make_feature_map", "make_voynov_objective", "noiseclr_loss", "normalize",

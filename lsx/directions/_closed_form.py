@@ -1,7 +1,9 @@
-"""Closed-form direction baselines: PCA / GANSpace, SeFa, Jacobian SVD.
+"""Closed-form direction baselines: PCA / GANSpace, SeFa, Jacobian SVD; and the
+supervised reference `factor_directions`.
 
-Each returns (directions [K, d] with unit rows, a score per direction [K]) sorted by the
-score, largest first, with a deterministic sign (the largest-magnitude entry positive).
+Each baseline returns (directions [K, d] with unit rows, a score per direction [K]) sorted
+by the score, largest first, with a deterministic sign (the largest-magnitude entry
+positive). `factor_directions` returns one direction per ordinal factor, in factor order.
 """
 from __future__ import annotations
 
@@ -103,3 +105,44 @@ def jacobian_svd(g: Callable, z, k: int, iters: int = 100, rng=None):
 
   found, sig = jax.lax.scan(one, jnp.zeros((int(k), d)), jnp.arange(int(k)))
   return _canonical_sign(found), sig
+
+
+def factor_directions(z, factors, factor_sizes, ordinal=None):
+  """Supervised reference directions: how the code moves with each ground-truth factor.
+
+  Least squares z ~ X B over codes z [n, d] of images with known factor indices
+  factors [n, J]: X holds an intercept, every ordinal factor as index / (size - 1) (its
+  whole range is one unit) and every other factor (`ordinal[j]` False: a label with no
+  order, e.g. a shape) as indicator columns with its first level dropped. Row j of B is
+  the code change across factor j's whole range with the other factors held fixed: the
+  best a single global linear direction can do for that factor, on average, under a
+  linear model of the code. A reference row for direction discovery, not a method (it
+  reads the labels).
+
+  Returns (directions [J_ordinal, d] unit rows, in factor order, positive = the factor
+  grows; norms [J_ordinal]: |B_j|, 0 for a factor the code does not follow linearly).
+  """
+  z = jnp.asarray(z, jnp.float32)
+  f = jnp.asarray(factors, jnp.int32)
+  sizes = tuple(int(s) for s in factor_sizes)
+  if z.ndim != 2 or f.ndim != 2 or z.shape[0] != f.shape[0]:
+    raise ValueError(f"factor_directions needs codes [n, d] and factors [n, J] of the same n, "
+                     f"got {z.shape} and {f.shape}.")
+  if f.shape[1] != len(sizes):
+    raise ValueError(f"factors have {f.shape[1]} columns but factor_sizes names {len(sizes)}.")
+  ordinal = [True] * len(sizes) if ordinal is None else [bool(o) for o in ordinal]
+  if len(ordinal) != len(sizes):
+    raise ValueError(f"ordinal has {len(ordinal)} entries for {len(sizes)} factors.")
+  if not any(ordinal):
+    raise ValueError("factor_directions needs at least one ordinal factor.")
+  cols, rows = [jnp.ones((z.shape[0], 1))], []
+  for j, (size, o) in enumerate(zip(sizes, ordinal)):
+    if o:
+      rows.append(sum(c.shape[1] for c in cols))
+      cols.append(f[:, j:j + 1].astype(jnp.float32) / max(size - 1, 1))
+    else:
+      cols.append(jax.nn.one_hot(f[:, j], size)[:, 1:])
+  b, *_ = jnp.linalg.lstsq(jnp.concatenate(cols, 1), z)
+  raw = b[jnp.asarray(rows)]
+  norms = jnp.linalg.norm(raw, axis=1)
+  return raw / jnp.maximum(norms, 1e-12)[:, None], norms
