@@ -35,9 +35,10 @@ from lsx.train import load_run, make_optimizer, make_train_chunk, make_train_ste
 from lsx.train import sweep as sweep_lib
 from lsx.train.state import TrainState
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Directions config file.",
-                                          lock_config=True)
-_COMPARE = flags.DEFINE_bool("compare", False, "Compare every method in config.compare.")
+# the flags, defined when run as a script (importing this module defines none, so other
+# experiments can use its pieces)
+_CONFIG = None
+_COMPARE = None
 
 LEARNED = ("latentclr", "noiseclr", "voynov")
 CLOSED = ("pca", "ganspace", "sefa", "jacobian")
@@ -330,5 +331,8 @@ def _print_table(table):
 
 
 if __name__ == "__main__":
+  _CONFIG = config_flags.DEFINE_config_file("config", None, "Directions config file.",
+                                            lock_config=True)
+  _COMPARE = flags.DEFINE_bool("compare", False, "Compare every method in config.compare.")
   flags.mark_flags_as_required(["config"])
   app.run(main)

@@ -69,6 +69,33 @@ def flow_paths(flow, params, z, k, steps):
   return jnp.concatenate([down[::-1], up[1:]], 0)
 
 
+def posthoc_objective(c, flow, decode, image_shape, path_len: int):
+  """(init_classifier, loss) of the post-hoc flow objective with the config's Laplacian
+  and JVP settings (`lsx.flows.make_flow_objective`)."""
+  return flows.make_flow_objective(flow, decode, image_shape, path_len=path_len,
+                                   laplacian_mode=c.laplacian, num_probes=int(c.num_probes),
+                                   normalize_jvp=bool(c.normalize_jvp),
+                                   jvp_reduction=c.jvp_reduction)
+
+
+def restore_joint(c, step: int | None = None):
+  """(pieces of `build_joint(c)`, the joint run's TrainState in c.workdir, restored at
+  `step` or the latest). Raises FileNotFoundError when the run has no checkpoint."""
+  source = os.path.join(c.workdir, "checkpoints")
+  missing = (f"{source} has no checkpoint: train the joint run first "
+             f"(python -m experiments.flows --config ...).")
+  if not os.path.isdir(source):
+    raise FileNotFoundError(missing)
+  pieces = build_joint(c)
+  opt = make_optimizer("adam")
+  key = jax.random.fold_in(jax.random.key(int(c.seed)), 7)
+  abstract = jax.eval_shape(lambda: TrainState.create(pieces[3](), opt, key))
+  joint = ckpt.restore(ckpt.manager(source, max_to_keep=2), abstract, step)
+  if joint is None:
+    raise FileNotFoundError(missing)
+  return pieces, joint
+
+
 def build_posthoc(c):
   """(dataset, model, flow, init() -> params, loss, sample, params -> VAE params, log keys)
   for mode 'posthoc'."""
@@ -76,12 +103,7 @@ def build_posthoc(c):
   model, vparams, ds = setup.model, vstate.params, setup.dataset
   decode = lambda z: jax.nn.sigmoid(model.decode(vparams, z))
   flow = flows.make_flow(model.latent_dim, int(c.num_potentials), output=c.flow_output)
-  init_clf, loss = flows.make_flow_objective(flow, decode, ds.image_shape,
-                                             path_len=int(c.path_len),
-                                             laplacian_mode=c.laplacian,
-                                             num_probes=int(c.num_probes),
-                                             normalize_jvp=bool(c.normalize_jvp),
-                                             jvp_reduction=c.jvp_reduction)
+  init_clf, loss = posthoc_objective(c, flow, decode, ds.image_shape, int(c.path_len))
   k1, k2 = jax.random.split(jax.random.key(int(c.seed)))
   init = jax.jit(lambda: {"flow": flow.init(k1), "classifier": init_clf(k2)})  # one program
   sample = lambda rng, n: (model.represent(vparams, ds.sample(rng, n)[0]), None)
@@ -293,20 +315,11 @@ def export_vae(c, out_workdir: str, step: int | None = None) -> str:
   if c.mode != "joint":
     raise ValueError(f"--export_vae needs a joint run (config.mode 'joint'), got {c.mode!r}: "
                      f"a post-hoc run's VAE is already a training workdir ({c.vae_workdir}).")
-  source = os.path.join(c.workdir, "checkpoints")
-  missing = (f"{source} has no checkpoint: train the joint run first "
-             f"(python -m experiments.flows --config ...).")
-  if not os.path.isdir(source):
-    raise FileNotFoundError(missing)
+  if not os.path.isdir(os.path.join(c.workdir, "checkpoints")):
+    restore_joint(c)  # raises: no checkpoint to export
   if os.path.exists(os.path.join(out_workdir, "checkpoints")):
     raise FileExistsError(f"{out_workdir} already holds checkpoints; choose another directory.")
-  init = build_joint(c)[3]
-  opt = make_optimizer("adam")
-  key = jax.random.fold_in(jax.random.key(int(c.seed)), 7)
-  abstract = jax.eval_shape(lambda: TrainState.create(init(), opt, key))
-  joint = ckpt.restore(ckpt.manager(source, max_to_keep=2), abstract, step)
-  if joint is None:
-    raise FileNotFoundError(missing)
+  _, joint = restore_joint(c, step)
   t = common.base_config()
   t.seed, t.workdir = int(c.seed), out_workdir
   t.data.name, t.data.size = c.data.name, int(c.data.size)

@@ -91,3 +91,27 @@ def test_discover_unknown_oracle_fails_before_loading(tmp_path):
          f"--config.vae_workdir={tmp_path / 'missing'}", "--config.eval.oracle=nearest"]
   out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0 and "Unknown oracle 'nearest'" in out.stderr
+
+
+def test_probe_objective_directions(decoders, tmp_path):
+  # the objective at the supervised factor directions, then trained from them and from a
+  # random start: four rows with the objective's value and DFA scores
+  import json
+  cmd = [sys.executable, "-m", "experiments.probe_objective",
+         "--config", "configs/latentclr_sprites.py:smoke", f"--config.workdir={tmp_path}",
+         f"--config.vae_workdir={decoders / 'vae'}", "--config.features=decoder:Dense_0",
+         "--config.eval.oracle_pool=2", "--steps=2", "--eval_batches=1"]
+  out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  res = json.load(open(tmp_path / "probe_objective.json"))
+  assert list(res["rows"]) == ["factor directions", "random", "latentclr from factor directions",
+                               "latentclr from random"]
+  for name, r in res["rows"].items():
+    assert np.isfinite(r["objective"]) and 0.0 <= r["disentanglement"] <= 1.0, name
+    assert np.asarray(r["directions"]).shape == (4, 4)  # one per ordinal factor, d = 4
+  start, trained = (np.asarray(res["rows"][n]["directions"]) for n in
+                    ("factor directions", "latentclr from factor directions"))
+  assert not np.allclose(start, trained)  # it trained
+  bad = subprocess.run(cmd[:-2] + ["--config.method=pca"], capture_output=True, text=True,
+                       timeout=600)
+  assert bad.returncode != 0 and "contrastive method" in bad.stderr

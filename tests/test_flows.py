@@ -263,3 +263,17 @@ def test_joint_flows_experiment_writes_figures_and_scores(tmp_path):
   for png in ("flows.png", "flows_losses.png"):
     assert (tmp_path / png).stat().st_size > 0
   assert "flows" in out.stdout and "steps/s" in out.stdout
+
+  # the post-hoc objective probed from this run's flows: value and DFA per start
+  out = subprocess.run([sys.executable, "-m", "experiments.probe_objective", "--config",
+                        "configs/flows_joint_sprites.py:smoke", f"--config.workdir={tmp_path}",
+                        "--steps=2", "--classifier_steps=2", "--eval_batches=1",
+                        "--path_len=3", "--terms=all"], capture_output=True, text=True,
+                       timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  probe = json.load(open(tmp_path / "probe_objective.json"))
+  assert list(probe["rows"]) == ["joint flows", "post hoc from joint (all)",
+                                 "post hoc from random (all)"]
+  for name, r in probe["rows"].items():
+    assert np.isfinite(r["objective"]) and 0.0 <= r["disentanglement"] <= 1.0, name
+  assert probe["rows"]["joint flows"]["R"] != probe["rows"]["post hoc from joint (all)"]["R"]
