@@ -208,8 +208,9 @@ def flow_vp_pairs(flow, fp, decode, anchors, max_steps, rng):
   return (x1 - x0[None]).reshape((k * n,) + x0.shape[1:]), jnp.repeat(jnp.arange(k), n)
 
 
-def evaluate(c, ds, model, vparams, flow, fp):
-  """Rows of SCORES for the flows, the VAE's active latent axes and random directions."""
+def evaluate(c, ds, model, vparams, flow, fp, references: bool = True):
+  """Rows of SCORES for the flows, the VAE's active latent axes and random directions
+  (`references=False`: the flows' row only)."""
   decode = jax.jit(lambda z: jax.nn.sigmoid(model.decode(vparams, z)))
   images, _ = ds.sample(jax.random.key(1234), 2000)
   z = np.asarray(jax.jit(model.represent)(vparams, images))
@@ -241,8 +242,8 @@ def evaluate(c, ds, model, vparams, flow, fp):
   sd = float(z.std(0)[active].mean())
   span = float(c.eval.span) * sd
   steps = jnp.linspace(-span, span, 2 * s + 1)
-  dirs = {"latent axes (active)": np.eye(z.shape[1])[active]}
-  for seed in range(int(c.eval.random_seeds)):
+  dirs = {"latent axes (active)": np.eye(z.shape[1])[active]} if references else {}
+  for seed in range(int(c.eval.random_seeds) if references else 0):
     dirs[f"random (seed {seed})"] = np.asarray(
         jax.random.normal(jax.random.key(100 + seed), (int(active.sum()), z.shape[1])))
   for name, d in dirs.items():

@@ -117,10 +117,12 @@ def probe_directions(c, log):
     sets[f"{c.method} from {name}"] = ld.normalize(p["directions"]["d"])
     log(f"trained {c.method} from {name}: {int(_STEPS.value)} steps, "
         f"{time.perf_counter() - t:.0f}s")
+  # every set scored as one member of a stack: one traversal program, one oracle pass
+  scored = ed.score_members(c, dirs, {"d": jnp.stack([jnp.asarray(m) for m in sets.values()])},
+                            dec, oracle)
   rows = {}
-  for name, m in sets.items():
+  for (name, m), r in zip(sets.items(), scored):
     v, aux = value({"directions": {"d": m}})
-    r = ed.score_members(c, dirs, {"d": jnp.asarray(m)[None]}, dec, oracle)[0]
     rows[name] = {"objective": v, **aux, **{s: float(r[s]) for s in SCORES},
                   "directions": np.asarray(m).round(5).tolist()}
   info = {"probe": "directions", "method": c.method, "features": c.features,
@@ -172,7 +174,7 @@ def probe_flows(c, log):
   for name, fp in sets.items():
     p = fit_clf({"flow": fp, "classifier": init_clf(jax.random.key(5))}, 3)
     v, aux = value(p)
-    _, scored = ef.evaluate(c, ds, model, vp, flow, fp)
+    _, scored = ef.evaluate(c, ds, model, vp, flow, fp, references=False)
     r = scored["flows"]
     rows[name] = {"objective": v, **aux, **{s: float(r[s]) for s in SCORES},
                   "R": np.asarray(r["R"]).round(4).tolist()}
