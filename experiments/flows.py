@@ -209,17 +209,29 @@ def flow_vp_pairs(flow, fp, decode, anchors, max_steps, rng):
 
 
 def evaluate(c, ds, model, vparams, flow, fp, references: bool = True):
-  """Rows of SCORES for the flows, the VAE's active latent axes and random directions
-  (`references=False`: the flows' row only)."""
+  """Rows of SCORES for the flows `fp`, the VAE's active latent axes and random directions
+  (`references=False`: the flows' row only); frames: K x anchors x (2S+1) x image."""
+  return evaluate_sets(c, ds, model, vparams, flow, {"flows": fp}, references)
+
+
+def evaluate_sets(c, ds, model, vparams, flow, flow_sets: dict, references: bool = True):
+  """`evaluate` for several named parameter sets of one `flow` (name -> params): traversed
+  as one stacked program and read with the references in one oracle pass, so scoring N
+  sets compiles and renders once, not N times. Frames are the first set's."""
+  if not flow_sets:
+    raise ValueError("evaluate_sets needs at least one named set of flow parameters.")
+  names = list(flow_sets)
+  stacked = jax.tree.map(lambda *a: jnp.stack(a), *flow_sets.values())
   decode = jax.jit(lambda z: jax.nn.sigmoid(model.decode(vparams, z)))
   images, _ = ds.sample(jax.random.key(1234), 2000)
   z = np.asarray(jax.jit(model.represent)(vparams, images))
   anchors = jnp.asarray(z[:int(c.eval.anchors)])
   vp_anchors = jnp.asarray(z[-int(c.eval.vp_anchors):])
   s = int(c.eval.steps)
-  paths = jax.jit(jax.vmap(jax.vmap(lambda zz, kk: flow_paths(flow, fp, zz, kk, s),
-                                    in_axes=(0, None)), in_axes=(None, 0)))(anchors, jnp.arange(flow.num))
-  frames = decode(paths.reshape(-1, model.latent_dim)).reshape(paths.shape[:3] + ds.image_shape)
+  one = lambda fp: jax.vmap(jax.vmap(lambda zz, kk: flow_paths(flow, fp, zz, kk, s),
+                                     in_axes=(0, None)), in_axes=(None, 0))(anchors, jnp.arange(flow.num))
+  paths = jax.jit(jax.vmap(one))(stacked)  # sets x K x anchors x (2S+1) x d
+  frames = decode(paths.reshape(-1, model.latent_dim)).reshape(paths.shape[:4] + ds.image_shape)
   oracle = lm.make_oracle(ds, c.eval.oracle, pool=int(c.eval.oracle_pool),
                           steps=int(c.eval.oracle_steps), rng=jax.random.key(c.seed + 7),
                           log=lambda m: print(m, flush=True))
@@ -236,8 +248,10 @@ def evaluate(c, ds, model, vparams, flow, fp, references: bool = True):
     res["vp"] = lm.variation_predictability(diffs, labels, jax.random.key(12))["vp"]
     return res
 
-  diffs, labels = flow_vp_pairs(flow, fp, decode, vp_anchors, s, jax.random.key(11))
-  sets = {"flows": (frames, np.arange(-s, s + 1), diffs, labels)}
+  diffs, labels = jax.jit(jax.vmap(lambda fp: flow_vp_pairs(flow, fp, decode, vp_anchors, s,
+                                                            jax.random.key(11))))(stacked)
+  sets = {name: (frames[i], np.arange(-s, s + 1), diffs[i], labels[i])
+          for i, name in enumerate(names)}
   active = ld.active_latents(z)
   sd = float(z.std(0)[active].mean())
   span = float(c.eval.span) * sd
@@ -257,7 +271,7 @@ def evaluate(c, ds, model, vparams, flow, fp, references: bool = True):
   if isinstance(oracle, lm.ClassifierOracle):
     rows["oracle"] = {"kind": "classifier", "accuracy": oracle.accuracy,
                       "within_one": oracle.within_one}
-  return frames, rows
+  return frames[0], rows
 
 
 def main(argv):

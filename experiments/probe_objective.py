@@ -60,6 +60,10 @@ TERM_SETS = {"all": ("cls", "ic", "pde", "-jvp"), "no_jvp": ("cls", "ic", "pde")
 SCORES = ("disentanglement", "completeness", "direction_mig", "coverage", "vp")
 
 
+def _host(tree):
+  return jax.tree.map(np.asarray, tree)
+
+
 def _trainer(loss, sample, hp, steps: int, batch: int):
   """fit(params, seed) -> params after `steps` Adam steps of `loss`: compiled once, reused
   for every start."""
@@ -68,7 +72,9 @@ def _trainer(loss, sample, hp, steps: int, batch: int):
   run = jax.jit(make_train_chunk(make_train_step(loss, opt), sample, batch, chunk))
 
   def fit(params, seed):
-    state = TrainState.create(params, opt, jax.random.key(seed))
+    # host copies: a restored checkpoint's arrays are committed to a device, fresh ones are
+    # not, and jit compiles a program per placement; as numpy every start shares one
+    state = TrainState.create(_host(params), opt, jax.random.key(seed))
     for _ in range(steps // chunk):
       state, m = run(state, hp)
       if bool(np.any(jax.device_get(m["nonfinite"]))):
@@ -82,6 +88,7 @@ def _averager(loss, sample, hp, batches: int, batch: int):
   ev = jax.jit(lambda p, r: loss(p, sample(jax.random.fold_in(r, 1), batch)[0], r, hp))
 
   def value(params):
+    params = _host(params)  # one program for every start (see _trainer)
     vals = [jax.device_get(ev(params, jax.random.key(500 + i))) for i in range(batches)]
     aux = {k: float(np.mean([v[1][k] for v in vals])) for k in vals[0][1]}
     return float(np.mean([v[0] for v in vals])), aux
@@ -170,12 +177,14 @@ def probe_flows(c, log):
                                     "classifier": p["classifier"]}, z, r, h)
   fit_clf = _trainer(frozen, sample, hp, int(_CLF.value), batch)
   value = _averager(loss, sample, hp, int(_EVAL.value), batch)
-  rows = {}
+  values = {}
   for name, fp in sets.items():
-    p = fit_clf({"flow": fp, "classifier": init_clf(jax.random.key(5))}, 3)
-    v, aux = value(p)
-    _, scored = ef.evaluate(c, ds, model, vp, flow, fp, references=False)
-    r = scored["flows"]
+    values[name] = value(fit_clf({"flow": fp, "classifier": init_clf(jax.random.key(5))}, 3))
+  # every set scored in one stacked traversal and one oracle pass
+  _, scored = ef.evaluate_sets(c, ds, model, vp, flow, sets, references=False)
+  rows = {}
+  for name, (v, aux) in values.items():
+    r = scored[name]
     rows[name] = {"objective": v, **aux, **{s: float(r[s]) for s in SCORES},
                   "R": np.asarray(r["R"]).round(4).tolist()}
     log(f"{name}: objective {v:.4f}, D {float(r['disentanglement']):.3f}")

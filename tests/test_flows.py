@@ -277,3 +277,7 @@ def test_joint_flows_experiment_writes_figures_and_scores(tmp_path):
   for name, r in probe["rows"].items():
     assert np.isfinite(r["objective"]) and 0.0 <= r["disentanglement"] <= 1.0, name
   assert probe["rows"]["joint flows"]["R"] != probe["rows"]["post hoc from joint (all)"]["R"]
+  # scored in one stack with the other sets = scored alone by the experiment
+  np.testing.assert_allclose(probe["rows"]["joint flows"]["R"], res["flows"]["R"], atol=2e-4)
+  assert probe["rows"]["joint flows"]["disentanglement"] == pytest.approx(
+      res["flows"]["disentanglement"], abs=1e-3)
