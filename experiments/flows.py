@@ -224,6 +224,10 @@ def evaluate_sets(c, ds, model, vparams, flow, flow_sets: dict, references: bool
   if not flow_sets:
     raise ValueError("evaluate_sets needs at least one named set of flow parameters.")
   names = list(flow_sets)
+  refs = ("latent axes", "random (seed")
+  clash = [n for n in names if references and n.startswith(refs)]
+  if clash:
+    raise ValueError(f"flow set names {clash} clash with the reference rows; rename them.")
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *flow_sets.values())
   decode = jax.jit(lambda z: jax.nn.sigmoid(model.decode(vparams, z)))
   images, _ = ds.sample(jax.random.key(1234), 2000)
