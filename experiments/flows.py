@@ -235,8 +235,9 @@ def evaluate_sets(c, ds, model, vparams, flow, flow_sets: dict, references: bool
   anchors = jnp.asarray(z[:int(c.eval.anchors)])
   vp_anchors = jnp.asarray(z[-int(c.eval.vp_anchors):])
   s = int(c.eval.steps)
-  one = lambda fp: jax.vmap(jax.vmap(lambda zz, kk: flow_paths(flow, fp, zz, kk, s),
-                                     in_axes=(0, None)), in_axes=(None, 0))(anchors, jnp.arange(flow.num))
+  def one(fp):  # K x anchors x (2S+1) x d
+    along = jax.vmap(lambda zz, kk: flow_paths(flow, fp, zz, kk, s), in_axes=(0, None))
+    return jax.vmap(along, in_axes=(None, 0))(anchors, jnp.arange(flow.num))
   paths = jax.jit(jax.vmap(one))(stacked)  # sets x K x anchors x (2S+1) x d
   frames = decode(paths.reshape(-1, model.latent_dim)).reshape(paths.shape[:4] + ds.image_shape)
   oracle = lm.make_oracle(ds, c.eval.oracle, pool=int(c.eval.oracle_pool),
