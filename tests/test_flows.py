@@ -281,3 +281,11 @@ def test_joint_flows_experiment_writes_figures_and_scores(tmp_path):
   np.testing.assert_allclose(probe["rows"]["joint flows"]["R"], res["flows"]["R"], atol=2e-4)
   assert probe["rows"]["joint flows"]["disentanglement"] == pytest.approx(
       res["flows"]["disentanglement"], abs=1e-3)
+
+
+def test_evaluate_sets_refuses_no_sets_and_names_that_overwrite_a_reference():
+  from experiments import flows as fx
+  with pytest.raises(ValueError, match="at least one"):
+    fx.evaluate_sets(None, None, None, None, None, {})
+  with pytest.raises(ValueError, match="clash with the reference rows"):
+    fx.evaluate_sets(None, None, None, None, None, {"random (seed 0)": {}})
