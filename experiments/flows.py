@@ -147,9 +147,7 @@ def train_loop(c, params, loss, sample, hp, log_keys, t0):
   total, k = int(c.train.steps), int(c.train.chunk)
   opt, chunk = compiled_chunk(loss, sample, int(c.train.batch_size), k)
   state = TrainState.create(params, opt, jax.random.fold_in(jax.random.key(int(c.seed)), 7))
-  # committed to the device a restore lands on: a fresh and a resumed run in one process
-  # then share the compiled chunk (jit compiles a program per argument placement)
-  state = jax.device_put(state, jax.local_devices()[0])
+  state = ckpt.on_restore_device(state)  # a fresh and a resumed run share the chunk
   every = int(c.train.ckpt_every)
   if every % k:
     raise ValueError(f"train.ckpt_every ({every}) must be a multiple of train.chunk ({k}).")

@@ -43,6 +43,7 @@ from ml_collections import config_flags
 
 from lsx import directions as ld, metrics as lm
 from lsx.train import make_optimizer, make_train_chunk, make_train_step
+from lsx.train.checkpoint import on_restore_device
 from lsx.train.state import TrainState
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A discover or joint-flows config.",
@@ -60,10 +61,6 @@ TERM_SETS = {"all": ("cls", "ic", "pde", "-jvp"), "no_jvp": ("cls", "ic", "pde")
 SCORES = ("disentanglement", "completeness", "direction_mig", "coverage", "vp")
 
 
-def _host(tree):
-  return jax.tree.map(np.asarray, tree)
-
-
 def _trainer(loss, sample, hp, steps: int, batch: int):
   """fit(params, seed) -> params after `steps` Adam steps of `loss`: compiled once, reused
   for every start."""
@@ -72,9 +69,8 @@ def _trainer(loss, sample, hp, steps: int, batch: int):
   run = jax.jit(make_train_chunk(make_train_step(loss, opt), sample, batch, chunk))
 
   def fit(params, seed):
-    # host copies: a restored checkpoint's arrays are committed to a device, fresh ones are
-    # not, and jit compiles a program per placement; as numpy every start shares one
-    state = TrainState.create(_host(params), opt, jax.random.key(seed))
+    # every start (restored or fresh) on one placement: one compiled program for all
+    state = TrainState.create(on_restore_device(params), opt, jax.random.key(seed))
     for _ in range(steps // chunk):
       state, m = run(state, hp)
       if bool(np.any(jax.device_get(m["nonfinite"]))):
@@ -88,7 +84,7 @@ def _averager(loss, sample, hp, batches: int, batch: int):
   ev = jax.jit(lambda p, r: loss(p, sample(jax.random.fold_in(r, 1), batch)[0], r, hp))
 
   def value(params):
-    params = _host(params)  # one program for every start (see _trainer)
+    params = on_restore_device(params)  # one program for every start (see _trainer)
     vals = [jax.device_get(ev(params, jax.random.key(500 + i))) for i in range(batches)]
     aux = {k: float(np.mean([v[1][k] for v in vals])) for k in vals[0][1]}
     return float(np.mean([v[0] for v in vals])), aux

@@ -129,6 +129,23 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
     lt.train(tiny_config(), wd, print_fn=lambda s: None)
 
 
+def test_a_fresh_state_on_the_restore_device_shares_the_restored_states_program(tmp_path):
+  # jit compiles one program per argument placement: a restored (committed) state and a
+  # fresh (uncommitted) one compile twice unless the fresh one is put where restore puts
+  fresh = {"w": jnp.arange(6.0).reshape(2, 3), "step": jnp.int32(3)}
+  mngr = ckpt.manager(str(tmp_path / "checkpoints"))
+  ckpt.save(mngr, 3, fresh)
+  restored = ckpt.restore(mngr, jax.eval_shape(lambda: fresh))
+  f = jax.jit(lambda t: t["w"].sum() * t["step"])
+  f(fresh), f(restored)
+  assert f._cache_size() == 2  # the placements differ
+  g = jax.jit(lambda t: t["w"].sum() * t["step"])
+  placed = ckpt.on_restore_device(fresh)
+  assert float(g(placed)) == float(g(restored)) == 45.0
+  assert g._cache_size() == 1
+  _leaves_equal(placed, fresh)
+
+
 def test_learning_rate_is_traced_and_checkpointed(uninterrupted):
   _, state = uninterrupted
   assert float(state.opt_state.hyperparams["learning_rate"]) == pytest.approx(1e-3)

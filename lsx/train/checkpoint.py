@@ -28,6 +28,18 @@ def save(mngr: ocp.CheckpointManager, step: int, state) -> None:
   mngr.wait_until_finished()
 
 
+def restore_device():
+  """The device a leaf without a sharding is restored onto: this process's first."""
+  return jax.local_devices()[0]
+
+
+def on_restore_device(tree):
+  """`tree` committed to `restore_device()`, where `restore` puts its arrays. jit compiles
+  one program per argument placement, so a fresh state put here and a restored one share
+  a compiled step (a fresh and a resumed run, or several starts, in one process)."""
+  return jax.device_put(tree, restore_device())
+
+
 def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None):
   """Restore `step` (default latest) into the structure of `abstract_state`.
 
@@ -49,7 +61,7 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None
   _check_shapes(abstract_state, meta, path)
   # Leaves without a sharding restore onto this process's first device, whatever the
   # topology that wrote them (a sweep sharded over 8 devices or 2 hosts loads on a laptop).
-  dev = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  dev = jax.sharding.SingleDeviceSharding(restore_device())
   abstract_state = jax.tree.map(
       lambda a: a if getattr(a, "sharding", None) is not None else
       jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=dev), abstract_state)
