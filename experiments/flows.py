@@ -78,21 +78,24 @@ def posthoc_objective(c, flow, decode, image_shape, path_len: int):
                                    jvp_reduction=c.jvp_reduction)
 
 
+def _no_joint_checkpoint(source: str) -> FileNotFoundError:
+  return FileNotFoundError(f"{source} has no checkpoint: train the joint run first "
+                           f"(python -m experiments.flows --config ...).")
+
+
 def restore_joint(c, step: int | None = None):
   """(pieces of `build_joint(c)`, the joint run's TrainState in c.workdir, restored at
   `step` or the latest). Raises FileNotFoundError when the run has no checkpoint."""
   source = os.path.join(c.workdir, "checkpoints")
-  missing = (f"{source} has no checkpoint: train the joint run first "
-             f"(python -m experiments.flows --config ...).")
   if not os.path.isdir(source):
-    raise FileNotFoundError(missing)
+    raise _no_joint_checkpoint(source)
   pieces = build_joint(c)
   opt = make_optimizer("adam")
   key = jax.random.fold_in(jax.random.key(int(c.seed)), 7)
   abstract = jax.eval_shape(lambda: TrainState.create(pieces[3](), opt, key))
   joint = ckpt.restore(ckpt.manager(source, max_to_keep=2), abstract, step)
   if joint is None:
-    raise FileNotFoundError(missing)
+    raise _no_joint_checkpoint(source)
   return pieces, joint
 
 
@@ -336,8 +339,9 @@ def export_vae(c, out_workdir: str, step: int | None = None) -> str:
   if c.mode != "joint":
     raise ValueError(f"--export_vae needs a joint run (config.mode 'joint'), got {c.mode!r}: "
                      f"a post-hoc run's VAE is already a training workdir ({c.vae_workdir}).")
-  if not os.path.isdir(os.path.join(c.workdir, "checkpoints")):
-    restore_joint(c)  # raises: no checkpoint to export
+  source = os.path.join(c.workdir, "checkpoints")
+  if not os.path.isdir(source):  # before anything is built
+    raise _no_joint_checkpoint(source)
   if os.path.exists(os.path.join(out_workdir, "checkpoints")):
     raise FileExistsError(f"{out_workdir} already holds checkpoints; choose another directory.")
   _, joint = restore_joint(c, step)
