@@ -169,7 +169,7 @@ def main():
       continue
     setup, plan = make(kw["arch"], kw["hidden"], args.members, args.batch, args.conv_impl)
     quarter = make(kw["arch"], kw["hidden"], max(1, args.members // 4), args.batch, args.conv_impl)
-    auto = sweep.resolve_strategy("auto", kw["arch"])
+    auto = sweep.resolve_strategy("auto")
     runners = {s: Runner(setup, plan, s, args.chunk, args.batch) for s in strategies}
     for r in runners.values():
       r.run(args.chunk)  # warm up

@@ -1,37 +1,27 @@
 """Shared config skeleton. Every config file calls `base_config()` then `finalize()`."""
 import ml_collections
 
+from lsx.train import config as config_lib
+
 
 def base_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.workdir = "workdirs/run"
-  # data: procedural 'sprites'/'scenes', or any TFDS image dataset by name
-  c.data = dict(name="sprites", size=64, split="train", data_dir="", max_examples=0,
-                image_key="image")
-  # model: arch 'conv' (Locatello et al. 2019) or 'mlp'; bottleneck '' = objective's own
-  # hidden: MLP widths (empty = Locatello's 1200s); image_shape: empty = the data's
-  # num_values: codebook size per latent (quantized bottleneck); style_widths: 'style' decoder
-  c.model = dict(arch="conv", latent_dim=10, bottleneck="", conv_impl="gemm", image_shape=(),
-                 hidden=(), num_values=10, style_widths=())
-  c.objective = dict(name="beta_vae", likelihood="bernoulli", iwae_k=5)
-  # traced hyperparameters (arrays inside the step: a sweep may vary them)
-  c.hp = ml_collections.ConfigDict({"beta": 1.0, "lr": 1e-4})
-  c.optim = dict(name="adam", grad_clip=0.0)
-  c.train = dict(steps=2000, batch_size=64, chunk=50, ckpt_every=500, keep=2, log_every_s=5.0)
-  c.viz = dict(num_anchors=3, num_steps=9, num_sigma=3.0)
-  # sweep: many runs as one program (lsx/train/sweep.py). Sweepable: seed and traced hp,
-  # e.g. sweep.seed=(0, 1, 2), sweep.hp=dict(beta=(1., 4.)); mode 'product' or 'zip'.
-  c.sweep = ml_collections.ConfigDict({"mode": "product", "seed": (), "hp": {}})
-  # 'auto' | 'vmap' | 'map' | 'sharded' (over a ("member", "data") mesh of all devices)
-  c.sweep_strategy = "auto"
-  # data: devices per member along the mesh's data axis; cpu_devices: on a CPU, split the
-  # host into this many devices for a sweep ('auto': a divisor of the members <= cores)
-  c.mesh = dict(data=1, cpu_devices="auto")
-  # multi-process runs (every process runs the same command); or LSX_COORDINATOR,
-  # LSX_NUM_PROCESSES, LSX_PROCESS_ID in the environment; auto: let JAX detect a cluster
-  c.distributed = dict(coordinator="", num_processes=1, process_id=-1, auto=False)
-  return c
+  """The autoencoder config schema (lsx.train.config.autoencoder_config)."""
+  return config_lib.autoencoder_config()
+
+
+def run_config() -> ml_collections.ConfigDict:
+  """The sections every family shares (lsx.train.config.run_config)."""
+  return config_lib.run_config()
+
+
+def check_arg(arg: str, known=("smoke",)) -> set:
+  """The comma-separated config arguments, refused when unknown."""
+  parts = set(arg.split(",")) if arg else set()
+  unknown = parts - set(known)
+  if unknown:
+    raise ValueError(f"Unknown config argument {sorted(unknown)[0]!r}; known: "
+                     f"{', '.join(repr(k) for k in known)} (comma-separated).")
+  return parts
 
 
 def finalize(config, arg: str = ""):
@@ -60,11 +50,5 @@ def finalize(config, arg: str = ""):
 
 
 def load(spec: str):
-  """A config from 'path/to/config.py[:arg]' (what --config accepts), for scripts that
-  build configs themselves (experiments.compare, experiments.flows)."""
-  import importlib.util
-  path, _, arg = spec.partition(":")
-  mod_spec = importlib.util.spec_from_file_location("lsx_config", path)
-  mod = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(mod)
-  return mod.get_config(arg) if arg else mod.get_config()
+  """A config from 'path/to/config.py[:arg]' (lsx.train.config.load_config)."""
+  return config_lib.load_config(spec)

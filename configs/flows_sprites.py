@@ -1,48 +1,63 @@
 """Potential-flow traversals (Song et al. 2023) on a beta-VAE trained on built-in sprites.
 
   python -m experiments.flows --config configs/flows_sprites.py
+  python -m experiments.flows --config configs/flows_sprites.py:sweep  # lambda_pde x seed
 
-Loads the beta-VAE in `vae_workdir` (trains it with configs/betavae_sprites.py first if
-absent), learns K potentials on its latent space with the decoder frozen, and writes
-flows.png, flows_losses.png and flows_dfa.json in `workdir`.
+Learns K potentials and a frame classifier on the latent space of the frozen decoder in
+`decoder.workdir` (trained with `decoder.config` first when absent), through lsx.train
+(checkpointed, resumable, sweepable), then writes flows.png, flows_losses.png and
+flows_dfa.json in `workdir`.
 """
 import ml_collections
 
+from configs import common
+
+
+def flow_options(**kw):
+  """The `flows` section: K, path length T, Laplacian, L_JVP reduction, potential output.
+
+  laplacian: 'exact' or 'hutchinson' (num_probes) for large latent spaces; normalize_jvp:
+  reward image change per unit latent motion (lsx option); flow_output: 'tanh' bounds each
+  potential to (-1, 1) (the paper's MLP) | 'linear'; jvp_reduction: the squared image
+  change of L_JVP summed ('sum') or averaged ('mean', the public code) over pixels."""
+  f = dict(mode="posthoc", num_potentials=8, path_len=10, laplacian="exact", num_probes=8,
+           normalize_jvp=False, flow_output="tanh", jvp_reduction="mean", transforms=(),
+           speeds=())
+  f.update(kw)
+  return f
+
+
+def eval_options(**kw):
+  """Scoring: anchors traversed -steps..steps flow steps (linear references: +-span
+  latent stds of the active latents); vp_anchors per direction for variation
+  predictability; null_permutations: also score chance-corrected attribution (0: off);
+  oracle 'grid' (nearest rendered image; oracle_pool > 1 compares pooled images) or
+  'classifier' (a factor CNN trained for oracle_steps steps); readable_orientation: an
+  orientation no turn changes (a round blob) is not a change."""
+  e = dict(anchors=6, steps=5, span=2.0, vp_anchors=100, random_seeds=2,
+           null_permutations=200, oracle="grid", oracle_pool=1, oracle_steps=3000,
+           readable_orientation=True)
+  e.update(kw)
+  return e
+
 
 def get_config(arg: str = ""):
-  c = ml_collections.ConfigDict()
-  c.mode = "posthoc"  # flows on a frozen, trained VAE ('joint': configs/flows_joint_sprites.py)
-  c.seed = 0
+  parts = common.check_arg(arg, ("smoke", "sweep"))
+  c = common.run_config()
+  c.family = "flows"
   c.workdir = "workdirs/flows_sprites"
-  c.vae_workdir = "workdirs/betavae_sprites"
-  c.num_potentials = 8  # K (the paper's default is 16)
-  c.path_len = 10  # T
-  c.laplacian = "exact"  # or 'hutchinson' (num_probes) for large latent spaces
-  c.num_probes = 8
-  c.normalize_jvp = False  # True: reward image change per unit latent motion (lsx option)
-  # flow_output: 'tanh' bounds each potential to (-1, 1) (the paper's MLP) | 'linear';
-  # jvp_reduction: the squared image change of L_JVP summed ('sum') or averaged ('mean',
-  # the public code) over pixels
-  c.flow_output = "tanh"
-  c.jvp_reduction = "mean"
+  c.decoder = dict(workdir="workdirs/betavae_sprites", config="configs/betavae_sprites.py")
+  c.flows = flow_options()  # K = 8 (the paper's default is 16)
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "lambda_cls": 1.0, "lambda_pde": 1.0})
-  c.train = dict(steps=600, batch_size=32, chunk=20, ckpt_every=200, log_every_s=5.0)
-  # scoring: anchors traversed -steps..steps flow steps (linear references: +-span latent
-  # stds of the active latents); vp_anchors per direction for variation predictability;
-  # null_permutations: also score chance-corrected attribution (0: off); oracle_pool > 1:
-  # the grid oracle compares pooled images (faster, coarser); oracle: 'grid' (nearest
-  # rendered image) or 'classifier' (a factor CNN trained for oracle_steps steps);
-  # readable_orientation: an orientation read from an image no turn changes (a round blob,
-  # lsx.metrics.rotation_anisotropy) is not a change (False: every reading counts)
-  c.eval = dict(anchors=6, steps=5, span=2.0, vp_anchors=100, random_seeds=2,
-                null_permutations=200, oracle="grid", oracle_pool=1, oracle_steps=3000,
-                readable_orientation=True)
-  if arg == "smoke":
-    c.num_potentials, c.path_len = 3, 4
-    c.train.steps, c.train.chunk, c.train.batch_size, c.train.ckpt_every = 4, 2, 4, 2
-    c.eval.anchors, c.eval.steps, c.eval.vp_anchors, c.eval.random_seeds = 2, 2, 10, 1
-    c.eval.oracle_pool = 2
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; known: 'smoke'.")
+  c.train = dict(steps=600, batch_size=32, chunk=20, ckpt_every=200, keep=2, log_every_s=5.0)
+  c.eval = eval_options()
+  if "sweep" in parts:
+    c.workdir += "_sweep"
+    c.sweep.seed = (0, 1)
+    c.sweep.hp = {"lambda_pde": (0.1, 1.0)}
+  if "smoke" in parts:
+    c.flows.num_potentials, c.flows.path_len = 3, 4
+    c.train.update(steps=4, chunk=2, batch_size=4, ckpt_every=2)
+    c.eval.update(anchors=2, steps=2, vp_anchors=10, random_seeds=1, oracle_pool=2)
   c.lock()
   return c

@@ -50,7 +50,7 @@ def test_plan_product_zip_and_errors():
   with pytest.raises(ValueError, match="sweep.train cannot be vectorized"):
     sweep.plan(c, hp)
   with pytest.raises(ValueError, match="Unknown sweep strategy"):
-    sweep.resolve_strategy("pmap", "conv")
+    sweep.resolve_strategy("pmap")
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,7 @@ try:
 except ValueError as e:
   print("error", e); raise SystemExit
 jax.devices()
-print("split", n, jax.device_count(), sweep.split_host(c), sweep.resolve_strategy({strategy!r}, "mlp"))
+print("split", n, jax.device_count(), sweep.split_host(c), sweep.resolve_strategy({strategy!r}))
 """
 
 

@@ -180,7 +180,8 @@ def test_training_programs_keep_reductions_out_of_ynnpack(monkeypatch):
   f = lambda x: jnp.sum(jax.nn.softplus(x) * x)  # a likelihood-like reduction
   x = jnp.ones((64, 4096))
   assert "__ynn_fusion" not in xla_options.jit(f).lower(x).compile().as_text()
-  assert float(xla_options.jit(f)(x)) == pytest.approx(float(jax.jit(f)(x)), rel=1e-5)
+  # the two programs sum 262,144 float32 terms in different orders: ~sqrt(n) * eps apart
+  assert float(xla_options.jit(f)(x)) == pytest.approx(float(jax.jit(f)(x)), rel=1e-4)
   monkeypatch.setenv("LSX_XLA_DEFAULTS", "0")
   assert xla_options.compiler_options() == {}
   monkeypatch.setenv("LSX_XLA_DEFAULTS", "1")

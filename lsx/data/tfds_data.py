@@ -81,7 +81,7 @@ def load_tfds(name: str, split: str = "train", data_dir: str | None = None,
               max_examples: int | None = None, image_key: str = "image") -> TFDSDataset:
   """Load a TFDS image dataset by name into memory (uint8) for jittable sampling."""
   source = _open_source(name, split, data_dir)
-  n = len(source) if max_examples is None else min(len(source), int(max_examples))
+  n = len(source) if not max_examples else min(len(source), int(max_examples))
   if n == 0:
     raise ValueError(f"TFDS dataset '{name}' split '{split}' is empty.")
   keys, sizes = _FACTORS.get(name, ((), ()))

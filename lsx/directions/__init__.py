@@ -11,7 +11,11 @@ decoders and to any JAX generator:
   `jacobian_svd`; the supervised reference `factor_directions` (least squares of the
   codes on the ground-truth factors: what one global linear direction per factor reaches);
 - use and scoring: `traverse`, `traversal_images`, `make_edit`, `score_directions` (DFA
-  and variation predictability from `lsx.metrics`).
+  and variation predictability from `lsx.metrics`); `score_traversals` scores any
+  `Traversal` (linear directions, conditional directions, potential flows) with one
+  oracle pass for every set, `reference_sets` the rows they are compared with;
+- training: `family` (methods by name in `METHODS`, `Decoder`, the 'directions' family
+  `lsx.train.train` runs).
 
 Example (closed form, then scoring)::
 
@@ -26,11 +30,15 @@ from lsx.directions._objectives import (FORMS, Reconstructor, contrastive_featur
                                         noiseclr_loss)
 from lsx.directions._param import (KINDS, Directions, fixed_directions, householder_matrix,
                                    make_directions, normalize, skew_expm, traverse)
-from lsx.directions._score import (Reading, active_latents, make_edit, read_in_one_pass,
-                                  score_direction_sets, score_directions, shift_pairs,
-                                  traversal_images)
+from lsx.directions._score import (CC_SCORES, SCORES, Reading, Traversal, active_latents,
+                                  linear_traversal, make_edit, read_in_one_pass,
+                                  reference_sets, score_direction_sets, score_directions,
+                                  score_traversals, shift_pairs, summarize, take,
+                                  traversal_frames, traversal_images)
 
 __all__ = [
+    "CC_SCORES", "SCORES", "Traversal", "linear_traversal", "reference_sets",
+    "score_traversals", "summarize", "take", "traversal_frames",
     "Directions", "FORMS", "KINDS", "Reading", "Reconstructor", "active_latents",
     "contrastive_features", "factor_directions",
     "fixed_directions", "ganspace_directions", "householder_matrix", "jacobian_svd",

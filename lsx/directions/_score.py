@@ -136,3 +136,125 @@ def make_edit(model, model_params, directions: Directions) -> Callable:
     z1 = jax.vmap(lambda zz: directions.shift(params, zz, k, alpha))(z)
     return jax.nn.sigmoid(model.decode(model_params, z1))
   return edit
+
+
+class Traversal(NamedTuple):
+  """How a family moves codes, for scoring any traversal the same way.
+
+  `paths(params, anchors [N, d]) -> [K, N, S, d]` (the anchor at the centre step),
+  `pairs(params, generate, anchors, rng) -> (x' - x, labels)` for variation
+  predictability, `steps` [S] the step coordinate of each path point."""
+  paths: Callable
+  pairs: Callable
+  steps: np.ndarray
+
+
+def linear_traversal(directions: Directions, num_steps: int, step_size: float) -> Traversal:
+  """Directions (global, conditional or orthogonal) walked `num_steps` steps of
+  `step_size` each way; VP moves a code by a random signed step in [span/4, span]."""
+  span = num_steps * step_size
+
+  def paths(params, anchors):
+    return jax.vmap(lambda kk: jax.vmap(
+        lambda z: traverse(directions, params, z, kk, num_steps, step_size))(anchors))(
+            jnp.arange(directions.num))
+
+  def pairs(params, generate, anchors, rng):
+    return shift_pairs(directions, params, generate, anchors, rng, span, span / 4)
+
+  return Traversal(paths, pairs, np.arange(-num_steps, num_steps + 1))
+
+
+def traversal_frames(traversal: Traversal, params, generate: Callable, anchors):
+  """Decoded paths [K, N, S, H, W, C] of `traversal` from `anchors` [N, d]."""
+  paths = traversal.paths(params, anchors)
+  x = generate(paths.reshape(-1, paths.shape[-1]))
+  return x.reshape(paths.shape[:3] + x.shape[1:])
+
+
+SCORES = ("disentanglement", "completeness", "direction_mig", "coverage", "vp", "off_manifold")
+CC_SCORES = ("disentanglement", "completeness", "coverage")
+
+
+def score_traversals(sets: dict, oracle: Callable, *, anchors: int, vp_anchors: int,
+                     readable_orientation: bool = True, null_permutations: int = 0,
+                     vp: bool = True) -> tuple[dict, list]:
+  """Score every traversal set with direction-factor attribution (and VP).
+
+  `sets`: {name: (traversal, stacked params [M, ...], decoder)} with a `Decoder`
+  (`lsx.directions.family`: its `generate`, encoded data `z`, `dataset`). Each member's
+  paths from the decoder's first `anchors` codes are decoded, and every image of every
+  set is read by `oracle` in one pass; VP pairs move the last `vp_anchors` codes (member
+  i with rng key(11 + i)). With `null_permutations` the chance-corrected D, C and
+  coverage are added as `*_cc`. Returns ({name: [scores of each member]}, readings)."""
+  from lsx import metrics as lm
+
+  names, images, members = list(sets), [], []
+  for name in names:
+    trav, stacked, dec = sets[name]
+    m = jax.tree.leaves(stacked)[0].shape[0]
+    images.append(jnp.stack([traversal_frames(trav, take(stacked, i), dec.generate,
+                                              dec.z[:int(anchors)]) for i in range(m)]))
+    members.append(m)
+  readings = read_in_one_pass(oracle, images)
+  out = {}
+  for name, reading, m in zip(names, readings, members):
+    trav, stacked, dec = sets[name]
+    rows = []
+    for i in range(m):
+      aniso = reading.anisotropy[i] if readable_orientation else None
+      res = lm.dataset_dfa(dec.dataset, reading.factors[i], trav.steps,
+                           off_manifold=reading.distance[i], anisotropy=aniso)
+      if null_permutations:
+        cc = lm.dataset_dfa(dec.dataset, reading.factors[i], trav.steps, anisotropy=aniso,
+                            null_permutations=int(null_permutations))
+        res.update({f"{s}_cc": cc[s] for s in CC_SCORES} | {"matches_cc": cc["matches"]})
+      if vp:
+        rng = jax.random.key(11 + i)
+        diffs, labels = trav.pairs(take(stacked, i), dec.generate, dec.z[-int(vp_anchors):], rng)
+        res["vp"] = lm.variation_predictability(diffs, labels, jax.random.fold_in(rng, 2),
+                                                num_classes=images[names.index(name)].shape[1])["vp"]
+      rows.append(res)
+    out[name] = rows
+  return out, readings
+
+
+def take(tree, i: int):
+  return jax.tree.map(lambda a: a[i], tree)
+
+
+def reference_sets(decoder, num: int | None, random_seeds: int, *, span: float, num_steps: int,
+                   supervised: bool = False, suffix: str = "") -> dict:
+  """The rows every traversal method is compared with, as `score_traversals` sets:
+  the decoder's latent axes (the `num` most active, or every active one when None),
+  random directions (one member per seed, keys 100 + seed) and, with `supervised`, the
+  factor directions fitted on the labels (`factor_directions`)."""
+  from lsx.directions._closed_form import factor_directions
+  from lsx.directions._param import make_directions
+  from lsx.metrics.directions import ordinal_mask
+
+  z = np.asarray(decoder.z)
+  d = z.shape[1]
+  if num is None:
+    axes = np.eye(d)[active_latents(z)]
+  else:
+    axes = np.eye(d)[np.argsort(-z.std(0))[:min(int(num), d)]]
+  k = axes.shape[0]
+  trav = lambda kk: linear_traversal(make_directions("global", kk, d), num_steps,
+                                     span / num_steps)
+  out = {f"latent axes{suffix}": (trav(k), {"d": jnp.asarray(axes, jnp.float32)[None]}, decoder)}
+  if random_seeds:
+    mats = jnp.stack([jax.random.normal(jax.random.key(100 + s), (k, d))
+                      for s in range(int(random_seeds))])
+    out["random"] = (trav(k), {"d": mats}, decoder)
+  if supervised:
+    u, _ = factor_directions(decoder.z, decoder.factors, decoder.dataset.factor_sizes,
+                             ordinal_mask(decoder.dataset))
+    out["factor directions (supervised)"] = (trav(u.shape[0]), {"d": u[None]}, decoder)
+  return out
+
+
+def summarize(rows: list[dict], keys=SCORES) -> dict:
+  """{score: {"mean", "std"}} over members."""
+  return {k: {"mean": float(np.mean([r[k] for r in rows])),
+              "std": float(np.std([r[k] for r in rows]))} for k in keys if k in rows[0]}

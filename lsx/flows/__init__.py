@@ -11,7 +11,7 @@ batch and uses a Hessian row-sum in place of the Laplacian):
 - `laplacian(..., mode="exact")`: trace of `jax.hessian` (d Hessian-vector products);
 - `mode="hutchinson"`: E_v[v^T H v] with Rademacher v, `num_probes` probes, unbiased;
 - d2u/dt2 by nested forward-mode `jvp`.
-Losses (DESIGN.md): L_IC = mean |grad u_k(z0, 0)|^2, L_PDE = mean over the rolled-out path
+Losses (Song et al. 2023, sec. 3): L_IC = mean |grad u_k(z0, 0)|^2, L_PDE = mean over the rolled-out path
 of (d2u/dt2 - c_k^2 lap u)^2, L_JVP = mean |J_G(z) grad u_k|^2 (rewarded; the squared
 image change averaged over pixels by default, as the public code, or summed).
 """
@@ -254,6 +254,39 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
                    "cls_acc": acc}
 
   return init_classifier, loss
+
+
+def flow_paths(flow: Flow, params, z, k, steps: int):
+  """[2*steps+1, d]: the negative-direction path reversed, the anchor, the positive path."""
+  up = traverse(flow.potential, params, z, k, steps)
+  down = traverse(flow.potential, params, z, k, steps, sign=-1.0)
+  return jnp.concatenate([down[::-1], up[1:]], 0)
+
+
+def flow_traversal(flow: Flow, num_steps: int):
+  """The flows as an `lsx.directions.Traversal`: each potential followed `num_steps` flow
+  steps both ways; VP moves a code 1..num_steps steps either way (random per pair)."""
+  import numpy as np
+
+  from lsx.directions import Traversal
+
+  def paths(params, anchors):
+    along = jax.vmap(lambda z, k: flow_paths(flow, params, z, k, num_steps), in_axes=(0, None))
+    return jax.vmap(along, in_axes=(None, 0))(anchors, jnp.arange(flow.num))
+
+  def pairs(params, generate, anchors, rng):
+    k, n = flow.num, anchors.shape[0]
+    k_s, k_sign = jax.random.split(rng)
+    steps = jax.random.randint(k_s, (k, n), 1, num_steps + 1)
+    sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (k, n)), 1.0, -1.0)
+    moved = lambda z, kk, s, sg: traverse(flow.potential, params, z, kk, num_steps, sign=sg)[s]
+    z1 = jax.vmap(lambda kk, s, sg: jax.vmap(moved, in_axes=(0, None, 0, 0))(anchors, kk, s, sg))(
+        jnp.arange(k), steps, sign)
+    x0 = generate(anchors)
+    x1 = generate(z1.reshape(k * n, -1)).reshape((k, n) + x0.shape[1:])
+    return (x1 - x0[None]).reshape((k * n,) + x0.shape[1:]), jnp.repeat(jnp.arange(k), n)
+
+  return Traversal(paths, pairs, np.arange(-num_steps, num_steps + 1))
 
 
 from lsx.flows.joint import (JOINT_HP_DEFAULTS, check_transforms,  # noqa: E402

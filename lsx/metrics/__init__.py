@@ -18,12 +18,13 @@ from lsx.metrics.directions import (dataset_dfa, dfa, factor_periods, grid_oracl
                                     ordinal_mask, traverse_linear, variation_pairs,
                                     variation_predictability)
 from lsx.metrics.oracle import (ClassifierOracle, check_oracle, classifier_oracle, make_oracle,
+                               oracle_info,
                                rotation_anisotropy)
 
 __all__ = ["infomec", "make_infomec", "infomec_from_codes", "mig", "make_mig",
            "mig_from_codes", "histogram_discretize", "dci", "dci_logistic_from_codes",
            "scores_from_importance", "sap", "sap_continuous", "beta_vae_score",
            "factor_vae_score", "dfa", "dataset_dfa", "factor_periods", "grid_oracle",
-           "classifier_oracle", "ClassifierOracle", "check_oracle", "make_oracle",
+           "classifier_oracle", "ClassifierOracle", "check_oracle", "make_oracle", "oracle_info",
            "ordinal_mask", "rotation_anisotropy", "traverse_linear",
            "variation_pairs", "variation_predictability"]

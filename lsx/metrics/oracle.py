@@ -243,3 +243,10 @@ def make_oracle(dataset, kind: str = "grid", *, pool: int = 1, steps: int = 3000
     return classifier_oracle(dataset, rng, steps=steps, log=log)
   check_oracle(kind)
   raise AssertionError(kind)
+
+
+def oracle_info(oracle) -> dict:
+  """What an oracle is, for the reports: a classifier's accuracies, or the grid."""
+  if isinstance(oracle, ClassifierOracle):
+    return {"kind": "classifier", "accuracy": oracle.accuracy, "within_one": oracle.within_one}
+  return {"kind": "grid"}

@@ -5,6 +5,7 @@ run killed mid-save leaves the previous checkpoint intact (atomic save).
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import jax
@@ -17,6 +18,7 @@ class CheckpointError(RuntimeError):
 
 
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
+  logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every save at INFO
   directory = os.path.abspath(directory)
   opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                       enable_async_checkpointing=False)

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,25 +21,45 @@ from lsx.train import checkpoint as ckpt
 from lsx.train import distributed as dist
 from lsx.train import sweep as sweep_lib
 from lsx.train import xla_options
-from lsx.train.state import OPTIMIZER_HPS, TrainState, make_optimizer, make_train_chunk, make_train_step
+from lsx.objective import Objective
+from lsx.registry import Registry
+from lsx.train.state import (OPTIMIZER_HPS, TrainState, make_optimizer, make_train_chunk,
+                             make_train_step, objective_optimizer)
 
 log = logging.getLogger("lsx")
 
 
+def _split_keys(rng):
+  return tuple(jax.random.split(rng))
+
+
 @dataclasses.dataclass
 class Setup:
-  """Everything a run is built from; all pure functions plus the traced `hp` pytree."""
+  """Everything a run is built from: pure functions plus the traced `hp` pytree.
+
+  Every family (`FAMILIES`: autoencoders, directions, flows) builds one and `train` runs
+  it. `sample(rng, n) -> (batch, extra)` draws a training batch on device; `init_keys`
+  splits a run's key into (init, train) keys; `finish(setup, params, workdir)` writes a
+  single run's figures."""
   config: Any
   dataset: Any
-  model: models.Autoencoder
-  objective: models.Objective
+  model: Any  # the autoencoder (trained, or the decoder a direction/flow family reads)
+  objective: Objective
   optimizer: Any
   hp: dict
+  sample: Callable | None = None
+  init_keys: Callable = _split_keys
+  finish: Callable | None = None
+  log_keys: tuple = ("rec", "kl")
+
+  def __post_init__(self):
+    if self.sample is None:
+      self.sample = self.dataset.sample
 
   def init_state(self, rng=None) -> TrainState:
     rng = jax.random.key(int(self.config.seed)) if rng is None else rng
-    k_init, k_train = jax.random.split(rng)
-    return TrainState.create(self.model.init(k_init), self.optimizer, k_train)
+    k_init, k_train = self.init_keys(rng)
+    return TrainState.create(self.objective.init(k_init), self.optimizer, k_train)
 
   def abstract_state(self):
     return jax.eval_shape(self.init_state)
@@ -46,7 +67,7 @@ class Setup:
 
 def resolve_hp(config, objective) -> dict:
   """The traced hyperparameters: objective defaults, then lr/weight decay, then config.hp."""
-  allowed = dict(objective.hp_defaults)
+  allowed = dict(objective.all_hp_defaults())
   allowed.update({k: None for k in OPTIMIZER_HPS[config.optim.name]})
   given = dict(config.hp)
   unknown = sorted(set(given) - set(allowed))
@@ -61,28 +82,11 @@ def resolve_hp(config, objective) -> dict:
   return {k: jnp.asarray(v, jnp.float32) for k, v in sorted(hp.items())}
 
 
-def build(config) -> Setup:
-  """Validate the config and build the run's pieces. Raises before anything compiles."""
-  d = config.data
-  kw = {k: d[k] for k in ("size", "split", "data_dir", "max_examples", "image_key") if k in d}
-  kw = {k: v for k, v in kw.items() if v not in ("", 0, None)}
-  dataset = lsx_data.get_dataset(d.name, **kw)
-  m = config.model
-  want = tuple(m.get("image_shape", ()) or ())
-  if want and want != tuple(dataset.image_shape):
-    raise ValueError(f"Shape mismatch: config.model.image_shape={want} but dataset "
-                     f"{d.name!r} yields images of shape {tuple(dataset.image_shape)}. "
-                     f"Fix config.model.image_shape or leave it empty to take the data's.")
-  o = config.objective
-  if o.name not in models.OBJECTIVES:
-    raise ValueError(f"Unknown objective {o.name!r}; choose one of {sorted(models.OBJECTIVES)}.")
-  bottleneck = m.get("bottleneck", "") or models.OBJECTIVES[o.name][1]
-  model = models.make_autoencoder(dataset.image_shape, m.latent_dim, m.arch, bottleneck,
-                                  m.get("conv_impl", "gemm"), tuple(m.get("hidden", ())) or None,
-                                  int(m.get("num_values", 10)),
-                                  tuple(m.get("style_widths", ())) or None)
-  objective = models.make_objective(o.name, model, o.get("likelihood", "bernoulli"),
-                                    o.get("iwae_k", 5), dataset.num_examples)
+FAMILIES = Registry("training family")
+
+
+def check_train(config) -> None:
+  """The `train` section every family shares, checked before anything compiles."""
   t = config.train
   for key in ("steps", "batch_size", "chunk", "ckpt_every"):
     if int(t[key]) < 1:
@@ -90,8 +94,52 @@ def build(config) -> Setup:
   if int(t.ckpt_every) % int(t.chunk):
     raise ValueError(f"config.train.ckpt_every ({t.ckpt_every}) must be a multiple of "
                      f"config.train.chunk ({t.chunk}): checkpoints are taken between chunks.")
-  optimizer = make_optimizer(config.optim.name, config.optim.get("grad_clip", 0.0))
-  return Setup(config, dataset, model, objective, optimizer, resolve_hp(config, objective))
+
+
+def make_run_optimizer(config, objective):
+  """config.optim's optimizer, with the objective's players' optimizers beside it."""
+  o = config.optim
+  return objective_optimizer(objective, make_optimizer(o.name, o.get("grad_clip", 0.0)))
+
+
+def build(config) -> Setup:
+  """Validate the config and build the run's pieces for its family (config.family,
+  default 'autoencoder'). Raises before anything compiles."""
+  _load_families()
+  check_train(config)
+  return FAMILIES.build(config.get("family", "autoencoder"), config)
+
+
+def _load_families():
+  # each family registers itself when its module is imported
+  import lsx.directions.family  # noqa: F401
+  import lsx.flows.family  # noqa: F401
+
+
+@FAMILIES.register("autoencoder")
+def build_autoencoder(config) -> Setup:
+  """An autoencoder (config.model) trained with a registered objective (config.objective)
+  on a dataset (config.data)."""
+  d = config.data
+  kw = {k: v for k, v in d.items() if k != "name" and v not in ("", None)}
+  dataset = lsx_data.get_dataset(d.name, **kw)
+  m = config.model
+  want = tuple(m.get("image_shape", ()) or ())
+  if want and want != tuple(dataset.image_shape):
+    raise ValueError(f"Shape mismatch: config.model.image_shape={want} but dataset "
+                     f"{d.name!r} yields images of shape {tuple(dataset.image_shape)}. "
+                     f"Fix config.model.image_shape or leave it empty to take the data's.")
+  o = dict(config.objective)
+  name = o.pop("name")
+  entry = models.OBJECTIVES.get(name)
+  bottleneck = m.get("bottleneck", "") or entry.info["bottleneck"]
+  model = models.make_autoencoder(dataset.image_shape, m.latent_dim, m.arch, bottleneck,
+                                  m.get("conv_impl", "gemm"), tuple(m.get("hidden", ())) or None,
+                                  int(m.get("num_values", 10)),
+                                  tuple(m.get("style_widths", ())) or None)
+  objective = models.make_objective(name, model, dataset_size=dataset.num_examples, **o)
+  return Setup(config, dataset, model, objective, make_run_optimizer(config, objective),
+               resolve_hp(config, objective), finish=write_run_figures)
 
 
 class NonFiniteError(FloatingPointError):
@@ -132,7 +180,8 @@ def write_config(config, workdir: str) -> str:
 
 
 def train(config, workdir: str | None = None, *, stop_after_chunks: int | None = None,
-          write_figures: bool = True, print_fn=None) -> tuple[TrainState, Setup]:
+          write_figures: bool = True, print_fn=None, setup: Setup | None = None,
+          init_params=None) -> tuple[TrainState, Setup]:
   """Train (or resume) the run or sweep described by `config` in `workdir`.
 
   Writes config.json, metrics.jsonl (one line per chunk; per-member lists for a
@@ -142,6 +191,9 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   checkpoint stays as it was); in a sweep the member's updates are skipped from then on
   and it is reported and marked in sweep.csv, while the others go on.
   `stop_after_chunks` ends early after that many chunks of this call (simulates a kill).
+  Every family (`FAMILIES`) trains here; `setup` skips `build(config)` (a caller that
+  already built it), `init_params` starts a fresh run from given parameters (stacked for
+  a sweep) instead of the objective's init.
   """
   t_start = time.perf_counter()
   # both before any device is touched: no-ops for one process / a single run
@@ -152,12 +204,12 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   if not main:
     print_fn = lambda s: None
   workdir = workdir or config.workdir
-  setup = build(config)
+  setup = setup or build(config)
   members = sweep_lib.plan(config, setup.hp)
   t = config.train
   mesh, strategy = None, None
   if members is not None:
-    strategy = sweep_lib.resolve_strategy(config.get("sweep_strategy", "auto"), config.model.arch)
+    strategy = sweep_lib.resolve_strategy(config.get("sweep_strategy", "auto"))
     if strategy == "sharded":
       mesh = sweep_lib.make_mesh(members.size, int(config.get("mesh", {}).get("data", 1)))
   os.makedirs(workdir, exist_ok=True)
@@ -171,6 +223,10 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
     shard = {} if mesh is None else {"out_shardings": sweep_lib.member_sharding(mesh)}
     init = jax.jit(lambda: sweep_lib.stack_init(setup.init_state, seeds), **shard)
     hp, num = members.hp, members.size
+  if init_params is not None:
+    fresh = init
+    init = jax.jit(lambda p: fresh().replace(params=p))
+    init = functools.partial(init, init_params)
   abstract = jax.eval_shape(init)
   if mesh is not None:  # restore straight into the member sharding (global arrays)
     ms = sweep_lib.member_sharding(mesh)
@@ -200,7 +256,7 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   def chunk_fn(k):
     if k not in compiled:
       tc = time.perf_counter()
-      chunk = make_train_chunk(step_fn, setup.dataset.sample, int(t.batch_size), k, constrain)
+      chunk = make_train_chunk(step_fn, setup.sample, int(t.batch_size), k, constrain)
       if members is not None:
         chunk = sweep_lib.vectorize(chunk, strategy, mesh)
       compiled[k] = xla_options.jit(chunk, donate_argnums=0).lower(state, hp).compile()
@@ -251,7 +307,7 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
     if now - last_print >= float(t.get("log_every_s", 5.0)) or step == total:
       rate = done / max(now - t0 - compile_s[0], 1e-9)
       loss = np.mean(row["loss"])
-      extra = " ".join(f"{key} {np.mean(row[key]):.4g}" for key in ("rec", "kl") if key in row)
+      extra = " ".join(f"{key} {np.mean(row[key]):.4g}" for key in setup.log_keys if key in row)
       who = f"{num} members x " if members else ""
       print_fn(f"step {step}/{total} | {who}{rate:.2f} steps/s ({rate * num * int(t.batch_size):.0f} img/s)"
                f" | ETA {_fmt_time((total - step) / max(rate, 1e-9))} | loss {loss:.4g}"
@@ -262,8 +318,8 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   if members is not None:
     if main:
       write_sweep_outputs(members, metrics_path, workdir, failed)
-  elif write_figures and main:
-    write_run_figures(setup, state.params, workdir)
+  elif write_figures and main and setup.finish is not None:
+    setup.finish(setup, state.params, workdir)
   return state, setup
 
 
@@ -302,6 +358,20 @@ def write_run_figures(setup: Setup, params, workdir: str) -> None:
   decode = jax.jit(lambda z: jax.nn.sigmoid(model.decode(params, z)))
   viz.save_traversals(decode, z[:n], os.path.join(workdir, "traversals.png"), latents=z,
                       num_steps=int(v.get("num_steps", 9)), num_sigma=float(v.get("num_sigma", 3.0)))
+
+
+def ensure_trained(workdir: str, config_spec: str, print_fn=None) -> str:
+  """`workdir` holding a trained run: trained first with the config file `config_spec`
+  ('path/to/config.py[:arg]') when it holds none. Returns `workdir`."""
+  if not os.path.exists(os.path.join(workdir, "config.json")):
+    from lsx.train.config import load_config
+    (print_fn or (lambda s: print(s, file=sys.stderr, flush=True)))(
+        f"no trained model in {workdir}: training one with {config_spec}")
+    cfg = load_config(config_spec)
+    with cfg.unlocked():
+      cfg.workdir = workdir
+    train(cfg, workdir, print_fn=print_fn)
+  return workdir
 
 
 def config_from_json(path: str):

@@ -1,12 +1,14 @@
 """TrainState, optimizer and the pure train step / scanned chunk."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+
+from lsx.objective import Objective
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -52,13 +54,42 @@ def _set_opt_hparams(opt_state, hp):
   return opt_state._replace(hyperparams=hps)
 
 
-def make_train_step(objective, optimizer) -> Callable:
-  """Pure `step(state, hp, batch, rng) -> (state, metrics)`.
+class GroupOptimizer(NamedTuple):
+  """The optimizer of an objective with players: the main optimizer on every parameter
+  group but the players', and one Adam per player (`lsx.objective.Player`). Its state is
+  {"main": ..., <player>: ...}."""
+  main: optax.GradientTransformation
+  players: dict  # player name -> GradientTransformation
+
+  def init(self, params):
+    main = {k: v for k, v in params.items() if k not in self.players}
+    return {"main": self.main.init(main),
+            **{n: tx.init(params[n]) for n, tx in self.players.items()}}
+
+
+def objective_optimizer(objective: Objective, optimizer):
+  """`optimizer` for an objective without players, else a `GroupOptimizer`."""
+  if not objective.players:
+    return optimizer
+  return GroupOptimizer(optimizer, {
+      p.name: optax.inject_hyperparams(optax.adam)(learning_rate=p.lr, b1=p.b1, b2=p.b2)
+      for p in objective.players})
+
+
+def make_train_step(objective: Objective, optimizer) -> Callable:
+  """Pure `step(state, hp, batch, rng) -> (state, metrics)` for an `Objective`.
 
   A non-finite loss or gradient leaves the state unchanged (the update is skipped) and
-  sets `metrics["nonfinite"]`; the host loop stops on it, so nothing bad is saved.
+  sets `metrics["nonfinite"]`; the host loop stops on it, so nothing bad is saved. With
+  players, each group is updated from the same parameters by its own loss's gradient
+  (`optimizer` is then the `objective_optimizer`).
   """
-  loss_fn = objective.loss if hasattr(objective, "loss") else objective
+  if not isinstance(objective, Objective):
+    raise TypeError(f"make_train_step needs an lsx.objective.Objective, got "
+                    f"{type(objective).__name__}; wrap a loss as Objective(name, init, loss).")
+  if objective.players:
+    return _make_player_step(objective, optimizer)
+  loss_fn = objective.loss
 
   def step(state: TrainState, hp, batch, rng):
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng, hp)
@@ -67,12 +98,47 @@ def make_train_step(objective, optimizer) -> Callable:
     opt_state = _set_opt_hparams(state.opt_state, hp)
     updates, new_opt = optimizer.update(grads, opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-    new_state = state.replace(step=state.step + ok.astype(jnp.int32),
-                              params=keep(new_params, state.params),
-                              opt_state=keep(new_opt, state.opt_state))
-    metrics = {"loss": loss, "grad_norm": gnorm, "nonfinite": ~ok, **aux}
-    return new_state, metrics
+    return _commit(state, ok, new_params, new_opt), {"loss": loss, "grad_norm": gnorm,
+                                                     "nonfinite": ~ok, **aux}
+
+  return step
+
+
+def _commit(state, ok, new_params, new_opt):
+  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+  return state.replace(step=state.step + ok.astype(jnp.int32),
+                       params=keep(new_params, state.params),
+                       opt_state=keep(new_opt, state.opt_state))
+
+
+def _make_player_step(objective: Objective, optimizer: GroupOptimizer) -> Callable:
+  players = objective.players
+  names = {p.name for p in players}
+
+  def step(state: TrainState, hp, batch, rng):
+    params = state.params
+    main = {k: v for k, v in params.items() if k not in names}
+    fixed = {n: params[n] for n in names}
+    main_loss = lambda mp: objective.loss({**mp, **fixed}, batch, rng, hp)
+    (loss, aux), g_main = jax.value_and_grad(main_loss, has_aux=True)(main)
+    opt = state.opt_state
+    upd, new_opt = optimizer.main.update(g_main, _set_opt_hparams(opt["main"], hp), main)
+    new_params = dict(optax.apply_updates(main, upd))
+    new_opt = {"main": new_opt}
+    gnorm = optax.global_norm(g_main)
+    ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+    metrics = {"loss": loss, "grad_norm": gnorm, **aux}
+    for p in players:
+      own = lambda pp, p=p: p.loss({**params, p.name: pp}, batch, rng, hp)
+      (lp, aux_p), g = jax.value_and_grad(own, has_aux=True)(params[p.name])
+      hps = dict(opt[p.name].hyperparams, learning_rate=jnp.asarray(hp[p.lr_key], jnp.float32))
+      upd, new_opt[p.name] = optimizer.players[p.name].update(
+          g, opt[p.name]._replace(hyperparams=hps), params[p.name])
+      new_params[p.name] = optax.apply_updates(params[p.name], upd)
+      gn = optax.global_norm(g)
+      ok = ok & jnp.isfinite(lp) & jnp.isfinite(gn)
+      metrics.update({f"{p.name}_loss": lp, f"{p.name}_grad_norm": gn, **aux_p})
+    return _commit(state, ok, new_params, new_opt), {**metrics, "nonfinite": ~ok}
 
   return step
 

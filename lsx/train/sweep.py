@@ -164,7 +164,7 @@ def split_host(config) -> int:
   return n
 
 
-def resolve_strategy(strategy: str, arch: str, num_devices: int | None = None) -> str:
+def resolve_strategy(strategy: str, num_devices: int | None = None) -> str:
   if strategy not in STRATEGIES:
     raise ValueError(f"Unknown sweep strategy {strategy!r}; choose one of {STRATEGIES}.")
   if strategy != "auto":
@@ -172,7 +172,7 @@ def resolve_strategy(strategy: str, arch: str, num_devices: int | None = None) -
   num_devices = jax.device_count() if num_devices is None else num_devices
   if num_devices > 1:
     return "sharded"
-  del arch  # measured: on CPU `map` beat `vmap` for conv and MLP models alike
+  # measured: on CPU `map` beat `vmap` for conv and MLP models alike
   return _one_device(jax.default_backend())
 
 

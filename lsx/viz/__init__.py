@@ -93,3 +93,93 @@ def save_sweep_plot(rows, axes, metrics, path: str) -> str:
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def log(message: str) -> None:
+  """Progress and results of the experiments, on stderr."""
+  import sys
+  print(message, file=sys.stderr, flush=True)
+
+
+def save_traversal_grid(frames, path: str, anchors: int = 3, scale: int = 2) -> str:
+  """frames [K, N, S, H, W, C] (K directions, N anchors, S steps): one row per direction,
+  the first `anchors` anchors side by side."""
+  frames = np.asarray(frames)
+  grid = [image_grid(frames[:, a]) for a in range(min(anchors, frames.shape[1]))]
+  return save_png(np.concatenate(grid, axis=1), path, scale)
+
+
+def write_score_table(scored: dict, workdir: str, log=log, **info) -> dict:
+  """The traversal scores of every row (`lsx.directions.score_traversals`: {name: [per
+  member]}) as scores.json (per member, R matrices included, plus `info`), scores.csv
+  and scores.png (mean and spread per row), and a printed table. Returns the summaries."""
+  import csv
+  import json
+  import os
+
+  from lsx.directions import SCORES, summarize
+  cols = SCORES + tuple(k for k in ("disentanglement_cc", "completeness_cc", "coverage_cc")
+                        if k in next(iter(scored.values()))[0])
+  table = {name: summarize(rows, cols) for name, rows in scored.items()}
+  plain = lambda r: {k: (np.asarray(v).round(4).tolist() if k in ("R", "P") else
+                         float(v) if k in cols else v)
+                     for k, v in r.items() if k in cols or k in ("R", "matches", "matches_cc")}
+  with open(os.path.join(workdir, "scores.json"), "w") as f:
+    json.dump({**info, "rows": {n: {"members": [plain(r) for r in rows], "summary": table[n]}
+                                for n, rows in scored.items()}}, f, indent=1)
+  with open(os.path.join(workdir, "scores.csv"), "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["row", "members"] + [f"{k}_{s}" for k in cols for s in ("mean", "std")])
+    for name, rows in scored.items():
+      w.writerow([name, len(rows)] + [f"{table[name][k][s]:.4f}" for k in cols
+                                      for s in ("mean", "std")])
+  _save_score_plot(scored, table, os.path.join(workdir, "scores.png"))
+  log(f"{'row':32s} " + " ".join(f"{k[:15]:>15s}" for k in cols))
+  for name, t in table.items():
+    log(f"{name:32s} " + " ".join(f"{t[k]['mean']:8.3f}±{t[k]['std']:.3f}"[:15].rjust(15)
+                                  for k in cols))
+  return table
+
+
+def _save_score_plot(scored, table, path):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = list(table)
+  keys = ("disentanglement", "completeness", "direction_mig", "coverage", "vp")
+  fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 0.35 * len(names) + 1.6),
+                           sharey=True)
+  for ax, key in zip(axes, keys):
+    ax.barh(range(len(names)), [table[n][key]["mean"] for n in names],
+            xerr=[table[n][key]["std"] for n in names], color="tab:blue", alpha=0.8)
+    for i, name in enumerate(names):
+      vals = [float(r[key]) for r in scored[name]]
+      ax.plot(vals, [i] * len(vals), "k.", ms=3)
+    ax.set_title(key.replace("_", "-"))
+  axes[0].set_yticks(range(len(names)))
+  axes[0].set_yticklabels(names)
+  axes[0].invert_yaxis()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def save_metric_curves(rows, keys, path: str, titles=None, log_keys=("pde",)) -> str:
+  """One panel per metric of metrics.jsonl rows against the step (log scale for
+  `log_keys`)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  keys = [k for k in keys if k in rows[0]]
+  fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 2.8), squeeze=False)
+  steps = [r["step"] for r in rows]
+  for ax, key in zip(axes[0], keys):
+    ax.plot(steps, [np.mean(r[key]) for r in rows])
+    ax.set_title((titles or {}).get(key, key))
+    ax.set_xlabel("step")
+    if key in log_keys:
+      ax.set_yscale("log")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

@@ -1,0 +1,175 @@
+"""Potential flows as a training family (`config.family = 'flows'`), trained by `lsx.train`.
+
+`config.flows.mode`:
+- 'posthoc' (configs/flows_sprites.py): K potentials and the frame classifier learned on
+  the latent space of the frozen decoder in `config.decoder.workdir`
+  (`make_flow_objective`);
+- 'joint' (configs/flows_joint_sprites.py): a beta-VAE (`config.model` on `config.data`)
+  and one potential per moving factor trained together on one-factor sequences
+  (`make_joint_objective`, `sequence_batch`).
+
+Both are `Objective`s, so runs checkpoint, resume and sweep (seeds, traced weights) like
+every other family. `export_vae` writes a joint run's VAE as an autoencoder workdir.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+
+from lsx import models
+from lsx.data import get_dataset, require_render
+from lsx.flows import (JOINT_HP_DEFAULTS, check_transforms, make_flow, make_flow_objective,
+                       make_joint_objective, sequence_batch)
+from lsx.objective import Objective
+
+MODES = ("posthoc", "joint")
+POSTHOC_HP_DEFAULTS = {"lambda_cls": 1.0, "lambda_pde": 1.0}
+
+
+def _init_keys(rng):
+  # the flow parameters from `rng` itself, the training stream from a fold of it
+  return rng, jax.random.fold_in(rng, 7)
+
+
+def posthoc_objective(config, flow, decode, image_shape, path_len=None) -> Objective:
+  """The post-hoc flow objective of `config.flows` (its Laplacian and JVP settings) on
+  a frozen `decode`, over {"flow", "classifier"}."""
+  f = config.flows
+  init_clf, loss = make_flow_objective(
+      flow, decode, image_shape, path_len=int(path_len or f.path_len),
+      laplacian_mode=f.laplacian, num_probes=int(f.num_probes),
+      normalize_jvp=bool(f.normalize_jvp), jvp_reduction=f.jvp_reduction)
+
+  def init(rng):
+    k1, k2 = jax.random.split(rng)
+    return {"flow": flow.init(k1), "classifier": init_clf(k2)}
+
+  return Objective("flows_posthoc", init, loss, POSTHOC_HP_DEFAULTS,
+                   info={"flow": flow, "init_classifier": init_clf})
+
+
+def build_flows(config):
+  """The `Setup` of a flows run (post hoc on a trained decoder, or joint with a VAE)."""
+  from lsx.directions.family import Decoder
+  from lsx.train.loop import Setup, make_run_optimizer, resolve_hp
+  f = config.flows
+  if f.mode not in MODES:
+    raise ValueError(f"config.flows.mode must be one of {MODES}, got {f.mode!r}.")
+  if f.mode == "posthoc":
+    dec = Decoder.load(config.decoder.workdir, 256)
+    flow = make_flow(dec.model.latent_dim, int(f.num_potentials), output=f.flow_output)
+    objective = posthoc_objective(config, flow, dec.generate, dec.dataset.image_shape)
+    objective.info["decoder"] = dec
+    return Setup(config, dec.dataset, dec.model, objective, make_run_optimizer(config, objective),
+                 resolve_hp(config, objective), sample=dec.sample, init_keys=_init_keys,
+                 log_keys=("pde", "pde_rel", "ic", "jvp", "cls"),
+                 finish=None)
+  ds = get_dataset(config.data.name, size=int(config.data.size))
+  require_render(ds, "joint flow training (one-factor sequences)")
+  path_len = int(f.path_len)
+  transforms, speeds = check_transforms(ds, f.transforms, f.speeds, path_len)
+  m = config.model
+  model = models.make_autoencoder(ds.image_shape, int(m.latent_dim), m.arch,
+                                  hidden=tuple(m.hidden) or None)
+  flow = make_flow(model.latent_dim, len(transforms), output=f.flow_output)
+  loss = make_joint_objective(model, flow, path_len=path_len, laplacian_mode=f.laplacian,
+                              num_probes=int(f.num_probes), normalize_jvp=bool(f.normalize_jvp),
+                              jvp_reduction=f.jvp_reduction)
+
+  def init(rng):
+    k1, k2 = jax.random.split(rng)
+    return {"vae": model.init(k1), "flow": flow.init(k2)}
+
+  hp = {k: v for k, v in JOINT_HP_DEFAULTS.items() if k != "lr"}
+  objective = Objective("flows_joint", init, loss, hp, info={"flow": flow})
+  sample = lambda rng, n: (sequence_batch(ds, rng, n, transforms, speeds, path_len), None)
+  return Setup(config, ds, model, objective, make_run_optimizer(config, objective),
+               resolve_hp(config, objective), sample=sample, init_keys=_init_keys,
+               log_keys=("rec", "latent", "pde", "pde_rel", "jvp"), finish=None)
+
+
+def score_run(setup, params, oracle, *, references: bool = True, flow_sets=None):
+  """Scores of a trained flows run (`params` of one member) with `score_traversals`: its
+  flows (or the named parameter sets `flow_sets` of the same flow) next to, with
+  `references`, the same VAE's active latent axes and random directions; traversals
+  start from the codes of 2,000 data images (key 1234). Returns (scores, flows' frames
+  [K, N, S, H, W, C] of the first set)."""
+  from lsx.directions import reference_sets, score_traversals, traversal_frames
+  from lsx.directions.family import Decoder
+  from lsx.flows import flow_traversal
+  e, flow = setup.config.eval, setup.objective.info["flow"]
+  if setup.config.flows.mode == "joint":
+    dec = Decoder(setup.model, params["vae"], setup.dataset, 2000, data_seed=1234)
+  else:
+    frozen = setup.objective.info["decoder"]
+    dec = Decoder(frozen.model, frozen.params, frozen.dataset, 2000, data_seed=1234)
+  flow_sets = flow_sets or {"flows": params["flow"]}
+  clash = [n for n in flow_sets if references and n.startswith(("latent axes", "random"))]
+  if clash:
+    raise ValueError(f"flow set names {clash} clash with the reference rows; rename them.")
+  trav = flow_traversal(flow, int(e.steps))
+  sets = {n: (trav, jax.tree.map(lambda a: a[None], p), dec) for n, p in flow_sets.items()}
+  if references:
+    sets.update(reference_sets(dec, None, int(e.random_seeds), span=float(e.span) * dec.sd,
+                               num_steps=int(e.steps), suffix=""))
+  scored, _ = score_traversals(sets, oracle, anchors=e.anchors, vp_anchors=e.vp_anchors,
+                               readable_orientation=e.readable_orientation,
+                               null_permutations=int(e.null_permutations))
+  first = next(iter(flow_sets.values()))
+  return scored, traversal_frames(trav, first, dec.generate, dec.z[:int(e.anchors)])
+
+
+def export_vae(workdir: str, out_workdir: str, step: int | None = None) -> str:
+  """Write the VAE of the joint flows run in `workdir` as an autoencoder training workdir
+  (objective 'beta_vae', same data, architecture, beta and learning rate): its checkpoint
+  holds the jointly trained VAE parameters at the step they were trained to and a fresh
+  optimizer state; export.json names the source run."""
+  from lsx.train import checkpoint as ckpt
+  from lsx.train.config import autoencoder_config
+  from lsx.train.loop import build, config_to_json, load_run, write_config
+  from lsx.train.state import TrainState
+  if os.path.exists(os.path.join(out_workdir, "checkpoints")):
+    raise FileExistsError(f"{out_workdir} already holds checkpoints; choose another directory.")
+  setup, joint = load_run(workdir, step)
+  c = setup.config
+  if c.get("family") != "flows" or c.flows.mode != "joint":
+    raise ValueError(f"{workdir} is not a joint flows run (config.family 'flows', "
+                     f"flows.mode 'joint'); a post-hoc run's VAE is already a workdir "
+                     f"({c.decoder.workdir if 'decoder' in c else '?'}).")
+  t = autoencoder_config()
+  t.seed, t.workdir = int(c.seed), out_workdir
+  t.data.name, t.data.size = c.data.name, int(c.data.size)
+  t.model.arch, t.model.latent_dim = c.model.arch, int(c.model.latent_dim)
+  t.model.hidden = tuple(c.model.hidden)
+  t.objective.name = "beta_vae"
+  t.hp = {"beta": float(c.hp.beta), "lr": float(c.hp.lr)}
+  t.train.steps, t.train.batch_size = int(joint.step), int(c.train.batch_size)
+  t.lock()
+  target = build(t)
+  vae = joint.params["vae"]
+  got = jax.tree.map(lambda a: (a.shape, a.dtype), vae)
+  want = jax.tree.map(lambda a: (a.shape, a.dtype), target.abstract_state().params)
+  if got != want:  # guards a future change of either model builder
+    raise ValueError(f"the joint run's VAE parameters do not match the beta-VAE that "
+                     f"configs build for the same settings: {got} vs {want}")
+  rng = target.init_keys(jax.random.key(int(c.seed)))[1]
+  state = TrainState.create(vae, target.optimizer, rng).replace(step=joint.step)
+  os.makedirs(out_workdir, exist_ok=True)
+  write_config(t, out_workdir)
+  ckpt.save(ckpt.manager(os.path.join(out_workdir, "checkpoints")), int(joint.step), state)
+  with open(os.path.join(out_workdir, "export.json"), "w") as fh:
+    json.dump({"source": os.path.abspath(workdir), "step": int(joint.step),
+               "objective": "joint beta-VAE + potential flows (lsx.flows.family)",
+               "flows_config": config_to_json(c)}, fh, indent=1)
+  return out_workdir
+
+
+def _register():
+  from lsx.train.loop import FAMILIES
+  if "flows" not in FAMILIES:
+    FAMILIES.register("flows")(build_flows)
+
+
+_register()
