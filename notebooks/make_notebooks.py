@@ -16,6 +16,7 @@ from IPython.display import Image, display
 from configs import common
 from lsx import metrics as lm
 from lsx import train as lt
+import lsx.objective
 WORK = tempfile.mkdtemp(prefix="lsx_nb_")
 print("jax", jax.__version__, jax.default_backend(), "| smoke" if SMOKE else "", "| workdirs in", WORK)'''
 
@@ -163,7 +164,8 @@ opt = lt.make_optimizer("adam")
 fparams = {"flow": flow.init(jax.random.key(0)), "classifier": init_clf(jax.random.key(1))}
 fstate = lt.TrainState.create(fparams, opt, jax.random.key(2))
 sample = lambda rng, n: (model.represent(vp, ds.sample(rng, n)[0]), None)
-chunk = jax.jit(lt.make_train_chunk(lt.make_train_step(floss, opt), sample, 16, steps))
+fobj = lsx.objective.Objective("flows", None, floss)  # one protocol: init, loss, hp
+chunk = jax.jit(lt.make_train_chunk(lt.make_train_step(fobj, opt), sample, 16, steps))
 hp = {"lr": jnp.float32(1e-3), "lambda_cls": jnp.float32(1.0), "lambda_pde": jnp.float32(1.0)}
 fstate, m = chunk(fstate, hp)
 print("wave residual first/last:", float(m["pde"][0]), float(m["pde"][-1]))'''),
@@ -180,7 +182,8 @@ feat = ld.make_feature_map("pixels" if SMOKE else "decoder:ConvT4S2_0", model, v
 init, closs = ld.make_contrastive_objective(dirs, feat, "latentclr")
 opt = lt.make_optimizer("adamw")
 dstate = lt.TrainState.create(init(jax.random.key(0)), opt, jax.random.key(1))
-chunk = jax.jit(lt.make_train_chunk(lt.make_train_step(closs, opt), sample, 16, 4 if SMOKE else 300))
+cobj = lsx.objective.Objective("latentclr", init, closs)
+chunk = jax.jit(lt.make_train_chunk(lt.make_train_step(cobj, opt), sample, 16, 4 if SMOKE else 300))
 hp = {"lr": jnp.float32(1e-3), "weight_decay": jnp.float32(1e-3),
       "temperature": jnp.float32(0.5), "alpha": jnp.float32(1.0)}
 dstate, m = chunk(dstate, hp)
@@ -237,7 +240,8 @@ print(J.shape, "singular values", np.round(s[:3], 4), "power iteration", np.roun
     ("md", "**A custom objective from library pieces**: the β-VAE loss plus a penalty that "
            "keeps learned directions orthogonal, trained with lsx's step; β and the "
            "penalty weight are traced, so the same objective vmaps over a sweep."),
-    ("code", '''from lsx.train import TrainState, make_optimizer, make_train_step, make_train_chunk
+    ("code", '''from lsx.objective import Objective
+from lsx.train import TrainState, make_optimizer, make_train_step, make_train_chunk
 vae = models.make_objective("beta_vae", model)
 
 def loss(p, images, rng, hp):
@@ -248,7 +252,8 @@ def loss(p, images, rng, hp):
 
 opt = make_optimizer("adam")
 init = lambda k: TrainState.create({"model": model.init(k), "dirs": dirs.init(k)}, opt, k)
-chunk = make_train_chunk(make_train_step(loss, opt), ds.sample, 8, 2 if SMOKE else 5)
+objective = Objective("beta_vae+ortho", None, loss, {"ortho": 0.1})  # init is built below
+chunk = make_train_chunk(make_train_step(objective, opt), ds.sample, 8, 2 if SMOKE else 5)
 states = jax.vmap(init)(jax.random.split(jax.random.key(3), 2))
 hps = {"beta": jnp.array([1.0, 4.0]), "lr": jnp.full(2, 1e-3), "ortho": jnp.array([0.1, 1.0])}
 states, m = jax.jit(jax.vmap(chunk))(states, hps)

@@ -17,39 +17,31 @@ def _load(path, arg=""):
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
 def test_every_config_builds_without_compiling(path):
   cfg = _load(path)
-  if "method" in cfg:  # a direction-discovery config: its method and directions build
+  assert _load(path, "smoke").train.steps < cfg.train.steps
+  assert set(cfg.hp) >= {"lr"} and "name" in cfg.optim and "seed" in cfg.sweep  # one schema
+  if cfg.family == "directions":  # its method and directions build (the decoder is not trained)
     import jax
-    from experiments import discover
-    from lsx import directions as ld
-    assert cfg.method in discover.METHODS and set(cfg.compare.methods) <= set(discover.METHODS)
-    dirs = ld.make_directions(cfg.directions.kind, cfg.directions.num, 10,
-                              hidden=int(cfg.directions.hidden) or None)
+    from lsx.directions import family
+    assert set(cfg.compare.methods) <= set(family.METHODS)
+    assert set(cfg.hp) == {"lr", "weight_decay"} | set(family.method_hp(cfg.directions.method))
+    dirs = ld_make(cfg)
     jax.eval_shape(dirs.init, jax.random.key(0))
-    assert set(cfg.hp) >= {"lr"}
-    assert _load(path, "smoke").train.steps < cfg.train.steps
     return
-  if cfg.get("mode") == "joint":  # flows trained with a VAE: data, transforms, objective
-    import jax
-    from experiments import flows as fx
-    ds, model, flow, init, *_ = fx.build_joint(cfg)
-    jax.eval_shape(init)
-    assert flow.num == len(cfg.transforms) and set(cfg.hp) >= {"lr", "beta"}
-    assert _load(path, "smoke").train.steps < cfg.train.steps
-    return
-  if "vae_workdir" in cfg:  # a flows config: its pieces build, shapes only
+  if cfg.family == "flows" and cfg.flows.mode == "posthoc":  # needs a trained decoder
     import jax
     from lsx import flows
-    flow = flows.make_flow(10, cfg.num_potentials)
-    shapes = jax.eval_shape(flow.init, jax.random.key(0))
-    assert shapes["log_c"].shape == (cfg.num_potentials,)
-    flows.make_flow_objective(flow, lambda z: z, (64, 64, 1), path_len=cfg.path_len,
-                              laplacian_mode=cfg.laplacian)
-    assert _load(path, "smoke").train.steps < cfg.train.steps
+    flow = flows.make_flow(10, cfg.flows.num_potentials)
+    assert jax.eval_shape(flow.init, jax.random.key(0))["log_c"].shape == (cfg.flows.num_potentials,)
     return
-  setup = lt.build(cfg)
-  assert set(setup.hp) >= {"lr"}
+  setup = lt.build(cfg)  # autoencoders and joint flows: data, model, objective
   state = setup.abstract_state()  # shapes only, nothing allocated
   assert state.step.shape == ()
+
+
+def ld_make(cfg):
+  from lsx import directions as ld
+  return ld.make_directions(cfg.directions.kind, cfg.directions.num, 10,
+                            hidden=int(cfg.directions.hidden) or None)
 
 
 def test_smoke_arg_shrinks_and_unknown_arg_fails():

@@ -8,6 +8,8 @@ import numpy as np
 import optax
 import pytest
 
+from lsx.objective import Objective
+
 from lsx import directions as ld
 from lsx.train import make_optimizer, make_train_step
 from lsx.train.state import TrainState
@@ -148,7 +150,7 @@ def test_orthogonal_parameterizations_stay_orthogonal_in_training(kind):
   a = jax.random.normal(jax.random.key(0), (d, 16))
   init, loss = ld.make_contrastive_objective(dirs, lambda z: jnp.tanh(z @ a), "latentclr")
   opt = make_optimizer("adamw")
-  step = jax.jit(make_train_step(loss, opt))
+  step = jax.jit(make_train_step(Objective("latentclr", init, loss), opt))
   state = TrainState.create(init(jax.random.key(1)), opt, jax.random.key(2))
   hp = {"lr": jnp.float32(0.05), "weight_decay": jnp.float32(1e-3),
         "temperature": jnp.float32(0.5), "alpha": jnp.float32(0.5)}
@@ -224,7 +226,7 @@ def test_contrastive_recovers_known_directions_of_a_linear_generator():
   opt = make_optimizer("adam")
   state = TrainState.create(init(jax.random.key(0)), opt, jax.random.key(1))
   hp = {"lr": jnp.float32(0.02), "temperature": jnp.float32(0.5), "alpha": jnp.float32(1.0)}
-  step = make_train_step(loss, opt)
+  step = make_train_step(Objective(form, init, loss), opt)
 
   @jax.jit
   def run(state):

@@ -99,16 +99,16 @@ def score_run(setup, params, oracle, *, references: bool = True, flow_sets=None)
   from lsx.directions import reference_sets, score_traversals, traversal_frames
   from lsx.directions.family import Decoder
   from lsx.flows import flow_traversal
+  flow_sets = flow_sets or {"flows": params["flow"]}
+  clash = [n for n in flow_sets if references and n.startswith(("latent axes", "random"))]
+  if clash:
+    raise ValueError(f"flow set names {clash} clash with the reference rows; rename them.")
   e, flow = setup.config.eval, setup.objective.info["flow"]
   if setup.config.flows.mode == "joint":
     dec = Decoder(setup.model, params["vae"], setup.dataset, 2000, data_seed=1234)
   else:
     frozen = setup.objective.info["decoder"]
     dec = Decoder(frozen.model, frozen.params, frozen.dataset, 2000, data_seed=1234)
-  flow_sets = flow_sets or {"flows": params["flow"]}
-  clash = [n for n in flow_sets if references and n.startswith(("latent axes", "random"))]
-  if clash:
-    raise ValueError(f"flow set names {clash} clash with the reference rows; rename them.")
   trav = flow_traversal(flow, int(e.steps))
   sets = {n: (trav, jax.tree.map(lambda a: a[None], p), dec) for n, p in flow_sets.items()}
   if references:
