@@ -68,7 +68,7 @@ def _log_mean_exp(logits, mask, axes):
 
 
 def latentclr_loss(features, temperature):
-  """LatentCLR (DESIGN.md): S = |F F^T|, E = exp(S / tau); for each (k, i) the positives are
+  """LatentCLR (Yüksel et al. 2021; docs/directions.md): S = |F F^T|, E = exp(S / tau); for each (k, i) the positives are
   the same direction on the other samples, the negatives every other direction on all
   samples; L = -mean_(k,i) log(mean_pos E / mean_neg E). features: [K, N, D], unit rows."""
   k, n = features.shape[:2]
@@ -84,7 +84,7 @@ def latentclr_loss(features, temperature):
 
 
 def noiseclr_loss(features, temperature):
-  """NoiseCLR form (DESIGN.md): positives are the same direction on other inputs, negatives
+  """NoiseCLR form (Dalva & Yanardag 2024; docs/directions.md): positives are the same direction on other inputs, negatives
   other directions on the same input; L = -mean log(mean_pos exp(cos/tau) / mean_neg
   exp(cos/tau)). features: [K, N, D], unit rows."""
   k, n = features.shape[:2]
@@ -104,7 +104,7 @@ def make_contrastive_objective(directions: Directions, feature_fn: Callable,
   """(init(rng) -> params, loss(params, z [N, d], rng, hp) -> (loss, aux)).
 
   hp: temperature, alpha (the shift length), alpha_max (alpha is drawn per batch from
-  U[alpha, alpha_max] when alpha_max > alpha; DESIGN.md's optional per-batch alpha)."""
+  U[alpha, alpha_max] when alpha_max > alpha; an lsx option: a per-batch alpha)."""
   if form not in FORMS:
     raise ValueError(f"Unknown contrastive form {form!r}; choose one of {FORMS}.")
   loss_of = latentclr_loss if form == "latentclr" else noiseclr_loss

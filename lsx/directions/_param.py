@@ -2,7 +2,7 @@
 
 Every parameterization is a `Directions` of pure functions of its own params pytree:
 `unit(params, z [d], k) -> [d]`, the unit direction of k at z. A method moves a code by
-`z + alpha * unit(params, z, k)` (DESIGN.md: Delta_k(z) = alpha * n(.)).
+`z + alpha * unit(params, z, k)` (LatentCLR, Yüksel et al. 2021: Delta_k(z) = alpha * n(.)).
 
   global       n(d_k)                       one vector per direction (LatentCLR "global")
   linear       n(M_k z)                     linear conditional

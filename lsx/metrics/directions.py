@@ -2,7 +2,7 @@
 
 Shared by every traversal method (linear directions, conditional directions, potential
 flows). Anchors are traversed along each of K directions over steps s in {-S..S}; a
-factor oracle reads the J factors of every decoded image. Then (DESIGN.md):
+factor oracle reads the J factors of every decoded image. Then (docs/directions.md):
 
   R[k, j] = mean over anchors of |cov_s(f_j, s)| / (std(s) * range_j)
   P = R row-normalized, Q = R column-normalized, rho_k = R[k].sum() / R.sum()
