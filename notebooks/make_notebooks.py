@@ -149,7 +149,7 @@ NOTEBOOKS["navigating_latents"] = [
         "train.batch_size": "16 if SMOKE else 32"}) +
      '''\nvstate, vsetup = lt.train(c, c.workdir, write_figures=False, print_fn=lambda s: None)
 model, vp, ds = vsetup.model, vstate.params, vsetup.dataset
-generate = jax.jit(lambda z: jax.nn.sigmoid(model.decode(vp, z)))
+generate = jax.jit(lambda z: model.generate(vp, z))
 images, _ = ds.sample(jax.random.key(7), 1000)
 z = jax.jit(model.represent)(vp, images)
 sd = float(z.std(0).mean())'''),
@@ -158,7 +158,7 @@ sd = float(z.std(0).mean())'''),
     ("code", '''from lsx import flows
 K, steps = 4, (4 if SMOKE else 300)
 flow = flows.make_flow(model.latent_dim, K)
-init_clf, floss = flows.make_flow_objective(flow, lambda zz: jax.nn.sigmoid(model.decode(vp, zz)),
+init_clf, floss = flows.make_flow_objective(flow, lambda zz: model.generate(vp, zz),
                                             ds.image_shape, path_len=4 if SMOKE else 10)
 opt = lt.make_optimizer("adam")
 fparams = {"flow": flow.init(jax.random.key(0)), "classifier": init_clf(jax.random.key(1))}
@@ -195,7 +195,7 @@ plt.figure(figsize=(6, 6)); plt.imshow(viz.image_grid(np.asarray(imgs[:, 0]))); 
     ("code", '''oracle = lm.grid_oracle(ds, pool=4)
 candidates = {"latentclr": (dirs, dstate.params["directions"]),
               "pca": ld.fixed_directions(ld.pca_directions(z, 6)[0]),
-              "sefa": ld.fixed_directions(ld.sefa_directions(vp["decoder"]["Dense_0"]["kernel"], 6)[0]),
+              "sefa": ld.fixed_directions(ld.sefa_directions(ld.family.Decoder(model, vp, ds, 64).first_layer_kernel(), 6)[0]),
               "random": ld.fixed_directions(jax.random.normal(jax.random.key(5), (6, model.latent_dim)))}
 anchors = z[:2] if SMOKE else z[:8]
 scores = ld.score_direction_sets(candidates, generate, oracle, anchors, z[-60:], num_steps=3,
@@ -224,7 +224,7 @@ anchors = jax.random.normal(jax.random.key(2), (5, 6))
 
 def frames(p, dp, k, z):  # one member, one direction, one anchor -> [7, H, W, 1]
   path = ld.traverse(dirs, dp, z, k, 3, 0.5)
-  return jax.nn.sigmoid(model.decode(p, path))
+  return model.generate(p, path)
 
 grid = jax.jit(jax.vmap(jax.vmap(jax.vmap(frames, (None, None, None, 0)), (None, None, 0, None)),
                         (0, 0, None, None)))(params, dparams, jnp.arange(4), anchors)
@@ -232,7 +232,7 @@ print(grid.shape, "= members x directions x anchors x steps x H x W x C")'''),
     ("md", "**A Jacobian of the decoder** (forward mode; its SVD gives the local directions "
            "`ld.jacobian_svd` finds matrix-free):"),
     ("code", '''p0 = jax.tree.map(lambda a: a[0], params)
-g = lambda z: jax.nn.sigmoid(model.decode(p0, z[None]))[0].reshape(-1)
+g = lambda z: model.generate(p0, z[None])[0].reshape(-1)
 J = jax.jacfwd(g)(anchors[0])
 s = jnp.linalg.svd(J, compute_uv=False)
 u, sig = ld.jacobian_svd(lambda z: g(z), anchors[0], 3, iters=100)
@@ -260,7 +260,7 @@ states, m = jax.jit(jax.vmap(chunk))(states, hps)
 print("loss per member and step:\\n", np.round(np.asarray(m["loss"]), 1))'''),
     ("md", "**grad of a metric-like quantity**: how the mean reconstruction changes with the "
            "latent code, per anchor, by `vmap(grad(...))`:"),
-    ("code", '''sal = jax.vmap(jax.grad(lambda z: jax.nn.sigmoid(model.decode(p0, z[None])).mean()))(anchors)
+    ("code", '''sal = jax.vmap(jax.grad(lambda z: model.generate(p0, z[None]).mean()))(anchors)
 print(sal.shape, np.round(np.asarray(sal[0]), 5))'''),
 ]
 

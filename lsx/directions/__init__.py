@@ -35,6 +35,7 @@ from lsx.directions._score import (CC_SCORES, SCORES, Reading, Traversal, active
                                   reference_sets, score_direction_sets, score_directions,
                                   score_traversals, shift_pairs, summarize, take,
                                   traversal_frames, traversal_images)
+from lsx.directions import family  # noqa: E402  (methods by name; the 'directions' family)
 
 __all__ = [
     "CC_SCORES", "SCORES", "Traversal", "linear_traversal", "reference_sets",

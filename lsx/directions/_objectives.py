@@ -28,7 +28,7 @@ def make_feature_map(name, model, model_params) -> Callable:
   """
   if callable(name):
     return name
-  gen = lambda z: jax.nn.sigmoid(model.decode(model_params, z))
+  gen = lambda z: model.generate(model_params, z)
   if name == "pixels":
     return lambda z: gen(z).reshape(z.shape[0], -1)
   if name == "encoder":

@@ -134,7 +134,7 @@ def make_edit(model, model_params, directions: Directions) -> Callable:
                        f"{tuple(model.image_shape)}.")
     z = model.represent(model_params, x)
     z1 = jax.vmap(lambda zz: directions.shift(params, zz, k, alpha))(z)
-    return jax.nn.sigmoid(model.decode(model_params, z1))
+    return model.generate(model_params, z1)
   return edit
 
 

@@ -44,7 +44,7 @@ class Decoder:
   data_seed: int = 7
 
   def __post_init__(self):
-    self.generate = jax.jit(lambda z: jax.nn.sigmoid(self.model.decode(self.params, z)))
+    self.generate = jax.jit(lambda z: self.model.generate(self.params, z))
     images, self.factors = self.dataset.sample(jax.random.key(self.data_seed),
                                                int(self.num_data))
     self.z = jax.jit(self.model.represent)(self.params, images)

@@ -144,7 +144,7 @@ def make_joint_objective(model, flow: Flow, *, path_len: int, likelihood: str = 
     l_ic = initial_condition_loss(flow, fp, z0, ks)
     l_pde, pde_rel = path_pde_terms(flow, fp, paths, ks, k_h, mode=laplacian_mode,
                                     num_probes=num_probes)
-    image = lambda zz: jax.nn.sigmoid(model.decode(vp, zz))
+    image = lambda zz: model.generate(vp, zz)
     l_jvp = jvp_reward(flow, fp, image, z1, (ts + 1).astype(jnp.float32), ks, normalize_jvp,
                        jvp_reduction)
     total = (l_vae + hp["lambda_latent"] * l_latent + hp["lambda_pde"] * (l_ic + l_pde)

@@ -27,8 +27,12 @@ class Autoencoder(NamedTuple):
     """Deterministic representation (the encoder mean) of images x."""
     return self.bottleneck.mean(self.encode(params, x))
 
+  def generate(self, params, z):
+    """Images in [0, 1] decoded from codes z [n, d] (the decoder's Bernoulli means)."""
+    return jax.nn.sigmoid(self.decode(params, z))
+
   def reconstruct(self, params, x):
-    return jax.nn.sigmoid(self.decode(params, self.represent(params, x)))
+    return self.generate(params, self.represent(params, x))
 
 
 def make_autoencoder(image_shape, latent_dim: int, arch: str = "conv",

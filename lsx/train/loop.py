@@ -355,7 +355,7 @@ def write_run_figures(setup: Setup, params, workdir: str) -> None:
   n = int(v.get("num_anchors", 3))
   recon = jax.jit(model.reconstruct)(params, images[:8])
   viz.save_reconstructions(images[:8], recon, os.path.join(workdir, "reconstructions.png"))
-  decode = jax.jit(lambda z: jax.nn.sigmoid(model.decode(params, z)))
+  decode = jax.jit(lambda z: model.generate(params, z))
   viz.save_traversals(decode, z[:n], os.path.join(workdir, "traversals.png"), latents=z,
                       num_steps=int(v.get("num_steps", 9)), num_sigma=float(v.get("num_sigma", 3.0)))
 
