@@ -82,7 +82,7 @@ class Runner:
     if strategy == "sequential":
       self.states = [setup.init_state(jax.random.key(int(s))) for s in plan.seeds]
       self.hps = [plan.member_hp(i) for i in range(plan.size)]
-      self.prog = xla_options.jit(fn).lower(self.states[0], self.hps[0]).compile()
+      self.prog = xla_options.jit(fn, setup.model.arch).lower(self.states[0], self.hps[0]).compile()
       self.state_bytes = sum(l.nbytes for l in jax.tree.leaves(self.states[0]))
       self.peak = _peak(self.prog) + (plan.size - 1) * self.state_bytes  # the others' states
       return
@@ -91,7 +91,8 @@ class Runner:
     self.hp = plan.hp
     if mesh is not None:
       self.state, self.hp = sweep.shard_members(self.state, mesh), sweep.shard_members(self.hp, mesh)
-    self.prog = xla_options.jit(sweep.vectorize(fn, strategy, mesh)).lower(self.state, self.hp).compile()
+    self.prog = xla_options.jit(sweep.vectorize(fn, strategy, mesh), setup.model.arch).lower(
+        self.state, self.hp).compile()
     self.peak = _peak(self.prog)
 
   def run(self, steps):
@@ -127,7 +128,7 @@ def quarter_peak(runner, setup, plan, chunk, batch) -> int:
   seeds = jnp.asarray(plan.seeds, jnp.uint32)
   state = jax.eval_shape(lambda: sweep.stack_init(setup.init_state, seeds))
   fn = sweep.vectorize(chunk_of(setup, batch, chunk), runner.strategy)
-  return _peak(xla_options.jit(fn).lower(state, plan.hp).compile())
+  return _peak(xla_options.jit(fn, setup.model.arch).lower(state, plan.hp).compile())
 
 
 def param_norms(states):

@@ -17,6 +17,8 @@ import platform
 import time
 
 import jax
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -32,7 +34,7 @@ def bench_lsx(conv_impl: str, steps: int, chunk: int, batch: int = 64) -> float:
   hp = {"beta": jnp.float32(1.0), "lr": jnp.float32(1e-4)}
   x = (jax.random.uniform(jax.random.key(1), (batch, 64, 64, 1)) > 0.8).astype(jnp.float32)
 
-  @xla_options.jit
+  @functools.partial(xla_options.jit, arch="conv")
   def run(state, x, key):
     def body(s, k):
       return step(s, hp, x, k)

@@ -16,13 +16,15 @@ from lsx.train import train
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: config.workdir).")
+_ALLOW = flags.DEFINE_bool("allow_config_change", False, "Resume a run with a changed config "
+                           "(recorded in the workdir's history.jsonl).")
 
 
 def main(argv):
   del argv
   logging.getLogger("absl").setLevel(logging.WARNING)
   config = _CONFIG.value
-  train(config, _WORKDIR.value or config.workdir)
+  train(config, _WORKDIR.value or config.workdir, allow_config_change=_ALLOW.value)
   print(f"done: {_WORKDIR.value or config.workdir}")
 
 

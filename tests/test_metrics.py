@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import lsx.data
 from lsx import metrics as lm
 from lsx.metrics import _info
 
@@ -153,7 +154,9 @@ def test_sap_continuous_closed_form_and_discrete(data):
 class _FactorsAsImages:
   """A dataset whose 'images' are its factor vectors: an oracle representation."""
   factor_sizes = (4, 5, 6)
-  has_render = True
+  factor_names = ("a", "b", "c")
+  image_shape = (3,)
+  num_examples = 4 * 5 * 6
 
   def sample_factors(self, rng, n):
     keys = jax.random.split(rng, 3)
@@ -179,5 +182,6 @@ def test_intervention_scores_are_perfect_for_the_oracle_and_not_for_a_mixture():
   mix = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3)), jnp.float32)
   fv_mix = lm.factor_vae_score(lambda x: x @ mix, ds, rng, num_variance_estimate=1000, **kw)
   assert fv_mix["eval_accuracy"] < 0.9
-  with pytest.raises(ValueError, match="cannot render"):
+  with pytest.raises(ValueError, match="needs a dataset that renders images from factor"):
     lm.factor_vae_score(lambda x: x, SimpleNamespace(has_render=False), rng)
+  assert lsx.data.renders(ds) and not lsx.data.renders(SimpleNamespace(has_render=True))

@@ -69,8 +69,12 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   lt.train(tiny_config(**{"train.steps": 4}), wd, write_figures=False, print_fn=lambda s: None)
   # continue with a NaN learning rate: params turn NaN, the next loss is NaN
   bad = tiny_config(**{"hp.lr": float("nan")})
+  with pytest.raises(ValueError, match=r"another config \(hp.lr: 0.001 -> nan\).*allow_config_change"):
+    lt.train(bad, wd, write_figures=False, print_fn=lambda s: None)  # refused, named
   with pytest.raises(lt.NonFiniteError, match=r"Non-finite loss or gradient at step \d+.*last good checkpoint \(step 4\)"):
-    lt.train(bad, wd, write_figures=False, print_fn=lambda s: None)
+    lt.train(bad, wd, write_figures=False, print_fn=lambda s: None, allow_config_change=True)
+  history = _lines(os.path.join(wd, "history.jsonl"))
+  assert history[-1]["resumed_at_step"] == 4 and "hp.lr" in history[-1]["changes"]
   setup = lt.build(tiny_config())
   restored = ckpt.restore(ckpt.manager(os.path.join(wd, "checkpoints")), setup.abstract_state())
   assert int(restored.step) == 4
@@ -113,8 +117,14 @@ def test_config_json_round_trip(tmp_path):
 
 def test_changed_model_against_old_checkpoint_names_the_parameter(uninterrupted):
   wd, _ = uninterrupted
+  before = open(os.path.join(wd, "config.json")).read()
+  changed = tiny_config(**{"model.latent_dim": 5})
+  with pytest.raises(ValueError, match=r"another config \(model.latent_dim: 4 -> 5\)"):
+    lt.train(changed, wd, print_fn=lambda s: None)
   with pytest.raises(ckpt.CheckpointError, match=r"Shape mismatch restoring .*params.*\(4, .*config changed"):
-    lt.train(tiny_config(**{"model.latent_dim": 5}), wd, print_fn=lambda s: None)
+    lt.train(changed, wd, print_fn=lambda s: None, allow_config_change=True)
+  # the rejected resumes left the run's record as it was
+  assert open(os.path.join(wd, "config.json")).read() == before
 
 
 def test_corrupt_checkpoint_is_reported(tmp_path):

@@ -75,54 +75,33 @@ def active_latents(z, threshold: float = 0.1):
 
 
 def score_directions(directions: Directions, params, generate: Callable, oracle: Callable,
-                     anchors, vp_anchors, *, num_steps: int, step_size: float, dataset=None,
-                     factor_sizes=None, circular=None, rng=None, vp: bool = True,
-                     readable_orientation: bool = True) -> dict:
+                     anchors, vp_anchors, *, num_steps: int, step_size: float, dataset,
+                     vp: bool = True, readable_orientation: bool = True) -> dict:
   """DFA (D, C, direction-MIG, coverage, off-manifold distance) of the traversals of every
-  direction from `anchors`, read by `oracle(images) -> (factors, distance)`, and
-  variation predictability on shifts of `vp_anchors`.
-
-  With `dataset` (the oracle's), DFA uses its circular periods and scores its ordinal
-  factors (`lsx.metrics.dataset_dfa`); otherwise pass `factor_sizes` (and `circular`).
-  Several sets of directions: `score_direction_sets` (one oracle pass for all)."""
+  direction from `anchors`, read by `oracle(images) -> (factors, distance)` over the
+  factors of `dataset` (`lsx.metrics.dataset_dfa`), and variation predictability on
+  shifts of `vp_anchors`. Several sets: `score_direction_sets`; any traversal (flows,
+  several decoders): `score_traversals`, which both call."""
   return score_direction_sets({"_": (directions, params)}, generate, oracle, anchors,
                               vp_anchors, num_steps=num_steps, step_size=step_size,
-                              dataset=dataset, factor_sizes=factor_sizes, circular=circular,
-                              rng=rng, vp=vp, readable_orientation=readable_orientation)["_"]
+                              dataset=dataset, vp=vp,
+                              readable_orientation=readable_orientation)["_"]
 
 
 def score_direction_sets(sets: dict, generate: Callable, oracle: Callable, anchors,
-                         vp_anchors, *, num_steps: int, step_size: float, dataset=None,
-                         factor_sizes=None, circular=None, rng=None, vp: bool = True,
-                         readable_orientation: bool = True) -> dict:
-  """`score_directions` for {name: (directions, params)} on one generator; the oracle
-  reads the traversals of every set in one call (a grid oracle renders its factor grid
-  once, not once per set). Returns {name: scores}."""
-  from lsx import metrics as lm
-
-  if dataset is None and factor_sizes is None:
-    raise ValueError("score_directions needs the oracle's dataset= (or factor_sizes=).")
-  images = [traversal_images(d, p, generate, anchors, num_steps, step_size)
-            for d, p in sets.values()]
-  steps = np.arange(-num_steps, num_steps + 1)
-  rng = jax.random.key(11) if rng is None else rng
-  out = {}
-  for (name, (directions, params)), (factors, dist, aniso) in zip(
-      sets.items(), read_in_one_pass(oracle, images)):
-    k = factors.shape[0]
-    dist = dist.reshape(-1)
-    if dataset is not None:
-      res = lm.dataset_dfa(dataset, factors, steps, off_manifold=dist,
-                           anisotropy=aniso if readable_orientation else None)
-    else:
-      res = lm.dfa(factors, steps, factor_sizes, circular, off_manifold=dist)
-    if vp:
-      span = num_steps * step_size
-      diffs, labels = shift_pairs(directions, params, generate, vp_anchors, rng, span, span / 4)
-      res["vp"] = lm.variation_predictability(diffs, labels, jax.random.fold_in(rng, 2),
-                                              num_classes=k)["vp"]
-    out[name] = res
-  return out
+                         vp_anchors, *, num_steps: int, step_size: float, dataset,
+                         vp: bool = True, readable_orientation: bool = True) -> dict:
+  """`score_directions` for {name: (directions, params)} on one generator, read in one
+  oracle pass (`score_traversals` with linear traversals). Returns {name: scores}."""
+  import types
+  source = types.SimpleNamespace(generate=generate, dataset=dataset,
+                                 z=jnp.concatenate([jnp.asarray(anchors), jnp.asarray(vp_anchors)]))
+  stacked = {name: (linear_traversal(d, num_steps, step_size),
+                    jax.tree.map(lambda a: jnp.asarray(a)[None], p), source)
+             for name, (d, p) in sets.items()}
+  scored, _ = score_traversals(stacked, oracle, anchors=len(anchors), vp_anchors=len(vp_anchors),
+                               readable_orientation=readable_orientation, vp=vp)
+  return {name: rows[0] for name, rows in scored.items()}
 
 
 def make_edit(model, model_params, directions: Directions) -> Callable:

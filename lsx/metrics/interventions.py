@@ -23,10 +23,8 @@ import numpy as np
 
 
 def _require_render(dataset):
-  if not getattr(dataset, "has_render", False):
-    raise ValueError(f"{type(dataset).__name__} cannot render observations from factors; the "
-                     f"BetaVAE and FactorVAE scores need a dataset with a full factor grid "
-                     f"(procedural sprites/scenes, or dsprites/shapes3d from TFDS).")
+  from lsx.data import require_render
+  require_render(dataset, "the BetaVAE and FactorVAE scores")
 
 
 def _chunks(total: int, size: int):

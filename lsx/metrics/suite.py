@@ -9,6 +9,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from lsx.data import renders
 from lsx.metrics.dci import dci
 from lsx.metrics.infomec import infomec
 from lsx.metrics.interventions import beta_vae_score, factor_vae_score
@@ -68,12 +69,12 @@ def evaluate(represent: Callable, dataset, rng, *, discrete_latents: bool = Fals
     out.update({f"dci_{k}": v for k, v in r.items() if k != "importance"})
   if "sap" in metrics:
     out["sap"] = timed("sap", lambda: sap(z, f, zt, ft)["sap"])
-  if "factor_vae" in metrics and getattr(dataset, "has_render", False):
+  if "factor_vae" in metrics and renders(dataset):
     r = timed("factor_vae", lambda: factor_vae_score(
         represent, dataset, jax.random.fold_in(k_int, 0), num_train=intervention_train,
         num_eval=intervention_eval, num_variance_estimate=num_samples))
     out["factor_vae"] = r["eval_accuracy"]
-  if "beta_vae" in metrics and getattr(dataset, "has_render", False):
+  if "beta_vae" in metrics and renders(dataset):
     r = timed("beta_vae", lambda: beta_vae_score(
         represent, dataset, jax.random.fold_in(k_int, 1), num_train=intervention_train,
         num_eval=intervention_eval))

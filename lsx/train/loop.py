@@ -142,6 +142,46 @@ def build_autoencoder(config) -> Setup:
                resolve_hp(config, objective), finish=write_run_figures)
 
 
+# what a resumed run may change: how long it runs, how it logs, where the workdir is
+RESUMABLE_CHANGES = ("train.steps", "train.log_every_s", "workdir")
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def check_resume_config(config, workdir: str, allow: bool = False) -> dict:
+  """Refuse to resume the run in `workdir` with a config that differs from the one it
+  was trained with (config.json) in anything but `RESUMABLE_CHANGES`, naming the keys:
+  the checkpoint's numbers would otherwise be credited to a config that did not make them.
+  With `allow`, return the changes {key: [recorded, new]} instead."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    recorded = _flat(json.load(f))
+  now = _flat(config_to_json(config))
+  diff = sorted(k for k in set(recorded) | set(now)
+                if k not in RESUMABLE_CHANGES and recorded.get(k) != now.get(k))
+  if diff and allow:
+    return {k: [recorded.get(k), now.get(k)] for k in diff}
+  if diff:
+    show = ", ".join(f"{k}: {recorded.get(k)!r} -> {now.get(k)!r}" for k in diff[:8])
+    raise ValueError(f"{workdir} holds a run trained with another config ({show}"
+                     f"{', ...' if len(diff) > 8 else ''}). Resume it with the config.json it "
+                     f"records (only {', '.join(RESUMABLE_CHANGES)} may change), train in a new "
+                     f"workdir, or pass allow_config_change (experiments.train "
+                     f"--allow_config_change) to continue with the change recorded in "
+                     f"history.jsonl.")
+  return {}
+
+
 class NonFiniteError(FloatingPointError):
   pass
 
@@ -181,7 +221,7 @@ def write_config(config, workdir: str) -> str:
 
 def train(config, workdir: str | None = None, *, stop_after_chunks: int | None = None,
           write_figures: bool = True, print_fn=None, setup: Setup | None = None,
-          init_params=None) -> tuple[TrainState, Setup]:
+          init_params=None, allow_config_change: bool = False) -> tuple[TrainState, Setup]:
   """Train (or resume) the run or sweep described by `config` in `workdir`.
 
   Writes config.json, metrics.jsonl (one line per chunk; per-member lists for a
@@ -191,7 +231,9 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   checkpoint stays as it was); in a sweep the member's updates are skipped from then on
   and it is reported and marked in sweep.csv, while the others go on.
   `stop_after_chunks` ends early after that many chunks of this call (simulates a kill).
-  Every family (`FAMILIES`) trains here; `setup` skips `build(config)` (a caller that
+  Resuming with a config that differs from the recorded one in more than
+  `RESUMABLE_CHANGES` is refused, unless `allow_config_change` (then the changes are
+  appended to the workdir's history.jsonl). Every family (`FAMILIES`) trains here; `setup` skips `build(config)` (a caller that
   already built it), `init_params` starts a fresh run from given parameters (stacked for
   a sweep) instead of the objective's init.
   """
@@ -213,9 +255,13 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
     if strategy == "sharded":
       mesh = sweep_lib.make_mesh(members.size, int(config.get("mesh", {}).get("data", 1)))
   os.makedirs(workdir, exist_ok=True)
-  if main:
-    write_config(config, workdir)
+  if int(t.get("keep", 2)) < 1:
+    raise ValueError(f"config.train.keep must be >= 1 (checkpoints kept), got {t.keep}: with "
+                     f"0 nothing a run trains would be saved.")
   mngr = ckpt.manager(os.path.join(workdir, "checkpoints"), max_to_keep=t.get("keep", 2))
+  changes = {}
+  if mngr.latest_step() is not None:
+    changes = check_resume_config(config, workdir, allow=allow_config_change)
   if members is None:
     init, hp, num = jax.jit(setup.init_state), setup.hp, 1
   else:
@@ -233,6 +279,13 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=ms), abstract)
     hp = {k: dist.global_array(v, ms) for k, v in hp.items()}
   state = ckpt.restore(mngr, abstract)
+  if main:  # only once the run's checkpoint (if any) restored into this config
+    write_config(config, workdir)
+    if changes:
+      with open(os.path.join(workdir, "history.jsonl"), "a") as f:
+        f.write(json.dumps({"resumed_at_step": int(state.step if np.ndim(state.step) == 0
+                                                   else np.max(state.step)),
+                            "changes": changes}) + "\n")
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   if state is None:
     # one compiled init instead of hundreds of eagerly dispatched ops (~10x faster start)
@@ -259,7 +312,8 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
       chunk = make_train_chunk(step_fn, setup.sample, int(t.batch_size), k, constrain)
       if members is not None:
         chunk = sweep_lib.vectorize(chunk, strategy, mesh)
-      compiled[k] = xla_options.jit(chunk, donate_argnums=0).lower(state, hp).compile()
+      arch = getattr(setup.model, "arch", None) or None  # the model's (or decoder's) kind
+      compiled[k] = xla_options.jit(chunk, arch, donate_argnums=0).lower(state, hp).compile()
       took = time.perf_counter() - tc
       compile_s[0] += took
       what = f"{k}-step chunk" + (f" of {num} members ({strategy})" if members else "")

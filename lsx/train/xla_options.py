@@ -3,10 +3,15 @@
 XLA:CPU hands some fusions to YNNPACK. By default that includes reductions with their
 elementwise producers, and for the Bernoulli likelihood of a 64x64 batch that one fusion
 took 5.5 of a 14 ms small-MLP training step on a 2-core CPU (XLA's own loop emitter does
-it in well under 1 ms). lsx therefore compiles its training chunks with YNNPACK limited to
-matrix products (`INDIVIDUAL_DOT`, `DOT`): small MLP step 10.0 -> 5.4 ms, conv beta-VAE
-unchanged within noise (benchmarks/sweep_throughput.py measures both). Enabling
-YNNPACK's elementwise fusions as well made the same step 37 ms.
+it in well under 1 ms). lsx therefore compiles the training chunks of MLP models with
+YNNPACK limited to matrix products (`INDIVIDUAL_DOT`, `DOT`): small MLP step 10.0 -> 5.4
+ms. Enabling YNNPACK's elementwise fusions as well made the same step 37 ms.
+
+The same reduction fusion helps the convolutional models, so their programs keep XLA's
+defaults. Measured on a 2-core Xeon (chunks of 50 steps, steps/s, defaults vs
+matrix products only): conv beta-VAE 21.6 vs 19.6, joint beta-VAE + flows 11.3 vs 9.4,
+LatentCLR on a conv decoder 34.9 vs 33.5, post-hoc flows on it 29.1 vs 30.5; MLP 256-256
+103 vs 127, MLP 64-64 187 vs 302 (/tmp bench of the one-path change, docs/sweeps.md).
 
 The options are passed per compiled program (`jax.jit(..., compiler_options=...)`), not
 through `XLA_FLAGS`, so nothing else in the process changes, and an XLA that does not know
@@ -37,15 +42,20 @@ def _supported() -> bool:
     return False
 
 
-def compiler_options() -> dict:
-  """Options lsx compiles its training programs with on the default backend."""
+def compiler_options(arch: str | None = "mlp") -> dict:
+  """Options lsx compiles a training program of a model of architecture `arch` with on
+  the default backend: matrix products only for 'mlp' (None: the same), XLA's defaults
+  for convolutional models."""
   if jax.default_backend() != "cpu" or os.environ.get("LSX_XLA_DEFAULTS", "1") == "0":
+    return {}
+  if arch not in (None, "mlp"):
     return {}
   if _YNN in os.environ.get("XLA_FLAGS", ""):
     return {}
   return dict(_CPU) if _supported() else {}
 
 
-def jit(fn, **kwargs):
-  """`jax.jit(fn, **kwargs)` with lsx's compiler options for the default backend."""
-  return jax.jit(fn, compiler_options=compiler_options() or None, **kwargs)
+def jit(fn, arch: str | None = "mlp", **kwargs):
+  """`jax.jit(fn, **kwargs)` with lsx's compiler options for a model of `arch` on the
+  default backend."""
+  return jax.jit(fn, compiler_options=compiler_options(arch) or None, **kwargs)
