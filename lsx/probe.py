@@ -44,7 +44,10 @@ def objective_value(setup: Setup, params, batches: int) -> tuple[float, dict]:
 
 
 def _fit(config, setup, workdir, params, steps: int):
-  """`params` after `steps` more steps of the setup's objective (a run in `workdir`)."""
+  """`params` after `steps` steps of the setup's objective from `params`: a fresh run in
+  the probe's scratch directory `workdir` (removed first: a rerun starts over)."""
+  import shutil
+  shutil.rmtree(workdir, ignore_errors=True)
   c = config.copy_and_resolve_references()
   with c.unlocked():
     chunk = int(np.gcd(int(steps), int(c.train.chunk)))

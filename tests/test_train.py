@@ -214,3 +214,41 @@ def test_training_programs_keep_reductions_out_of_ynnpack(monkeypatch):
   monkeypatch.setenv("LSX_XLA_DEFAULTS", "1")
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
   assert xla_options.compiler_options() == {}
+
+
+def test_a_second_process_on_the_workdir_is_refused_and_a_stale_lock_taken_over(tmp_path):
+  import subprocess
+  import sys
+  from lsx.train import workdir as wlib
+  wd = str(tmp_path)
+  holder = subprocess.Popen([sys.executable, "-c", (
+      "import sys, time; from lsx.train import workdir as w\n"
+      f"with w.lock({wd!r}):\n  print('held', flush=True); time.sleep(60)")],
+      stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(wlib.WorkdirLockedError, match=rf"in use by process {holder.pid}"):
+      lt.train(tiny_config(**{"train.steps": 2}), wd, print_fn=lambda s: None)
+    assert not os.path.exists(os.path.join(wd, "config.json"))  # nothing written
+  finally:
+    holder.kill()
+    holder.wait()
+  assert os.path.exists(os.path.join(wd, ".lock"))  # left behind by the killed holder
+  lt.train(tiny_config(**{"train.steps": 2}), wd, print_fn=lambda s: None, write_figures=False)
+  assert not os.path.exists(os.path.join(wd, ".lock"))  # taken over, then released
+
+
+def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path):
+  wd = str(tmp_path)
+  msgs = []
+  lt.train(tiny_config(), wd, print_fn=msgs.append, write_figures=False, stop_after_chunks=2)
+  with open(os.path.join(wd, "metrics.jsonl"), "a") as f:
+    f.write('{"step": 6, "loss": 12')  # a kill in the middle of a write
+  lt.train(tiny_config(), wd, print_fn=msgs.append, write_figures=False)
+  assert [r["step"] for r in _lines(os.path.join(wd, "metrics.jsonl"))] == [2, 4, 6, 8]
+  assert any("dropped 1 unreadable line" in m for m in msgs)
+
+
+def test_keep_zero_is_refused_before_training(tmp_path):
+  with pytest.raises(ValueError, match="train.keep must be >= 1"):
+    lt.train(tiny_config(**{"train.keep": 0}), str(tmp_path / "k"), print_fn=lambda s: None)

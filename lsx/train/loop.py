@@ -20,6 +20,7 @@ from lsx import models, viz
 from lsx.train import checkpoint as ckpt
 from lsx.train import distributed as dist
 from lsx.train import sweep as sweep_lib
+from lsx.train import workdir as workdir_lib
 from lsx.train import xla_options
 from lsx.objective import Objective
 from lsx.registry import Registry
@@ -191,12 +192,25 @@ def _fmt_time(s: float) -> str:
   return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def _truncate_jsonl(path: str, max_step: int) -> None:
-  """Drop metric lines past `max_step` (written after the checkpoint we resume from)."""
+def _parse(line: str):
+  try:
+    return json.loads(line)
+  except ValueError:
+    return None
+
+
+def _truncate_jsonl(path: str, max_step: int, print_fn=None) -> None:
+  """Make metrics.jsonl match the state resumed at `max_step`: drop the lines written
+  after that checkpoint and a line a kill tore (reported)."""
   if not os.path.exists(path):
     return
   with open(path) as f:
-    lines = [l for l in f if l.strip() and json.loads(l).get("step", 0) <= max_step]
+    rows = [(l, _parse(l)) for l in f if l.strip()]
+  torn = sum(r is None for _, r in rows)
+  if torn and print_fn:
+    print_fn(f"{path}: dropped {torn} unreadable line(s) (a write cut short by a kill)")
+  lines = [l if l.endswith("\n") else l + "\n" for l, r in rows
+           if r is not None and r.get("step", 0) <= max_step]
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     f.writelines(lines)
@@ -219,10 +233,9 @@ def write_config(config, workdir: str) -> str:
   return path
 
 
-def train(config, workdir: str | None = None, *, stop_after_chunks: int | None = None,
-          write_figures: bool = True, print_fn=None, setup: Setup | None = None,
-          init_params=None, allow_config_change: bool = False) -> tuple[TrainState, Setup]:
-  """Train (or resume) the run or sweep described by `config` in `workdir`.
+def train(config, workdir: str | None = None, **kwargs) -> tuple[TrainState, Setup]:
+  """Train (or resume) the run or sweep described by `config` in `workdir` (default
+  config.workdir), holding the workdir's lock (`lsx.train.workdir`: one writer at a time).
 
   Writes config.json, metrics.jsonl (one line per chunk; per-member lists for a
   sweep), orbax checkpoints under checkpoints/ (the stacked state for a sweep), and at
@@ -233,20 +246,31 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   `stop_after_chunks` ends early after that many chunks of this call (simulates a kill).
   Resuming with a config that differs from the recorded one in more than
   `RESUMABLE_CHANGES` is refused, unless `allow_config_change` (then the changes are
-  appended to the workdir's history.jsonl). Every family (`FAMILIES`) trains here; `setup` skips `build(config)` (a caller that
-  already built it), `init_params` starts a fresh run from given parameters (stacked for
-  a sweep) instead of the objective's init.
+  appended to the workdir's history.jsonl). Every family (`FAMILIES`) trains here;
+  `setup` skips `build(config)` (a caller that already built it), `init_params` starts a
+  fresh run from given parameters (stacked for a sweep) instead of the objective's init.
   """
-  t_start = time.perf_counter()
+  workdir = workdir or config.workdir
   # both before any device is touched: no-ops for one process / a single run
   if not dist.maybe_initialize(config):
     sweep_lib.split_host(config)  # a CPU sweep: one device per core (see sweep.py)
+  setup = kwargs.pop("setup", None) or build(config)  # every check before the workdir
+  os.makedirs(workdir, exist_ok=True)
+  if not dist.is_main():
+    return _train(config, workdir, setup=setup, **kwargs)
+  with workdir_lib.lock(workdir):
+    return _train(config, workdir, setup=setup, **kwargs)
+
+
+def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
+          write_figures: bool = True, print_fn=None, setup: Setup | None = None,
+          init_params=None, allow_config_change: bool = False) -> tuple[TrainState, Setup]:
+  """The body of `train`, with `workdir` locked and `setup` built."""
+  t_start = time.perf_counter()
   main = dist.is_main()
   print_fn = print_fn or (lambda s: print(s, file=sys.stderr, flush=True))
   if not main:
     print_fn = lambda s: None
-  workdir = workdir or config.workdir
-  setup = setup or build(config)
   members = sweep_lib.plan(config, setup.hp)
   t = config.train
   mesh, strategy = None, None
@@ -296,7 +320,7 @@ def train(config, workdir: str | None = None, *, stop_after_chunks: int | None =
   else:
     start = int(np.max(dist.to_host(state.step)))
     if main:
-      _truncate_jsonl(metrics_path, start)
+      _truncate_jsonl(metrics_path, start, print_fn)
     print_fn(f"resumed from checkpoint at step {start} in {workdir}")
   total = int(t.steps)
   step_fn = make_train_step(setup.objective, setup.optimizer)
