@@ -15,10 +15,10 @@ import os
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from lsx import directions as ld, metrics as lm, viz
+from lsx import cli, directions as ld, metrics as lm, viz
 from lsx.directions import family
 from lsx.train import ensure_trained
 
@@ -63,4 +63,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main)

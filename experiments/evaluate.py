@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import os
 
-from absl import app, flags
+from absl import flags
 
-from lsx import metrics as lm
+from lsx import cli, metrics as lm
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments.train.")
 _METRICS = flags.DEFINE_list("metrics", list(lm.suite.ALL),
@@ -39,4 +39,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  cli.run(main)

@@ -6,7 +6,9 @@ Then evaluate or traverse it like any run (experiments.evaluate --workdir ...).
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
+
+from lsx import cli
 
 from lsx.train import extract_member, load_run, write_run_figures
 
@@ -26,4 +28,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir", "member", "out"])
-  app.run(main)
+  cli.run(main)

@@ -16,10 +16,10 @@ import json
 import os
 
 import jax
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from lsx import metrics as lm, viz
+from lsx import cli, metrics as lm, viz
 from lsx.directions import take
 from lsx.flows import family
 from lsx.train import ensure_trained, sweep, train
@@ -68,4 +68,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main)

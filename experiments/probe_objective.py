@@ -13,10 +13,10 @@ it, with the objective's value, lower is better, and its DFA/VP) and prints the 
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from lsx import probe, viz
+from lsx import cli, probe, viz
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A directions or joint-flows config.",
                                           lock_config=True)
@@ -45,4 +45,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main)

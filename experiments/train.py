@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 import re
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
+from lsx import cli
 from lsx.train import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
@@ -39,4 +40,4 @@ def _parse(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main, flags_parser=_parse)
+  cli.run(main, flags_parser=_parse)

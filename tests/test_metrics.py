@@ -185,3 +185,23 @@ def test_intervention_scores_are_perfect_for_the_oracle_and_not_for_a_mixture():
   with pytest.raises(ValueError, match="needs a dataset that renders images from factor"):
     lm.factor_vae_score(lambda x: x, SimpleNamespace(has_render=False), rng)
   assert lsx.data.renders(ds) and not lsx.data.renders(SimpleNamespace(has_render=True))
+
+
+@pytest.mark.parametrize("factors, match", [
+    (np.array([[0.5], [1.0], [2.0], [0.0]]), "integer class indices"),
+    (np.array([[np.nan], [1.0], [2.0], [0.0]]), "integer class indices"),
+])
+def test_metric_inputs_that_are_not_labels_are_refused(factors, match):
+  z = np.random.default_rng(0).normal(size=(4, 2))
+  for fn in (lambda: lm.mig(z, factors), lambda: lm.infomec(z, factors)):
+    with pytest.raises(ValueError, match=match):
+      fn()
+  # integer-valued floats are labels
+  assert np.isfinite(lm.mig(z, np.array([[0.0], [1.0], [1.0], [0.0]])))
+
+
+def test_latents_beyond_float32_are_refused():
+  z = np.random.default_rng(0).normal(size=(50, 2)) * 1e300
+  f = np.random.default_rng(1).integers(0, 3, size=(50, 1))
+  with pytest.raises(ValueError, match="beyond what float32"):
+    lm.infomec(z, f)

@@ -84,6 +84,13 @@ def test_member_equals_the_run_alone(strategy, alone, tmp_path):
   assert float(setup.hp["beta"]) == 4.0 and int(setup.config.seed) == 1
   first = [l for l in open(tmp_path / "m3" / "metrics.jsonl")][0]
   assert '"loss": ' in first and "[" not in first
+  # never over a run: an existing workdir or the sweep's own are refused, nothing changed
+  before = {p: open(p, "rb").read() for p in (tmp_path / "config.json", tmp_path / "m3" / "config.json")}
+  with pytest.raises(FileExistsError, match="already holds a run"):
+    lt.extract_member(str(tmp_path), 1, out)
+  with pytest.raises(ValueError, match="sweep's own workdir"):
+    lt.extract_member(str(tmp_path), 1, str(tmp_path))
+  assert before == {p: open(p, "rb").read() for p in before}
 
 
 def test_killed_sweep_resumes_exactly(tmp_path):
@@ -174,3 +181,13 @@ def test_split_host_before_the_backends_start(strategy, want, cores, expect):
                        timeout=300, env={**env, "JAX_PLATFORMS": "cpu"})
   line = [l for l in out.stdout.splitlines() if l.startswith(("split", "error"))]
   assert line and line[0].startswith(expect), out.stderr[-2000:]
+
+
+def test_a_diverged_member_keeps_its_first_nonfinite_step_across_a_resume(tmp_path):
+  c = tiny_config(**{"sweep_strategy": "map"})
+  with c.unlocked():
+    c.sweep.hp = {"lr": (1e-3, float("nan"))}  # member 1's first update makes it NaN
+  lt.train(c, str(tmp_path), stop_after_chunks=2, write_figures=False, **QUIET)
+  lt.train(c, str(tmp_path), write_figures=False, **QUIET)  # resumed at step 4
+  rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+  assert [r["nonfinite_at"] for r in rows] == ["", "2"]

@@ -252,3 +252,32 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path):
 def test_keep_zero_is_refused_before_training(tmp_path):
   with pytest.raises(ValueError, match="train.keep must be >= 1"):
     lt.train(tiny_config(**{"train.keep": 0}), str(tmp_path / "k"), print_fn=lambda s: None)
+  assert not (tmp_path / "k").exists()  # refused before the workdir was made
+
+
+def test_a_flipped_byte_in_a_checkpoint_is_reported_not_restored(tmp_path):
+  wd = str(tmp_path)
+  lt.train(tiny_config(**{"train.steps": 8, "train.ckpt_every": 4}), wd, write_figures=False,
+           print_fn=lambda s: None)
+  step_dir = os.path.join(wd, "checkpoints", "8")
+  assert os.path.exists(os.path.join(step_dir, "checksums.json"))
+  files = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(step_dir, "default"))
+           for f in fs]
+  data = max(files, key=os.path.getsize)  # the array data
+  raw = bytearray(open(data, "rb").read())
+  raw[len(raw) // 2] ^= 0x01
+  open(data, "wb").write(bytes(raw))
+  with pytest.raises(ckpt.CheckpointError, match=r"corrupt|Could not restore"):
+    lt.load_run(wd)
+  # a checkpoint whose arrays differ from their checksums is refused, naming the step before
+  mngr = ckpt.manager(os.path.join(wd, "checkpoints"))
+  setup = lt.build(tiny_config())
+  good = ckpt.restore(mngr, setup.abstract_state(), 4)
+  with open(os.path.join(wd, "checkpoints", "4", "checksums.json")) as f:
+    sums = json.load(f)
+  sums[next(iter(sums))] = "0" * 64
+  with open(os.path.join(wd, "checkpoints", "4", "checksums.json"), "w") as f:
+    json.dump(sums, f)
+  with pytest.raises(ckpt.CheckpointError, match=r"is corrupt: .* match the checksum"):
+    ckpt.restore(mngr, setup.abstract_state(), 4)
+  assert int(good.step) == 4

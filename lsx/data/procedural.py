@@ -36,6 +36,11 @@ class _Procedural:
   # factors whose index is a label, not a quantity (no order: direction scores skip them)
   categorical: tuple[str, ...] = ("shape",)
 
+  def __post_init__(self):
+    if not isinstance(self.size, (int, np.integer)) or isinstance(self.size, bool) or self.size < 8:
+      raise ValueError(f"{type(self).__name__}: size must be an integer >= 8 (pixels per "
+                       f"side), got {self.size!r}; set config.data.size (default 64).")
+
   @property
   def num_examples(self) -> int:
     return int(np.prod(self.factor_sizes))

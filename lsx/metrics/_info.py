@@ -32,6 +32,16 @@ def validate(latents, factors, name: str = "latents"):
                      f"factors {f.shape}.")
   if not np.all(np.isfinite(z)):
     raise ValueError(f"{name} contain NaN or Inf; check the model that produced them.")
+  if np.issubdtype(z.dtype, np.floating) and z.dtype.itemsize > 4 and np.abs(z).max() > 1e37:
+    raise ValueError(f"{name} reach {np.abs(z).max():.3g}, beyond what float32 (the metrics' "
+                     f"precision) holds; rescale them (e.g. standardize each latent).")
+  if not np.issubdtype(f.dtype, np.integer):
+    if not np.all(np.isfinite(f)) or not np.all(f == np.round(f)):
+      bad = f[~np.isfinite(f) | (f != np.round(np.nan_to_num(f)))].ravel()[:3]
+      raise ValueError(f"factors must be integer class indices, got values such as "
+                       f"{bad.tolist()}; discretize continuous factors first (e.g. "
+                       f"lsx.metrics.histogram_discretize).")
+    f = f.astype(np.int64)
   return z, f
 
 

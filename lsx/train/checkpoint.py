@@ -1,10 +1,15 @@
 """Orbax checkpoints of the whole train state, restored against an abstract target.
 
 Orbax writes each step into a temporary directory and renames it when complete, so a
-run killed mid-save leaves the previous checkpoint intact (atomic save).
+run killed mid-save leaves the previous checkpoint intact (atomic save). Orbax keeps no
+checksum of the data, so lsx writes the SHA-256 of every saved array beside it
+(`<step>/checksums.json`) and checks them on restore: a corrupted array is reported with
+the previous checkpoint offered, never silently used.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 
@@ -25,9 +30,46 @@ def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(directory, options=opts)
 
 
+CHECKSUMS = "checksums.json"
+
+
+def _digests(tree) -> dict:
+  """SHA-256 of every leaf's bytes by dotted name (None where this process does not hold
+  the whole array: a multi-host shard)."""
+  out = {}
+  for name, leaf in _flat_by_name(tree).items():
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      out[name] = None
+      continue
+    a = np.ascontiguousarray(np.asarray(jax.device_get(leaf)))
+    out[name] = hashlib.sha256(a.tobytes()).hexdigest()
+  return out
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state) -> None:
   mngr.save(int(step), args=ocp.args.StandardSave(state), force=True)
   mngr.wait_until_finished()
+  if jax.process_index() == 0:
+    path = os.path.join(str(mngr.directory), str(int(step)), CHECKSUMS)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(_digests(state), f)
+    os.replace(tmp, path)
+
+
+def _verify(mngr, step: int, state, path: str) -> None:
+  stored_path = os.path.join(path, CHECKSUMS)
+  if not os.path.exists(stored_path):  # written before checksums, or killed right after the save
+    return
+  with open(stored_path) as f:
+    stored = json.load(f)
+  bad = [n for n, d in _digests(state).items() if d and stored.get(n) and stored[n] != d]
+  if bad:
+    earlier = [s for s in mngr.all_steps() if s < step]
+    offer = (f"The previous checkpoint is step {max(earlier)}: delete {path} to resume from "
+             f"it." if earlier else "There is no earlier checkpoint: train in a new workdir.")
+    raise CheckpointError(f"Checkpoint {path} is corrupt: {', '.join(bad[:5])} do(es) not "
+                          f"match the checksum saved with it. {offer}")
 
 
 def restore_device():
@@ -68,11 +110,13 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None
       lambda a: a if getattr(a, "sharding", None) is not None else
       jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=dev), abstract_state)
   try:
-    return mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    state = mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
   except Exception as e:
     raise CheckpointError(f"Could not restore checkpoint {path}: {type(e).__name__}: {e}. "
                           f"It may be corrupt or from a different configuration; delete it "
                           f"or use a fresh workdir.") from e
+  _verify(mngr, step, state, path)
+  return state
 
 
 def _key_name(k) -> str:

@@ -95,6 +95,9 @@ def check_train(config) -> None:
   if int(t.ckpt_every) % int(t.chunk):
     raise ValueError(f"config.train.ckpt_every ({t.ckpt_every}) must be a multiple of "
                      f"config.train.chunk ({t.chunk}): checkpoints are taken between chunks.")
+  if int(t.get("keep", 2)) < 1:
+    raise ValueError(f"config.train.keep must be >= 1 (checkpoints kept), got {t.keep}: with "
+                     f"0 nothing a run trains would be saved.")
 
 
 def make_run_optimizer(config, objective):
@@ -217,6 +220,26 @@ def _truncate_jsonl(path: str, max_step: int, print_fn=None) -> None:
   os.replace(tmp, path)
 
 
+def _load_failed(workdir: str, start: int) -> dict:
+  """{member: step of its first non-finite loss} recorded by the run resumed at `start`
+  (failures after that step are dropped: the resumed run meets them again)."""
+  path = os.path.join(workdir, "nonfinite.json")
+  if not os.path.exists(path):
+    return {}
+  if start == 0:
+    os.remove(path)
+    return {}
+  with open(path) as f:
+    return {int(k): int(v) for k, v in json.load(f).items() if int(v) <= start}
+
+
+def _save_failed(workdir: str, failed: dict) -> None:
+  path = os.path.join(workdir, "nonfinite.json")
+  with open(path + ".tmp", "w") as f:
+    json.dump({str(k): v for k, v in failed.items()}, f)
+  os.replace(path + ".tmp", path)
+
+
 def config_to_json(x):
   """A config (ConfigDict or dict) as plain JSON data: what config.json holds and
   `config_from_json` reads back; arrays become lists, anything else its str()."""
@@ -279,9 +302,6 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
     if strategy == "sharded":
       mesh = sweep_lib.make_mesh(members.size, int(config.get("mesh", {}).get("data", 1)))
   os.makedirs(workdir, exist_ok=True)
-  if int(t.get("keep", 2)) < 1:
-    raise ValueError(f"config.train.keep must be >= 1 (checkpoints kept), got {t.keep}: with "
-                     f"0 nothing a run trains would be saved.")
   mngr = ckpt.manager(os.path.join(workdir, "checkpoints"), max_to_keep=t.get("keep", 2))
   changes = {}
   if mngr.latest_step() is not None:
@@ -347,7 +367,7 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
   t0, done, chunks = time.perf_counter(), 0, 0
   last_print = -1e9
   step = start
-  failed: dict[int, int] = {}
+  failed = _load_failed(workdir, start) if members is not None else {}
   while step < total:
     k = min(int(t.chunk), total - step)
     new_state, m = chunk_fn(k)(state, hp)
@@ -367,6 +387,8 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
           failed[int(i)] = step + int(np.argmax(bad[i])) + 1
           print_fn(f"member {i} ({members.labels[i]}) hit a non-finite loss at step "
                    f"{failed[int(i)]}; its updates are skipped from here on.")
+          if main:
+            _save_failed(workdir, failed)
     state = new_state
     step += k
     done += k
@@ -485,14 +507,21 @@ def load_run(workdir: str, step: int | None = None):
 def extract_member(workdir: str, member: int, out_workdir: str) -> str:
   """Write member `member` of the sweep in `workdir` as an ordinary single-run workdir
   (config.json with its seed and hyperparameters, its checkpoint, its metrics)."""
-  config = config_from_json(os.path.join(workdir, "config.json"))
+  if os.path.abspath(out_workdir) == os.path.abspath(workdir):
+    raise ValueError(f"--out {out_workdir} is the sweep's own workdir; give a new directory.")
+  for what in ("config.json", "checkpoints"):
+    if os.path.exists(os.path.join(out_workdir, what)):
+      raise FileExistsError(f"{out_workdir} already holds a run ({what}); extract into a new "
+                            f"directory so nothing trained there is overwritten.")
   setup, state = load_run(workdir)
+  config = setup.config
   members = sweep_lib.plan(config, setup.hp)
   if members is None:
     raise ValueError(f"{workdir} is a single run, not a sweep: nothing to extract.")
   if not 0 <= member < members.size:
     raise ValueError(f"member must be in [0, {members.size}), got {member}.")
   one = sweep_lib.take_member(state, member)
+  config = config.copy_and_resolve_references()
   with config.unlocked():
     config.seed = int(members.seeds[member])
     config.hp = {k: float(v[member]) for k, v in members.hp.items()}
