@@ -88,3 +88,23 @@ def test_tfds_mock_data_source():
   imgs, f = jax.jit(ds.sample, static_argnums=1)(jax.random.key(0), 5)
   assert imgs.shape == (5, 28, 28, 1) and f.shape == (5, 1)
   assert float(imgs.min()) >= 0 and float(imgs.max()) <= 1
+
+
+@pytest.mark.parametrize("stub", [False, True])
+def test_tfds_not_prepared_in_the_default_data_dir_gives_instructions(tmp_path, monkeypatch, stub):
+  # TFDS's default data_dir, empty or holding an empty variant folder (a build that never ran)
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+  if stub:
+    (tmp_path / "dsprites" / "2.0.0").mkdir(parents=True)
+  with pytest.raises(data.DatasetNotPreparedError, match="tfds build dsprites"):
+    data.get_dataset("dsprites")
+
+
+def test_unknown_tfds_name_is_named_with_close_matches():
+  with pytest.raises(ValueError, match=r"TFDS knows no dataset 'dsprits'.*dsprites"):
+    data.get_dataset("dsprits")
+
+
+def test_procedural_size_is_validated():
+  with pytest.raises(ValueError, match="size must be an integer >= 8"):
+    data.get_dataset("sprites", size=0)

@@ -43,3 +43,19 @@ def test_evaluate_a_sweep_adds_every_members_scores_to_sweep_csv(tmp_path):
   rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
   assert all(np.isfinite(float(r["infom"])) and "mig" in r for r in rows)
   assert rows[0]["infom"] != rows[1]["infom"]
+
+
+def test_evaluating_a_sweep_with_a_diverged_member_keeps_the_healthy_ones(tmp_path):
+  import csv
+  c = tiny_config(**{"sweep_strategy": "map"})
+  with c.unlocked():
+    c.sweep.hp = {"lr": (1e-3, float("nan"))}  # member 1 diverges at step 2
+  lt.train(c, str(tmp_path), print_fn=lambda s: None)
+  logged = []
+  res = suite.evaluate_workdir(str(tmp_path), metrics=("mig",), log=logged.append,
+                               **dict(SMALL, intervention_train=0, intervention_eval=0))
+  assert np.isfinite(res["members"][0]["mig"]) and "diverged" in res["members"][1]["error"]
+  assert any("member 1" in m and "not scored" in m for m in logged)
+  rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
+  assert rows[0]["mig"] and rows[1]["eval_error"].startswith("diverged")
+  assert json.load(open(tmp_path / "metrics.json"))["members"][1]["error"]

@@ -29,16 +29,27 @@ class DatasetNotPreparedError(RuntimeError):
 def _open_source(name: str, split: str, data_dir: str | None):
   import tensorflow_datasets as tfds  # imported lazily: start-up stays fast
   try:
-    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-  except Exception as e:  # TFDS raises AssertionError/DatasetNotFoundError/etc.
-    msg = str(e)
-    if "not found" in msg.lower() or "download" in msg.lower() or "prepare" in msg.lower() or isinstance(e, AssertionError):
+    return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
+  except Exception as e:  # TFDS raises KeyError/AssertionError/DatasetNotFoundError/etc.
+    msg = str(e).strip("'\"")
+    said = f"(TFDS said: {msg.splitlines()[0] if msg else type(e).__name__})"
+    if type(e).__name__ == "DatasetNotFoundError":
+      import difflib
+      import re
+      known = re.findall(r"^\s*- (\S+)", str(e), flags=re.M)  # TFDS lists them
+      close = difflib.get_close_matches(name, known, n=3)
+      raise ValueError(f"TFDS knows no dataset {name!r}"
+                       + (f"; did you mean {close}?" if close else ".")
+                       + " config.data.name takes 'sprites', 'scenes' or a TFDS dataset name.") from e
+    if ("not found" in msg.lower() or "download" in msg.lower() or "prepare" in msg.lower()
+        or "not been generated" in msg or "is empty" in msg or isinstance(e, AssertionError)):
+      where = data_dir or "TFDS's default data_dir (~/tensorflow_datasets)"
       raise DatasetNotPreparedError(
-          f"TFDS dataset '{name}' (split '{split}') is not prepared in data_dir={data_dir!r}. "
+          f"TFDS dataset '{name}' (split '{split}') is not prepared in {where}. "
           f"Prepare it once on a machine with internet, in array_record format, e.g.\n"
           f"  tfds build {name} --file_format=array_record --data_dir=<dir>\n"
           f"then set config.data.data_dir=<dir>. lsx does not download at run time. "
-          f"(TFDS said: {msg.splitlines()[0] if msg else type(e).__name__})") from e
+          f"{said}") from e
     raise
 
 

@@ -112,15 +112,30 @@ def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **
     for i in range(members.size):
       log(f"evaluating member {i}/{members.size} of {workdir} ({members.labels[i]})")
       params = jax.tree.map(lambda a: a[i], state.params)
-      results.append(score(params, int(np.asarray(state.step)[i]), int(members.seeds[i])))
+      step_i, seed_i = int(np.asarray(state.step)[i]), int(members.seeds[i])
+      if not all(bool(np.all(np.isfinite(np.asarray(a)))) for a in jax.tree.leaves(params)):
+        log(f"member {i} ({members.labels[i]}) has non-finite parameters (it diverged): "
+            f"not scored")
+        results.append({"step": step_i, "objective": setup.config.objective.name,
+                        "seed": seed_i, "error": "diverged: non-finite parameters"})
+        continue
+      try:
+        results.append(score(params, step_i, seed_i))
+      except ValueError as e:  # a member whose codes the metrics refuse: named, others kept
+        log(f"member {i} ({members.labels[i]}) could not be scored: {e}")
+        results.append({"step": step_i, "objective": setup.config.objective.name,
+                        "seed": seed_i, "error": str(e)})
     out = {"members": results}
     _merge_sweep_csv(os.path.join(workdir, "sweep.csv"), results)
-    keys = [k for k, v in results[0].items() if isinstance(v, float)]
+    keys = list(dict.fromkeys(k for r in results for k, v in r.items() if isinstance(v, float)))
     log(f"{'member':>6s} " + " ".join(f"{k[:12]:>12s}" for k in keys))
     for i, r in enumerate(results):
-      log(f"{i:6d} " + " ".join(f"{r[k]:12.4f}" for k in keys))
-  with open(os.path.join(workdir, "metrics.json"), "w") as f:
+      log(f"{i:6d} " + " ".join(f"{r[k]:12.4f}" if k in r else f"{'—':>12s}" for k in keys)
+          + (f"  {r['error']}" if "error" in r else ""))
+  path = os.path.join(workdir, "metrics.json")
+  with open(path + ".tmp", "w") as f:  # written whole or not at all
     json.dump(out, f, indent=1)
+  os.replace(path + ".tmp", path)
   log(f"wrote {os.path.join(workdir, 'metrics.json')} in {time.perf_counter() - t0:.1f}s")
   return out
 
@@ -130,8 +145,11 @@ def _merge_sweep_csv(path: str, results) -> None:
   rows = list(csv.DictReader(open(path))) if os.path.exists(path) else [{} for _ in results]
   for row, res in zip(rows, results):
     row.update({k: v for k, v in res.items() if isinstance(v, float)})
+    if "error" in res:
+      row["eval_error"] = res["error"]
   keys = list(dict.fromkeys(k for r in rows for k in r))
-  with open(path, "w", newline="") as f:
+  with open(path + ".tmp", "w", newline="") as f:
     w = csv.DictWriter(f, keys)
     w.writeheader()
     w.writerows(rows)
+  os.replace(path + ".tmp", path)
