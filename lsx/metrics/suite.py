@@ -36,15 +36,23 @@ def encode_samples(represent: Callable, dataset, rng, n: int, chunk: int = 1000)
 def evaluate(represent: Callable, dataset, rng, *, discrete_latents: bool = False,
              metrics=ALL, num_samples: int = 10000, num_test: int = 5000,
              dci_estimator: str = "gbt", intervention_train: int = 10000,
-             intervention_eval: int = 5000, dci_jobs: int = 1, log=print) -> dict:
+             intervention_eval: int = 5000, dci_jobs: int = 1, log=print,
+             dry_run: bool = False) -> dict:
   """Every metric in `metrics` on `represent` (images -> latents). Flat dict of floats.
 
   Sizes default to disentanglement_lib's (10000 train / 5000 test; interventions 10000 /
-  5000 votes of 64); shrink them for quick looks on a CPU.
+  5000 votes of 64); shrink them for quick looks on a CPU. `dry_run`: check the arguments
+  and return {}.
   """
   unknown = sorted(set(metrics) - set(ALL))
   if unknown:
     raise ValueError(f"Unknown metrics {unknown}; choose from {list(ALL)}.")
+  for name, n, least in (("num_samples", num_samples, 20), ("num_test", num_test, 20)):
+    if int(n) < least:
+      raise ValueError(f"{name}={n}: the metrics need at least {least} samples "
+                       f"(disentanglement_lib uses 10000 / 5000).")
+  if dry_run:  # the checks alone, before a workdir is loaded
+    return {}
   k_train, k_test, k_int = jax.random.split(rng, 3)
   z, f = encode_samples(represent, dataset, k_train, num_samples)
   needs_test = {"dci", "sap"} & set(metrics)
@@ -88,6 +96,7 @@ def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **
   For a sweep every member is scored on the same samples: metrics.json holds
   {"members": [...]} and each member's scores are added as columns to sweep.csv.
   """
+  evaluate(None, None, None, metrics=tuple(metrics or ALL), log=None, dry_run=True, **kw)
   t0 = time.perf_counter()
   from lsx.train import load_run, sweep  # late: lsx.train does not depend on metrics
 
