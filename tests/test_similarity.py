@@ -1,0 +1,91 @@
+"""lsx.similarity against closed forms and invariances."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lsx import similarity as ls
+
+
+def _rotation(d, seed=0):
+  q, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(d, d)))
+  return jnp.asarray(q, jnp.float32)
+
+
+@pytest.fixture(scope="module")
+def space():
+  return jax.random.normal(jax.random.key(0), (200, 6))
+
+
+def test_relative_representation_is_invariant_to_rotation_and_scaling(space):
+  idx = ls.choose_anchors(20, "random", n=200, rng=jax.random.key(1))
+  r = ls.relative_projection(space, space[idx])
+  moved = 7.5 * space @ _rotation(6)
+  r2 = ls.relative_projection(moved, moved[idx])
+  np.testing.assert_allclose(r2, r, atol=2e-6)
+  assert r.shape == (200, 20) and float(jnp.abs(r).max()) <= 1 + 1e-6
+  # a sample that is an anchor has cosine 1 with itself
+  np.testing.assert_allclose(r[idx, jnp.arange(20)], 1.0, atol=1e-6)
+
+
+def test_cka_is_one_with_itself_and_invariant_to_rotation_and_isotropic_scaling(space):
+  for cka in (ls.linear_cka, ls.rbf_cka):
+    assert float(cka(space, space)) == pytest.approx(1.0, abs=1e-5)
+    moved = 0.3 * space @ _rotation(6, 1)
+    assert float(cka(space, moved)) == pytest.approx(1.0, abs=1e-4)
+    noise = jax.random.normal(jax.random.key(9), space.shape)
+    assert float(cka(space, noise)) < 0.3
+  # against a slow reference: HSIC with explicit centering matrices
+  x, y = np.asarray(space, np.float64), np.asarray(space[:, :3] ** 2, np.float64)
+  h = np.eye(200) - 1.0 / 200
+  hsic = lambda k, l: np.trace(k @ h @ l @ h)
+  kx, ky = x @ x.T, y @ y.T
+  ref = hsic(kx, ky) / np.sqrt(hsic(kx, kx) * hsic(ky, ky))
+  assert float(ls.linear_cka(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))) == pytest.approx(ref, rel=1e-4)
+
+
+def test_retrieval_measures_closed_forms(space):
+  assert float(ls.mean_reciprocal_rank(space, space)) == pytest.approx(1.0)
+  assert float(ls.knn_jaccard(space, 3.0 * space @ _rotation(6), k=10)) == pytest.approx(1.0)
+  assert float(ls.mean_cosine(space, 2.0 * space)) == pytest.approx(1.0, abs=1e-6)
+  perm = jax.random.permutation(jax.random.key(3), 200)
+  assert float(ls.mean_reciprocal_rank(space, space[perm])) < 0.1  # matched samples lost
+  # MRR against a loop
+  x, y = np.asarray(space), np.asarray(space + 0.5 * jax.random.normal(jax.random.key(4), space.shape))
+  xu = x / np.linalg.norm(x, axis=1, keepdims=True)
+  yu = y / np.linalg.norm(y, axis=1, keepdims=True)
+  ranks = [1 + sum(yu[j] @ xu[i] > yu[i] @ xu[i] for j in range(200) if j != i)
+           for i in range(200)]
+  assert float(ls.mean_reciprocal_rank(x, y)) == pytest.approx(np.mean(1 / np.array(ranks)), rel=1e-5)
+
+
+def test_procrustes_recovers_a_known_rotation_and_translation(space):
+  rot = _rotation(6, 2)
+  y = 3.0 * space @ rot + 1.5
+  t = ls.fit_procrustes(space[:50], y[:50])
+  np.testing.assert_allclose(t.w, rot, atol=1e-4)
+  np.testing.assert_allclose(ls.translate(t, space[50:]), y[50:], atol=1e-3)
+  a = ls.fit_affine(space[:50], y[:50])
+  np.testing.assert_allclose(ls.translate(a, space[50:]), y[50:], atol=1e-3)
+
+
+def test_anchor_choices(space):
+  far = ls.choose_anchors(10, "farthest", space=space, rng=jax.random.key(0))
+  rnd = ls.choose_anchors(10, "random", n=200, rng=jax.random.key(0))
+  assert len(set(np.asarray(far).tolist())) == 10
+  spread = lambda i: float(jnp.min(jnp.sum((space[i][:, None] - space[i][None]) ** 2, -1)
+                                   + 1e9 * jnp.eye(10)))
+  assert spread(far) > spread(rnd)  # farthest-point anchors are spread out
+  labels = np.repeat(np.arange(4), 50)
+  per = np.asarray(ls.choose_anchors(8, "per_class", labels=labels, rng=jax.random.key(0)))
+  assert sorted(np.bincount(labels[per]).tolist()) == [2, 2, 2, 2]
+  with pytest.raises(ValueError, match="Unknown anchor method"):
+    ls.choose_anchors(3, "kmeans", n=10)
+
+
+def test_pair_matrix_equals_pairs_one_by_one(space):
+  spaces = jnp.stack([space, space @ _rotation(6), space + 0.3 * jax.random.normal(jax.random.key(5), space.shape)])
+  m = jax.jit(lambda s: ls.pair_matrix(ls.linear_cka, s))(spaces)
+  for i in range(3):
+    for j in range(3):
+      assert float(m[i, j]) == pytest.approx(float(ls.linear_cka(spaces[i], spaces[j])), abs=1e-5)
