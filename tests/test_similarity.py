@@ -89,3 +89,40 @@ def test_pair_matrix_equals_pairs_one_by_one(space):
   for i in range(3):
     for j in range(3):
       assert float(m[i, j]) == pytest.approx(float(ls.linear_cka(spaces[i], spaces[j])), abs=1e-5)
+
+
+def test_stitching_diagonal_is_each_members_own_reconstruction(tmp_path):
+  from conftest import tiny_config
+  from lsx import compare, train as lt
+  from lsx.models.objectives import neg_log_likelihood
+  from lsx.train.config import run_config
+  c = tiny_config(**{"objective.name": "ae", "sweep_strategy": "map", "train.steps": 4})
+  with c.unlocked():
+    c.hp, c.sweep.seed = {"lr": 1e-3}, (0, 1)
+  state, setup = lt.train(c, str(tmp_path), print_fn=lambda s: None)
+  images = setup.dataset.sample(jax.random.key(3), 64)[0]
+  # relative decoders on the frozen encoders, trained through the runner as a sweep
+  r = run_config()
+  r.family, r.source, r.relative = "relative_decoder", {"workdir": str(tmp_path)}, {
+      "num_anchors": 8, "anchor_seed": 1}
+  r.hp, r.sweep.seed, r.sweep_strategy = {"lr": 1e-3}, (0, 1), "map"
+  r.train.update(steps=2, chunk=2, ckpt_every=2, batch_size=8)
+  rsetup = lt.build(r)
+  rstate, _ = lt.train(r, str(tmp_path / "rel"), setup=rsetup, print_fn=lambda s: None,
+                       init_params=compare.source_params(rsetup, state.params))
+  for a, b in zip(jax.tree.leaves(state.params["encoder"]), jax.tree.leaves(rstate.params["encoder"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the encoders stayed frozen
+  info = rsetup.objective.info
+  errs = compare.stitch_errors(setup.model, state.params, images, info["anchor_images"],
+                               rel_decode=info["rel_decode"], rel_params=rstate.params)
+  for i in range(2):
+    p = jax.tree.map(lambda a: a[i], state.params)
+    own = neg_log_likelihood(setup.model.decode(p, setup.model.represent(p, images)), images)
+    assert errs["absolute"][i, i] == pytest.approx(float(own.mean()) / (32 * 32), rel=1e-5)
+    # a Procrustes map of a space onto itself is the identity
+    assert errs["translation"][i, i] == pytest.approx(errs["absolute"][i, i], rel=1e-4)
+  assert errs["relative"].shape == (2, 2) and np.all(np.isfinite(errs["relative"]))
+  table = compare.similarity_table(compare.encode_members(setup.model, state.params, images),
+                                   num_anchors=8, repetitions=2, retrieval=32)
+  assert table["absolute"].shape == (2, 2, 4) and table["relative"].shape == (2, 2, 2, 4)
+  np.testing.assert_allclose(np.diagonal(table["absolute"][..., 3]), 1.0, atol=1e-5)  # CKA(i, i)

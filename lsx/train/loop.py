@@ -116,6 +116,7 @@ def build(config) -> Setup:
 
 def _load_families():
   # each family registers itself when its module is imported
+  import lsx.compare  # noqa: F401
   import lsx.directions.family  # noqa: F401
   import lsx.flows.family  # noqa: F401
 

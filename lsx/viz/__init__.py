@@ -183,3 +183,28 @@ def save_metric_curves(rows, keys, path: str, titles=None, log_keys=("pde",)) ->
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def save_matrices(mats: dict, path: str, cols: int = 2) -> str:
+  """One annotated heatmap per {title: [M, M] matrix} (e.g. member x member similarity)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  rows = -(-len(mats) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows), squeeze=False)
+  for ax, (title, m) in zip(axes.flat, mats.items()):
+    m = np.asarray(m, np.float64)
+    im = ax.imshow(m, cmap="viridis")
+    if m.shape[0] <= 8:
+      for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("member j")
+    ax.set_ylabel("member i")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+  for ax in list(axes.flat)[len(mats):]:
+    ax.axis("off")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path

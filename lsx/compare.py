@@ -1,0 +1,147 @@
+"""Comparing the latent spaces of a sweep's members (or several runs), as one program.
+
+`encode_members` encodes the same samples with every member (stacked parameters, one
+vmapped program); `similarity_table` compares every pair of members on absolute and on
+relative representations (`lsx.similarity`) for several anchor draws; `stitching_table`
+decodes every member's codes with every other member's decoder — absolute, through a
+Procrustes translation fitted on anchors, and relative (decoders trained on relative
+representations: the 'relative_decoder' family). See docs/similarity.md.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lsx import similarity as ls
+from lsx.models.objectives import neg_log_likelihood
+
+MEASURES = ("jaccard@10", "mrr", "cosine", "linear_cka")
+
+
+def encode_members(model, stacked_params, images, batch: int = 1000):
+  """Codes [M, n, d] of `images` [n, ...] under every member of `stacked_params`."""
+  enc = jax.jit(jax.vmap(model.represent, in_axes=(0, None)))
+  return jnp.concatenate([enc(stacked_params, images[i:i + batch])
+                          for i in range(0, images.shape[0], batch)], axis=1)
+
+
+def _measures(retrieval: int):
+  def pair(x, y):
+    xr, yr = x[:retrieval], y[:retrieval]
+    return jnp.stack([ls.knn_jaccard(xr, yr, 10), ls.mean_reciprocal_rank(xr, yr),
+                      ls.mean_cosine(x, y), ls.linear_cka(x, y)])
+  return pair
+
+
+def similarity_table(codes, *, num_anchors: int = 300, repetitions: int = 3,
+                     anchor_method: str = "random", retrieval: int = 2000, seed: int = 0):
+  """{"absolute": [M, M, measures], "relative": [reps, M, M, measures]} for codes
+  [M, n, d]: every pair of members compared on the same samples (k-NN Jaccard and MRR on
+  the first `retrieval` samples, which need an n x n similarity; cosine and CKA on all).
+  Relative representations use `num_anchors` anchors drawn `repetitions` times (the
+  same samples for every member)."""
+  codes = jnp.asarray(codes)
+  m, n, _ = codes.shape
+  if num_anchors > n:
+    raise ValueError(f"num_anchors={num_anchors} exceeds the {n} samples.")
+  pair = _measures(min(retrieval, n))
+  table = jax.jit(lambda s: ls.pair_matrix(pair, s))
+  absolute = np.asarray(table(codes))
+  rel = []
+  for r in range(repetitions):
+    idx = ls.choose_anchors(num_anchors, anchor_method, n=n, rng=jax.random.key(seed + r),
+                            space=codes[0])
+    rel_codes = jax.vmap(lambda z: ls.relative_projection(z, z[idx]))(codes)
+    rel.append(np.asarray(table(rel_codes)))
+  return {"absolute": absolute, "relative": np.stack(rel)}
+
+
+def off_diagonal_mean(mat):
+  """Mean over i != j of [M, M, ...] (the cross-member similarity)."""
+  mat = np.asarray(mat)
+  m = mat.shape[0]
+  mask = ~np.eye(m, dtype=bool)
+  return mat[mask].mean(0)
+
+
+def stitch_errors(model, abs_params, images, anchor_images, *, rel_decode=None,
+                  rel_params=None):
+  """Per-pixel reconstruction error (Bernoulli NLL / pixels) [M, M] of `images` encoded by
+  member i and decoded by member j: 'absolute' (the codes as they are), 'translation'
+  (the codes mapped by a Procrustes translation fitted on the anchors' codes of i and j)
+  and, given relative decoders `rel_decode(params_j, relative codes)`, 'relative' (member
+  i's relative representation w.r.t. the anchors, decoded by j's relative decoder)."""
+  codes = encode_members(model, abs_params, images)  # [M, n, d]
+  anchors = encode_members(model, abs_params, anchor_images)  # [M, A, d]
+  npix = float(np.prod(images.shape[1:]))
+  err = lambda logits: neg_log_likelihood(logits, images).mean() / npix
+  every_pair = lambda f, a, b: jax.jit(jax.vmap(lambda ai: jax.vmap(lambda bj: f(ai, bj))(b)))(a)
+  out = {"absolute": every_pair(lambda zi, pj: err(model.decode(pj, zi)), codes, abs_params)}
+
+  def translated(i_side, j_side):
+    (zi, ai), (aj, pj) = i_side, j_side
+    return err(model.decode(pj, ls.translate(ls.fit_procrustes(ai, aj), zi)))
+  out["translation"] = every_pair(translated, (codes, anchors), (anchors, abs_params))
+  if rel_decode is not None:
+    rel = jax.vmap(ls.relative_projection)(codes, anchors)
+    out["relative"] = every_pair(lambda ri, pj: err(rel_decode(pj, ri)), rel, rel_params)
+  return {k: np.asarray(v) for k, v in out.items()}
+
+
+def build_relative_decoder(config):
+  """The 'relative_decoder' family: for every member of the run in
+  config.source.workdir, a decoder that reads the member's relative representation (its
+  codes' cosines to the codes of `relative.num_anchors` anchor images drawn with
+  `relative.anchor_seed`), trained with the member's encoder frozen. A fresh run's
+  encoders come from `source_params` (passed to `lsx.train.train` as `init_params`)."""
+  from lsx import models
+  from lsx.objective import Objective
+  from lsx.train.loop import Setup, load_run, make_run_optimizer, resolve_hp
+  src, _ = load_run(config.source.workdir)
+  model, ds = src.model, src.dataset
+  num = int(config.relative.num_anchors)
+  anchor_images = ds.sample(jax.random.key(int(config.relative.anchor_seed)), num)[0]
+  m = src.config.model
+  rel_model = models.make_autoencoder(ds.image_shape, num, m.arch, "deterministic",
+                                      m.get("conv_impl", "gemm"),
+                                      tuple(m.get("hidden", ())) or None)
+  frozen_keys = ("encoder", "latent")
+
+  def init(rng):
+    p = model.init(rng)
+    return {**{k: p[k] for k in frozen_keys if k in p},
+            "decoder": rel_model.init(rng)["decoder"]}
+
+  def rel_codes(params, x):
+    enc = jax.lax.stop_gradient({k: params[k] for k in frozen_keys if k in params})
+    return ls.relative_projection(model.represent(enc, x), model.represent(enc, anchor_images))
+
+  rel_decode = lambda params, r: rel_model.decode({"decoder": params["decoder"]}, r)
+
+  def loss(params, x, rng, hp):
+    del rng, hp
+    rec = neg_log_likelihood(rel_decode(params, rel_codes(params, x)), x).mean()
+    return rec, {"rec": rec}
+
+  objective = Objective("relative_decoder", init, loss, {},
+                        info={"rel_decode": rel_decode, "anchor_images": anchor_images})
+  return Setup(config, ds, rel_model, objective, make_run_optimizer(config, objective),
+               resolve_hp(config, objective), log_keys=("rec",))
+
+
+def source_params(setup, stacked_source_params):
+  """Stacked initial params of a relative-decoder run: the source members' encoders
+  (frozen; stacked [M, ...]) and fresh relative decoders (member i from key(i))."""
+  members = jax.tree.leaves(stacked_source_params)[0].shape[0]
+  fresh = jax.vmap(lambda s: setup.objective.init(jax.random.key(s)))(jnp.arange(members))
+  return {**fresh, **{k: stacked_source_params[k] for k in fresh if k != "decoder"}}
+
+
+def _register():
+  from lsx.train.loop import FAMILIES
+  if "relative_decoder" not in FAMILIES:
+    FAMILIES.register("relative_decoder")(build_relative_decoder)
+
+
+_register()
