@@ -26,12 +26,34 @@ def encode_members(model, stacked_params, images, batch: int = 1000):
                           for i in range(0, images.shape[0], batch)], axis=1)
 
 
-def _measures(retrieval: int):
-  def pair(x, y):
-    xr, yr = x[:retrieval], y[:retrieval]
-    return jnp.stack([ls.knn_jaccard(xr, yr, 10), ls.mean_reciprocal_rank(xr, yr),
-                      ls.mean_cosine(x, y), ls.linear_cka(x, y)])
-  return pair
+def member_stats(x, retrieval: int, k: int = 10) -> dict:
+  """What every pair measure needs of one member's codes x [n, d], computed once per
+  member: unit codes, each retrieval sample's k nearest neighbours, centred codes and
+  the norm of their Gram matrix (CKA)."""
+  xc = x - x.mean(0)
+  return {"unit": ls._unit(x), "nn": ls._neighbours(x[:retrieval], k), "xc": xc,
+          "gram": jnp.linalg.norm(xc.T @ xc)}
+
+
+def pair_measures(a: dict, b: dict, retrieval: int, k: int = 10):
+  """[len(MEASURES)] for two members' `member_stats`: k-NN Jaccard, MRR (on the first
+  `retrieval` samples), matched cosine and linear CKA (equal to `lsx.similarity`'s)."""
+  inter = jnp.sum(jnp.any(a["nn"][:, :, None] == b["nn"][:, None, :], -1), -1)
+  jac = jnp.mean(inter / (2 * k - inter))
+  s = a["unit"][:retrieval] @ b["unit"][:retrieval].T
+  diag = jnp.diagonal(s)[:, None]
+  mrr = jnp.mean(1.0 / (1 + jnp.sum((s > diag) & ~jnp.eye(s.shape[0], dtype=bool), 1)))
+  cos = jnp.mean(jnp.sum(a["unit"] * b["unit"], -1))
+  cka = jnp.sum((b["xc"].T @ a["xc"]) ** 2) / jnp.maximum(a["gram"] * b["gram"], 1e-8)
+  return jnp.stack([jac, mrr, cos, cka])
+
+
+def pair_table(codes, retrieval: int):
+  """[M, M, len(MEASURES)] for codes [M, n, d]: the per-member statistics once (vmap),
+  then every pair from them (lax.map over i, vmap over j): one program."""
+  stats = jax.vmap(lambda x: member_stats(x, retrieval))(codes)
+  row = lambda a: jax.vmap(lambda b: pair_measures(a, b, retrieval))(stats)
+  return jax.lax.map(row, stats)
 
 
 def similarity_table(codes, *, num_anchors: int = 300, repetitions: int = 3,
@@ -45,8 +67,8 @@ def similarity_table(codes, *, num_anchors: int = 300, repetitions: int = 3,
   m, n, _ = codes.shape
   if num_anchors > n:
     raise ValueError(f"num_anchors={num_anchors} exceeds the {n} samples.")
-  pair = _measures(min(retrieval, n))
-  table = jax.jit(lambda s: ls.pair_matrix(pair, s))
+  retrieval = min(retrieval, n)
+  table = jax.jit(lambda s: pair_table(s, retrieval))
   absolute = np.asarray(table(codes))
   rel = []
   for r in range(repetitions):

@@ -126,3 +126,15 @@ def test_stitching_diagonal_is_each_members_own_reconstruction(tmp_path):
                                    num_anchors=8, repetitions=2, retrieval=32)
   assert table["absolute"].shape == (2, 2, 4) and table["relative"].shape == (2, 2, 2, 4)
   np.testing.assert_allclose(np.diagonal(table["absolute"][..., 3]), 1.0, atol=1e-5)  # CKA(i, i)
+
+
+def test_pair_table_from_member_statistics_equals_the_measures(space):
+  from lsx import compare
+  spaces = jnp.stack([space, space @ _rotation(6), space + 0.3 * jax.random.normal(jax.random.key(5), space.shape)])
+  t = np.asarray(compare.pair_table(spaces, 120))
+  for i in range(3):
+    for j in range(3):
+      x, y = spaces[i], spaces[j]
+      want = [ls.knn_jaccard(x[:120], y[:120], 10), ls.mean_reciprocal_rank(x[:120], y[:120]),
+              ls.mean_cosine(x, y), ls.linear_cka(x, y)]
+      np.testing.assert_allclose(t[i, j], np.array(want, np.float32), rtol=1e-4, atol=1e-5)
