@@ -94,14 +94,19 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None
   if step is None:
     return None
   path = os.path.join(str(mngr.directory), str(step))
+  absl_log = logging.getLogger("absl")
+  level = absl_log.level
+  absl_log.setLevel(logging.ERROR)  # orbax warns that the item dir has no step metadata
   try:
     meta = ocp.StandardCheckpointer().metadata(os.path.join(path, "default"))
     meta = getattr(meta, "item_metadata", meta)
     meta = getattr(meta, "tree", meta)
   except Exception as e:
+    absl_log.setLevel(level)
     raise CheckpointError(f"Checkpoint at {path} is unreadable ({type(e).__name__}: {e}). "
                           f"Delete that step directory to fall back to an earlier one, or "
                           f"use a fresh workdir.") from e
+  absl_log.setLevel(level)
   _check_shapes(abstract_state, meta, path)
   # Leaves without a sharding restore onto this process's first device, whatever the
   # topology that wrote them (a sweep sharded over 8 devices or 2 hosts loads on a laptop).
