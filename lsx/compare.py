@@ -9,6 +9,8 @@ representations: the 'relative_decoder' family). See docs/similarity.md.
 """
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -158,6 +160,66 @@ def source_params(setup, stacked_source_params):
   members = jax.tree.leaves(stacked_source_params)[0].shape[0]
   fresh = jax.vmap(lambda s: setup.objective.init(jax.random.key(s)))(jnp.arange(members))
   return {**fresh, **{k: stacked_source_params[k] for k in fresh if k != "decoder"}}
+
+
+def write_similarity(table: dict, workdir: str, log=print) -> dict:
+  """similarity.csv (every measure of every pair, space and anchor draw), similarity.png
+  (member x member matrices, absolute and relative side by side); returns the
+  cross-member means {"absolute": [...], "relative": [...]} per measure."""
+  from lsx import viz
+  rows = [{"space": space, "repetition": r, "i": i, "j": j,
+           **{m: float(v[i, j, k]) for k, m in enumerate(MEASURES)}}
+          for space, reps in (("absolute", table["absolute"][None]), ("relative", table["relative"]))
+          for r, v in enumerate(reps) for i in range(v.shape[0]) for j in range(v.shape[1])]
+  _write_csv(os.path.join(workdir, "similarity.csv"), rows)
+  mean_rel = table["relative"].mean(0)
+  viz.save_matrices({f"{m} ({s})": (table["absolute"] if s == "absolute" else mean_rel)[..., k]
+                     for k, m in enumerate(MEASURES) for s in ("absolute", "relative")},
+                    os.path.join(workdir, "similarity.png"), cols=2)
+  ab = off_diagonal_mean(table["absolute"])
+  rel = np.mean([off_diagonal_mean(r) for r in table["relative"]], 0)
+  for k, m in enumerate(MEASURES):
+    log(f"cross-member {m:11s} absolute {ab[k]:.3f}  relative {rel[k]:.3f}  "
+        f"gap {rel[k] - ab[k]:+.3f}")
+  return {"absolute": ab.tolist(), "relative": rel.tolist()}
+
+
+def relative_decoder_config(source_workdir: str, members: int, *, num_anchors: int = 300,
+                            steps: int = 2000, strategy: str = "auto"):
+  """The config of a relative-decoder run over the `members` members of a source run
+  (written in source_workdir/relative)."""
+  from lsx.train.config import run_config
+  c = run_config()
+  c.family, c.seed = "relative_decoder", 0
+  c.workdir = os.path.join(source_workdir, "relative")
+  c.source = dict(workdir=source_workdir)
+  c.relative = dict(num_anchors=int(num_anchors), anchor_seed=1234)
+  c.hp = {"lr": 1e-3}
+  c.train.update(steps=int(steps), batch_size=64)
+  c.sweep.seed = tuple(range(members)) if members > 1 else ()
+  c.sweep_strategy = strategy
+  return c
+
+
+def write_stitching(errs: dict, workdir: str, log=print) -> None:
+  """stitching.csv / stitching.png: the error of every (encoder i, decoder j) pair."""
+  from lsx import viz
+  _write_csv(os.path.join(workdir, "stitching.csv"),
+             [{"kind": k, "i": i, "j": j, "error": float(v[i, j])}
+              for k, v in errs.items() for i in range(v.shape[0]) for j in range(v.shape[1])])
+  viz.save_matrices({f"{k} stitching": v for k, v in errs.items()},
+                    os.path.join(workdir, "stitching.png"), cols=3)
+  for k, v in errs.items():
+    same, cross = np.diag(v).mean(), off_diagonal_mean(v)
+    log(f"{k:11s} stitching error: i = j {same:.4f}, i != j {cross:.4f} (x{cross / same:.2f})")
+
+
+def _write_csv(path, rows):
+  import csv
+  with open(path, "w", newline="") as f:
+    w = csv.DictWriter(f, list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
 
 
 def _register():

@@ -138,3 +138,27 @@ def test_pair_table_from_member_statistics_equals_the_measures(space):
       want = [ls.knn_jaccard(x[:120], y[:120], 10), ls.mean_reciprocal_rank(x[:120], y[:120]),
               ls.mean_cosine(x, y), ls.linear_cka(x, y)]
       np.testing.assert_allclose(t[i, j], np.array(want, np.float32), rtol=1e-4, atol=1e-5)
+
+
+def test_compare_spaces_cli_writes_tables_and_figures(tmp_path):
+  import csv
+  import subprocess
+  import sys
+  from conftest import tiny_config
+  from lsx import train as lt
+  c = tiny_config(**{"objective.name": "ae", "sweep_strategy": "map", "train.steps": 2})
+  with c.unlocked():
+    c.hp, c.sweep.seed = {"lr": 1e-3}, (0, 1)
+  lt.train(c, str(tmp_path), print_fn=lambda s: None, write_figures=False)
+  out = subprocess.run([sys.executable, "-m", "experiments.compare_spaces", "--workdir",
+                        str(tmp_path), "--samples=64", "--anchors=8", "--retrieval=32",
+                        "--repetitions=2", "--stitch", "--stitch_steps=2"],
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  rows = list(csv.DictReader(open(tmp_path / "similarity.csv")))
+  assert len(rows) == 4 + 2 * 4 and {"jaccard@10", "mrr", "cosine", "linear_cka"} <= set(rows[0])
+  kinds = {r["kind"] for r in csv.DictReader(open(tmp_path / "stitching.csv"))}
+  assert kinds == {"absolute", "translation", "relative"}
+  for png in ("similarity.png", "stitching.png"):
+    assert (tmp_path / png).stat().st_size > 1000
+  assert "cross-member" in out.stderr and "stitching error" in out.stderr
