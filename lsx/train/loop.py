@@ -302,7 +302,6 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
     strategy = sweep_lib.resolve_strategy(config.get("sweep_strategy", "auto"))
     if strategy == "sharded":
       mesh = sweep_lib.make_mesh(members.size, int(config.get("mesh", {}).get("data", 1)))
-  os.makedirs(workdir, exist_ok=True)
   mngr = ckpt.manager(os.path.join(workdir, "checkpoints"), max_to_keep=t.get("keep", 2))
   changes = {}
   if mngr.latest_step() is not None:
@@ -316,8 +315,12 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
     hp, num = members.hp, members.size
   if init_params is not None:
     fresh = init
-    init = jax.jit(lambda p: fresh().replace(params=p))
-    init = functools.partial(init, init_params)
+    want = jax.tree.map(lambda a: (a.shape, a.dtype), jax.eval_shape(fresh).params)
+    got = jax.tree.map(lambda a: (jnp.shape(a), jnp.asarray(a).dtype), init_params)
+    if want != got:
+      raise ValueError(f"init_params do not match the run's parameters: {got} vs {want} "
+                       f"(for a sweep, stack them on a leading member axis).")
+    init = functools.partial(jax.jit(lambda p: fresh().replace(params=p)), init_params)
   abstract = jax.eval_shape(init)
   if mesh is not None:  # restore straight into the member sharding (global arrays)
     ms = sweep_lib.member_sharding(mesh)
