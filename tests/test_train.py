@@ -281,3 +281,12 @@ def test_a_flipped_byte_in_a_checkpoint_is_reported_not_restored(tmp_path):
   with pytest.raises(ckpt.CheckpointError, match=r"is corrupt: .* match the checksum"):
     ckpt.restore(mngr, setup.abstract_state(), 4)
   assert int(good.step) == 4
+
+
+def test_a_workdir_that_cannot_be_one_is_named(tmp_path):
+  f = tmp_path / "a_file"
+  f.write_text("")
+  with pytest.raises(NotADirectoryError, match="is a file, not a directory"):
+    lt.train(tiny_config(), str(f), print_fn=lambda s: None)
+  with pytest.raises(OSError, match="cannot use .* as a workdir"):
+    lt.train(tiny_config(), str(f / "sub"), print_fn=lambda s: None)

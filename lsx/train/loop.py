@@ -279,7 +279,7 @@ def train(config, workdir: str | None = None, **kwargs) -> tuple[TrainState, Set
   if not dist.maybe_initialize(config):
     sweep_lib.split_host(config)  # a CPU sweep: one device per core (see sweep.py)
   setup = kwargs.pop("setup", None) or build(config)  # every check before the workdir
-  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.prepare(workdir)
   if not dist.is_main():
     return _train(config, workdir, setup=setup, **kwargs)
   with workdir_lib.lock(workdir):

@@ -65,3 +65,19 @@ def lock(workdir: str):
         os.remove(path)
     return
   raise WorkdirLockedError(f"could not take the lock {path}; another process keeps taking it.")
+
+
+def prepare(workdir: str) -> str:
+  """Create `workdir` (and its parents), or say clearly why it cannot be one."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise NotADirectoryError(f"workdir {workdir} is a file, not a directory: give a "
+                             f"directory path (config.workdir or --workdir).")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise type(e)(f"cannot use {workdir} as a workdir: {e.strerror or e} (a parent that is "
+                  f"a file, or no permission to write there); choose another path.") from e
+  if not os.access(workdir, os.W_OK):
+    raise PermissionError(f"workdir {workdir} is not writable: checkpoints could not be "
+                          f"saved; choose a writable path.")
+  return workdir
