@@ -59,3 +59,13 @@ def test_evaluating_a_sweep_with_a_diverged_member_keeps_the_healthy_ones(tmp_pa
   rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
   assert rows[0]["mig"] and rows[1]["eval_error"].startswith("diverged")
   assert json.load(open(tmp_path / "metrics.json"))["members"][1]["error"]
+
+
+def test_a_torn_config_json_is_named(tmp_path):
+  lt.train(tiny_config(**{"train.steps": 2}), str(tmp_path), write_figures=False,
+           print_fn=lambda s: None)
+  text = (tmp_path / "config.json").read_text()
+  (tmp_path / "config.json").write_text(text[:len(text) // 2])
+  import pytest
+  with pytest.raises(ValueError, match="config.json is not valid JSON"):
+    suite.evaluate_workdir(str(tmp_path), log=lambda s: None, **SMALL)

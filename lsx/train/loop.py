@@ -252,8 +252,9 @@ def config_to_json(x):
 def write_config(config, workdir: str) -> str:
   """Write `config` as `workdir`/config.json (what `load_run` rebuilds a run from)."""
   path = os.path.join(workdir, "config.json")
-  with open(path, "w") as f:
+  with open(path + ".tmp", "w") as f:  # whole or not at all: a kill never leaves half
     json.dump(config_to_json(config), f, indent=2, sort_keys=True)
+  os.replace(path + ".tmp", path)
   return path
 
 
@@ -482,7 +483,12 @@ def config_from_json(path: str):
   """The ConfigDict a run was trained with, from its workdir's config.json."""
   import ml_collections
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    try:
+      return ml_collections.ConfigDict(json.load(f))
+    except ValueError as e:
+      raise ValueError(f"{path} is not valid JSON ({e}): the file was cut short or edited. "
+                       f"Rewrite it from the config the run was trained with "
+                       f"(lsx.train.write_config).") from None
 
 
 def load_run(workdir: str, step: int | None = None):
