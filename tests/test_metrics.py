@@ -205,3 +205,18 @@ def test_latents_beyond_float32_are_refused():
   f = np.random.default_rng(1).integers(0, 3, size=(50, 1))
   with pytest.raises(ValueError, match="beyond what float32"):
     lm.infomec(z, f)
+
+
+def test_metric_options_out_of_range_are_refused():
+  rng = np.random.default_rng(0)
+  z, f = rng.normal(size=(40, 3)), rng.integers(0, 3, size=(40, 2))
+  with pytest.raises(ValueError, match="k=0 neighbours"):
+    lm.infomec(z, f, k=0)
+  zq = rng.integers(0, 5, size=(40, 3)).astype(np.float32)
+  with pytest.raises(ValueError, match="a latent takes 5 distinct values"):
+    lm.infomec(zq, f, discrete_latents=True, max_latent_values=3)
+  # continuous SAP takes real-valued factors; the class-label metrics do not
+  assert np.isfinite(lm.sap(z, rng.normal(size=(40, 2)), continuous_factors=True)["sap"])
+  # a uniform importance row: completeness is 0, never a hair below
+  d, c = lm.scores_from_importance(np.ones((3, 2)))
+  assert 0.0 <= float(d) <= 1.0 and 0.0 <= float(c) <= 1.0

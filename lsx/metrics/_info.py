@@ -14,8 +14,9 @@ from jax.scipy.special import digamma
 
 
 # ----------------------------------------------------------------------------- host side
-def validate(latents, factors, name: str = "latents"):
-  """Common input checks; returns numpy views. Raises before anything compiles."""
+def validate(latents, factors, name: str = "latents", integer_factors: bool = True):
+  """Common input checks; returns numpy views. Raises before anything compiles.
+  `integer_factors`: factors are class labels (integer-valued; continuous SAP: False)."""
   z = np.asarray(latents)
   f = np.asarray(factors)
   if z.ndim != 2:
@@ -35,13 +36,15 @@ def validate(latents, factors, name: str = "latents"):
   if np.issubdtype(z.dtype, np.floating) and z.dtype.itemsize > 4 and np.abs(z).max() > 1e37:
     raise ValueError(f"{name} reach {np.abs(z).max():.3g}, beyond what float32 (the metrics' "
                      f"precision) holds; rescale them (e.g. standardize each latent).")
-  if not np.issubdtype(f.dtype, np.integer):
+  if integer_factors and not np.issubdtype(f.dtype, np.integer):
     if not np.all(np.isfinite(f)) or not np.all(f == np.round(f)):
       bad = f[~np.isfinite(f) | (f != np.round(np.nan_to_num(f)))].ravel()[:3]
       raise ValueError(f"factors must be integer class indices, got values such as "
                        f"{bad.tolist()}; discretize continuous factors first (e.g. "
                        f"lsx.metrics.histogram_discretize).")
     f = f.astype(np.int64)
+  if not integer_factors and not np.all(np.isfinite(f)):
+    raise ValueError("factors contain NaN or Inf.")
   return z, f
 
 

@@ -38,7 +38,8 @@ def scores_from_importance(importance):
   w = jnp.where(r.sum() == 0, jnp.ones_like(r), r)
   dis = jnp.sum(per_code * w.sum(1) / w.sum())
   com = jnp.sum(per_factor * w.sum(0) / w.sum())
-  return dis, com
+  # the 1e-11 guard makes a uniform row's entropy a hair above 1: clip to the score's range
+  return jnp.clip(dis, 0.0, 1.0), jnp.clip(com, 0.0, 1.0)
 
 
 def _check(zt, ft, ze, fe):

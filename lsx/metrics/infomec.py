@@ -93,6 +93,11 @@ def make_infomec(factors, discrete_latents: bool = False, *, k: int = 10,
   f = np.asarray(factors)
   if f.ndim != 2 or f.shape[0] < 2:
     raise ValueError(f"factors must have shape [n >= 2, F], got {f.shape}.")
+  if not 1 <= int(k) < f.shape[0]:
+    raise ValueError(f"k={k} neighbours: need 1 <= k < the {f.shape[0]} samples.")
+  if int(max_latent_values) < 2:
+    raise ValueError(f"max_latent_values={max_latent_values}: a discrete latent needs at "
+                     f"least 2 values.")
   codes, kf, nvals = _info.encode_columns(f)
   codes, nvals = jnp.asarray(codes), jnp.asarray(nvals, jnp.int32)
   kv = _info.bucket(max_latent_values)
@@ -109,8 +114,12 @@ def infomec(latents, factors, discrete_latents: bool = False, *, k: int = 10,
   z, f = _info.validate(latents, factors)
   if (f.shape[1] and np.all([np.unique(f[:, i]).size < 2 for i in range(f.shape[1])])):
     raise ValueError("every factor is constant: InfoMEC is undefined. Sample factors that vary.")
+  observed = max(int(np.unique(z[:, j]).size) for j in range(z.shape[1])) if discrete_latents else 0
   if discrete_latents and max_latent_values is None:
-    max_latent_values = max(int(np.unique(z[:, j]).size) for j in range(z.shape[1]))
+    max_latent_values = observed
+  if discrete_latents and int(max_latent_values) < observed:
+    raise ValueError(f"max_latent_values={max_latent_values} but a latent takes {observed} "
+                     f"distinct values; pass at least {observed} (QLAE: its codebook size).")
   fn = make_infomec(f, discrete_latents, k=k, max_latent_values=int(max_latent_values or 16),
                     logreg_steps=logreg_steps)
   out = jax.device_get(fn(jnp.asarray(z, jnp.float32)))

@@ -38,7 +38,8 @@ def _top_two_gap(s):
 def sap(latents_train, factors_train, latents_test=None, factors_test=None, *,
         continuous_factors: bool = False) -> dict:
   """SAP score; returns dict(sap, score_matrix [d, F])."""
-  zt, ft = _info.validate(latents_train, factors_train, "latents_train")
+  zt, ft = _info.validate(latents_train, factors_train, "latents_train",
+                          integer_factors=not continuous_factors)
   if continuous_factors:
     gap, s = sap_continuous(zt, ft)
     return {"sap": float(gap), "score_matrix": np.asarray(s)}
