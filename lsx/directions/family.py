@@ -175,15 +175,6 @@ def build_directions(config, decoder: Decoder | None = None):
                log_keys=("cos_same_direction", "cos_other_directions", "ce", "accuracy"))
 
 
-def _register():
-  from lsx.train.loop import FAMILIES
-  if "directions" not in FAMILIES:
-    FAMILIES.register("directions")(build_directions)
-
-
-_register()
-
-
 def method_config(config, method: str, workdir: str):
   """`config` for `method`: its hyperparameters (the config's values where it has them,
   the method's defaults otherwise) and `workdir`."""
@@ -221,3 +212,12 @@ def fit(config, method: str, decoder: Decoder, workdir: str, print_fn=None):
   if not c.sweep.seed and not c.sweep.hp:
     params = jax.tree.map(lambda a: a[None], params)
   return linear_traversal(setup.objective.directions, int(e.steps), step), params
+
+
+def _register():
+  from lsx.train.loop import FAMILIES
+  if "directions" not in FAMILIES:
+    FAMILIES.register("directions")(build_directions)
+
+
+_register()
