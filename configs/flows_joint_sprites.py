@@ -5,7 +5,7 @@
 The paper's second use of the flows (Song et al. 2023): sequences in which one
 ground-truth factor moves at a constant speed are rendered from factor indices; the
 moving factor names the potential. Writes checkpoints/, flows.png, flows_losses.png and
-flows_dfa.json (the flows scored next to the VAE's latent axes and random directions).
+scores.json (the flows scored next to the VAE's latent axes and random directions).
 """
 import ml_collections
 

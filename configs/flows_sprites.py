@@ -6,7 +6,7 @@
 Learns K potentials and a frame classifier on the latent space of the frozen decoder in
 `decoder.workdir` (trained with `decoder.config` first when absent), through lsx.train
 (checkpointed, resumable, sweepable), then writes flows.png, flows_losses.png and
-flows_dfa.json in `workdir`.
+scores.json in `workdir`.
 """
 import ml_collections
 
