@@ -33,14 +33,18 @@ TERM_SETS = {"all": ("cls", "ic", "pde", "-jvp"), "no_jvp": ("cls", "ic", "pde")
 SCORES = ("disentanglement", "completeness", "direction_mig", "coverage", "vp")
 
 
-def objective_value(setup: Setup, params, batches: int) -> tuple[float, dict]:
-  """The objective (and its aux terms) averaged over `batches` fixed batches."""
+def objective_evaluator(setup: Setup, batches: int):
+  """value(params) -> (objective, aux terms) averaged over `batches` fixed batches: the
+  loss compiled once and reused for every set of parameters."""
   ev = jax.jit(lambda p, r: setup.objective.loss(
       p, setup.sample(jax.random.fold_in(r, 1), int(setup.config.train.batch_size))[0], r,
       setup.hp))
-  vals = [jax.device_get(ev(params, jax.random.key(500 + i))) for i in range(int(batches))]
-  return (float(np.mean([v[0] for v in vals])),
-          {k: float(np.mean([v[1][k] for v in vals])) for k in vals[0][1]})
+
+  def value(params):
+    vals = [jax.device_get(ev(params, jax.random.key(500 + i))) for i in range(int(batches))]
+    return (float(np.mean([v[0] for v in vals])),
+            {k: float(np.mean([v[1][k] for v in vals])) for k in vals[0][1]})
+  return value
 
 
 def _fit(config, setup, workdir, params, steps: int):
@@ -92,8 +96,9 @@ def probe_directions(config, steps: int, eval_batches: int, log=print):
                                   anchors=config.eval.anchors, vp_anchors=config.eval.vp_anchors,
                                   readable_orientation=config.eval.readable_orientation)
   rows = {}
+  value = objective_evaluator(setup, eval_batches)
   for (name, m), r in zip(sets.items(), scored["all"]):
-    v, aux = objective_value(setup, {"directions": {"d": jnp.asarray(m)}}, eval_batches)
+    v, aux = value({"directions": {"d": jnp.asarray(m)}})
     rows[name] = {"objective": v, **aux, **{s: float(r[s]) for s in SCORES},
                   "directions": np.asarray(m).round(5).tolist()}
   info = {"probe": "directions", "method": method, "features": config.directions.features,
@@ -151,11 +156,11 @@ def probe_flows(workdir: str, steps: int, eval_batches: int, classifier_steps: i
   # the classifier alone on frozen flows (zero flow gradients leave Adam's flow update 0)
   frozen = setup_for(lambda p, z, r, h: post.loss(
       {"flow": jax.lax.stop_gradient(p["flow"]), "classifier": p["classifier"]}, z, r, h))
-  values = {}
+  values, value = {}, objective_evaluator(setup_for(post.loss), eval_batches)
   for i, (name, fp) in enumerate(sets.items()):
     p = _fit(pc, frozen, os.path.join(out_dir, f"classifier {i}"),
              {"flow": fp, "classifier": init_clf(jax.random.key(5))}, classifier_steps)
-    values[name] = objective_value(setup_for(post.loss), p, eval_batches)
+    values[name] = value(p)
   oracle = lm.make_oracle(dec.dataset, c.eval.oracle, pool=int(c.eval.oracle_pool),
                           steps=int(c.eval.oracle_steps), rng=jax.random.key(c.seed + 7), log=log)
   scored, _ = ffam.score_run(joint_setup, joint.params, oracle, references=False,

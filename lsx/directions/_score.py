@@ -14,12 +14,8 @@ from lsx.metrics.oracle import rotation_anisotropy
 def traversal_images(directions: Directions, params, generate: Callable, anchors,
                      num_steps: int, step_size):
   """Images [K, N, 2*num_steps+1, H, W, C]: every direction traversed from every anchor."""
-  k = directions.num
-  paths = jax.vmap(lambda kk: jax.vmap(
-      lambda z: traverse(directions, params, z, kk, num_steps, step_size))(anchors))(
-          jnp.arange(k))  # [K, N, S, d]
-  x = generate(paths.reshape(-1, paths.shape[-1]))
-  return x.reshape(paths.shape[:3] + x.shape[1:])
+  return traversal_frames(linear_traversal(directions, num_steps, step_size), params,
+                          generate, anchors)
 
 
 def shift_pairs(directions: Directions, params, generate: Callable, anchors, rng,
@@ -168,19 +164,15 @@ def score_traversals(sets: dict, oracle: Callable, *, anchors: int, vp_anchors: 
   coverage are added as `*_cc`. Returns ({name: [scores of each member]}, readings)."""
   from lsx import metrics as lm
 
-  names, images, members = list(sets), [], []
-  for name in names:
-    trav, stacked, dec = sets[name]
-    m = jax.tree.leaves(stacked)[0].shape[0]
-    images.append(jnp.stack([traversal_frames(trav, take(stacked, i), dec.generate,
-                                              dec.z[:int(anchors)]) for i in range(m)]))
-    members.append(m)
+  images = [jnp.stack([traversal_frames(trav, take(stacked, i), dec.generate,
+                                        dec.z[:int(anchors)])
+                        for i in range(jax.tree.leaves(stacked)[0].shape[0])])
+            for trav, stacked, dec in sets.values()]  # [members, K, N, S, H, W, C] each
   readings = read_in_one_pass(oracle, images)
   out = {}
-  for name, reading, m in zip(names, readings, members):
-    trav, stacked, dec = sets[name]
+  for (name, (trav, stacked, dec)), reading, x in zip(sets.items(), readings, images):
     rows = []
-    for i in range(m):
+    for i in range(x.shape[0]):
       aniso = reading.anisotropy[i] if readable_orientation else None
       res = lm.dataset_dfa(dec.dataset, reading.factors[i], trav.steps,
                            off_manifold=reading.distance[i], anisotropy=aniso)
@@ -192,7 +184,7 @@ def score_traversals(sets: dict, oracle: Callable, *, anchors: int, vp_anchors: 
         rng = jax.random.key(11 + i)
         diffs, labels = trav.pairs(take(stacked, i), dec.generate, dec.z[-int(vp_anchors):], rng)
         res["vp"] = lm.variation_predictability(diffs, labels, jax.random.fold_in(rng, 2),
-                                                num_classes=images[names.index(name)].shape[1])["vp"]
+                                                num_classes=x.shape[1])["vp"]
       rows.append(res)
     out[name] = rows
   return out, readings
