@@ -26,12 +26,28 @@ import numpy as np
 _EPS = 1e-8
 
 
+def _pair(x, y, what: str, same_width: bool = False):
+  """Shapes of two spaces compared sample by sample (static: checked while tracing)."""
+  sx, sy = jnp.shape(x), jnp.shape(y)
+  if len(sx) != 2 or len(sy) != 2:
+    raise ValueError(f"{what} takes two [n, d] arrays, got shapes {sx} and {sy}.")
+  if sx[0] != sy[0]:
+    raise ValueError(f"{what} compares sample i of one space with sample i of the other: "
+                     f"both need the same number of samples, got {sx[0]} and {sy[0]}.")
+  if same_width and sx[1] != sy[1]:
+    raise ValueError(f"{what} needs spaces of the same width, got {sx[1]} and {sy[1]} "
+                     f"(relative representations on the same anchors have it).")
+
+
 def _unit(x):
   return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), _EPS)
 
 
 def relative_projection(x, anchors):
   """[n, A]: cos(x_i, a_k) for samples x [n, d] and anchors [A, d] of the same space."""
+  if jnp.shape(x)[-1] != jnp.shape(anchors)[-1]:
+    raise ValueError(f"relative_projection: samples and anchors must be in one space (the "
+                     f"same width), got {jnp.shape(x)} and {jnp.shape(anchors)}.")
   return _unit(x) @ _unit(anchors).T
 
 
@@ -47,8 +63,9 @@ def choose_anchors(num: int, method: str = "random", *, n: int | None = None, rn
     raise ValueError(f"Unknown anchor method {method!r}; choose one of {ANCHOR_METHODS}.")
   rng = jax.random.key(0) if rng is None else rng
   if method == "random":
-    if n is None or num > n:
-      raise ValueError(f"random anchors need n >= num, got n={n}, num={num}.")
+    if n is None or not 1 <= num <= n:
+      raise ValueError(f"{num} anchors from {n} samples: random anchors need "
+                       f"1 <= num <= n (pass n=, the number of samples).")
     return jax.random.permutation(rng, n)[:num]
   if method == "farthest":
     if space is None:
@@ -87,6 +104,7 @@ def _cka_from_grams(kx, ky):
 
 def linear_cka(x, y):
   """Linear CKA of x [n, d] and y [n, e]: ||y_c^T x_c||_F^2 / (||x_c^T x_c||_F ||y_c^T y_c||_F)."""
+  _pair(x, y, "linear_cka")
   xc, yc = x - x.mean(0), y - y.mean(0)
   num = jnp.sum((yc.T @ xc) ** 2)
   return num / jnp.maximum(jnp.linalg.norm(xc.T @ xc) * jnp.linalg.norm(yc.T @ yc), _EPS)
@@ -99,6 +117,7 @@ def rbf_cka(x, y, sigma: float = 0.8):
     d2 = jnp.maximum(jnp.sum(a * a, 1)[:, None] + jnp.sum(a * a, 1)[None] - 2 * a @ a.T, 0.0)
     med = jnp.median(jnp.sqrt(d2[jnp.triu_indices(a.shape[0], 1)]))
     return jnp.exp(-d2 / (2 * (sigma * jnp.maximum(med, _EPS)) ** 2))
+  _pair(x, y, "rbf_cka")
   return _cka_from_grams(gram(x), gram(y))
 
 
@@ -110,6 +129,10 @@ def _neighbours(a, k: int):
 
 def knn_jaccard(x, y, k: int = 10):
   """Mean Jaccard index of every sample's k nearest neighbours (cosine) in x and in y."""
+  _pair(x, y, "knn_jaccard")
+  if not 1 <= int(k) < jnp.shape(x)[0]:
+    raise ValueError(f"knn_jaccard: k={k} neighbours need 1 <= k < the {jnp.shape(x)[0]} "
+                     f"samples.")
   nx, ny = _neighbours(x, k), _neighbours(y, k)
   inter = jnp.sum(jnp.any(nx[:, :, None] == ny[:, None, :], -1), -1)
   return jnp.mean(inter / (2 * k - inter))
@@ -118,6 +141,7 @@ def knn_jaccard(x, y, k: int = 10):
 def mean_reciprocal_rank(x, y):
   """Mean over samples i of 1 / rank of y_i among all y by cosine to x_i (x, y in spaces
   of the same width: relative representations on the same anchors, say)."""
+  _pair(x, y, "mean_reciprocal_rank", same_width=True)
   s = _unit(x) @ _unit(y).T
   diag = jnp.diagonal(s)[:, None]
   rank = 1 + jnp.sum((s > diag) & ~jnp.eye(s.shape[0], dtype=bool), 1)
@@ -126,6 +150,7 @@ def mean_reciprocal_rank(x, y):
 
 def mean_cosine(x, y):
   """Mean cosine between matched samples x_i and y_i (same width)."""
+  _pair(x, y, "mean_cosine", same_width=True)
   return jnp.mean(jnp.sum(_unit(x) * _unit(y), -1))
 
 
@@ -147,6 +172,7 @@ def _standardize(a):
 def fit_procrustes(xa, ya) -> Translation:
   """The orthogonal map from space x to space y fitted on anchors xa [A, d], ya [A, e]
   (each centred and scaled to unit mean norm; d != e pads the narrower with zeros)."""
+  _pair(xa, ya, "fit_procrustes (anchors of both spaces)")
   mx, sx = _standardize(xa)
   my, sy = _standardize(ya)
   a, b = (xa - mx) / sx, (ya - my) / sy
@@ -161,6 +187,7 @@ def fit_procrustes(xa, ya) -> Translation:
 
 def fit_affine(xa, ya, l2: float = 1e-6) -> Translation:
   """The least-squares affine map from x to y fitted on anchors (ridge `l2`)."""
+  _pair(xa, ya, "fit_affine (anchors of both spaces)")
   mx, sx = _standardize(xa)
   my, sy = _standardize(ya)
   a, b = (xa - mx) / sx, (ya - my) / sy

@@ -200,11 +200,20 @@ def test_metric_inputs_that_are_not_labels_are_refused(factors, match):
   assert np.isfinite(lm.mig(z, np.array([[0.0], [1.0], [1.0], [0.0]])))
 
 
-def test_latents_beyond_float32_are_refused():
-  z = np.random.default_rng(0).normal(size=(50, 2)) * 1e300
-  f = np.random.default_rng(1).integers(0, 3, size=(50, 1))
+def test_latents_of_any_float64_scale_score_as_standardized():
+  # InfoMEC, MIG and DCI are invariant to a per-latent affine map; the latents are
+  # standardized in float64 first, so scales float32 cannot hold score as the unit-scale
+  # latents. SAP (scale-dependent, as in disentanglement_lib) refuses them instead.
+  rng = np.random.default_rng(0)
+  f = rng.integers(0, 3, size=(300, 2))
+  z = rng.normal(size=(300, 3))
+  z[:, 0] += f[:, 0]
+  for scale in (1e300, 1e-300):
+    a, b = lm.infomec(z, f), lm.infomec(z * scale, f)
+    assert all(abs(a[k] - b[k]) < 1e-4 for k in ("infom", "infoe", "infoc"))
+    assert abs(lm.mig(z, f) - lm.mig(z * scale, f)) < 1e-6
   with pytest.raises(ValueError, match="beyond what float32"):
-    lm.infomec(z, f)
+    lm.sap(z * 1e300, f, z * 1e300, f)
 
 
 def test_metric_options_out_of_range_are_refused():

@@ -67,9 +67,9 @@ def test_same_seed_same_numbers_different_seed_differs(uninterrupted, tmp_path):
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   wd = str(tmp_path)
   lt.train(tiny_config(**{"train.steps": 4}), wd, write_figures=False, print_fn=lambda s: None)
-  # continue with a NaN learning rate: params turn NaN, the next loss is NaN
-  bad = tiny_config(**{"hp.lr": float("nan")})
-  with pytest.raises(ValueError, match=r"another config \(hp.lr: 0.001 -> nan\).*allow_config_change"):
+  # continue with an absurd learning rate: params overflow, the next loss is not finite
+  bad = tiny_config(**{"hp.lr": 1e30})
+  with pytest.raises(ValueError, match=r"another config \(hp.lr: 0.001 -> 1e\+30\).*allow_config_change"):
     lt.train(bad, wd, write_figures=False, print_fn=lambda s: None)  # refused, named
   with pytest.raises(lt.NonFiniteError, match=r"Non-finite loss or gradient at step \d+.*last good checkpoint \(step 4\)"):
     lt.train(bad, wd, write_figures=False, print_fn=lambda s: None, allow_config_change=True)
@@ -135,7 +135,7 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
     for f in files:
       with open(os.path.join(root, f), "wb") as fh:
         fh.write(b"garbage")
-  with pytest.raises(ckpt.CheckpointError, match="delete|Delete"):
+  with pytest.raises(ckpt.CheckpointError, match=r"checkpoints/4 \(step 4\) is corrupt"):
     lt.train(tiny_config(), wd, print_fn=lambda s: None)
 
 

@@ -59,9 +59,14 @@ def get_dataset(name: str, **options):
   """A registered dataset by name (options it does not take are left out: `config.data`
   is shared by every dataset), anything else through TFDS by name (`split`, `data_dir`,
   `max_examples`, `image_key`). Names may be prefixed 'tfds:' to force TFDS."""
+  known = Entry("tfds", load_tfds, {}).options()
+  every = set(known).union(*(REGISTRY.get(n).options() for n in REGISTRY))
+  unknown = sorted(set(options) - every)
+  if unknown:
+    raise ValueError(f"no dataset takes the option(s) {unknown}; the options are "
+                     f"{sorted(every)} (config.data).")
   if name in REGISTRY:
     return REGISTRY.build(name, options=options, strict=False)
-  known = Entry("tfds", load_tfds, {}).options()
   return load_tfds(name.removeprefix("tfds:"), **{k: v for k, v in options.items() if k in known})
 
 

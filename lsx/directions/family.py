@@ -161,7 +161,19 @@ def _init_keys(rng):
 def build_directions(config, decoder: Decoder | None = None):
   """The `Setup` of a learned direction method on the decoder in config.decoder.workdir."""
   from lsx.train.loop import Setup, make_run_optimizer, resolve_hp
+  from lsx.directions._param import KINDS
+  from lsx.train import validate
   method = config.directions.method
+  validate.positive(config, "directions.num", "eval.steps", "eval.anchors", "eval.vp_anchors",
+                    "eval.data")
+  d = config.directions
+  if d.kind not in KINDS:
+    raise ValueError(f"config.directions.kind must be one of {KINDS}, got {d.kind!r}.")
+  feats = d.get("features", "pixels")
+  if isinstance(feats, str) and not (feats in ("pixels", "encoder") or
+                                     (feats.startswith("decoder:") and len(feats) > 8)):
+    raise ValueError(f"config.directions.features must be 'pixels', 'encoder' or "
+                     f"'decoder:<submodule>', got {feats!r}.")
   if method_kind(method) != "learned":
     raise ValueError(f"config.directions.method={method!r} is closed form: there is nothing "
                      f"to train (experiments.discover fits and scores it).")

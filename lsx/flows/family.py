@@ -55,8 +55,17 @@ def build_flows(config):
   from lsx.directions.family import Decoder
   from lsx.train.loop import Setup, make_run_optimizer, resolve_hp
   f = config.flows
+  from lsx.train import validate
   if f.mode not in MODES:
     raise ValueError(f"config.flows.mode must be one of {MODES}, got {f.mode!r}.")
+  validate.positive(config, "flows.num_probes", "eval.anchors", "eval.steps",
+                    *(("flows.num_potentials",) if f.mode == "posthoc" else ()))
+  if int(f.path_len) < 2:
+    raise ValueError(f"config.flows.path_len must be >= 2 (points on a flow's path), got "
+                     f"{f.path_len}.")
+  if f.laplacian not in ("exact", "hutchinson"):
+    raise ValueError(f"config.flows.laplacian must be 'exact' or 'hutchinson', got "
+                     f"{f.laplacian!r}.")
   if f.mode == "posthoc":
     dec = Decoder.load(config.decoder.workdir, 256)
     flow = make_flow(dec.model.latent_dim, int(f.num_potentials), output=f.flow_output)

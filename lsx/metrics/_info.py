@@ -14,9 +14,29 @@ from jax.scipy.special import digamma
 
 
 # ----------------------------------------------------------------------------- host side
-def validate(latents, factors, name: str = "latents", integer_factors: bool = True):
+def host_scale(z):
+  """Per-latent mean and standard deviation, computed in float64 on the host (a constant
+  latent gets sd 1)."""
+  z64 = np.asarray(z, np.float64)
+  m = np.abs(z64).max(0) if z64.size else np.ones(z64.shape[1:])
+  m = np.where(m > 0, m, 1.0)  # divide first: no overflow for latents near float64's max
+  mu, sd = (z64 / m).mean(0), (z64 / m).std(0)
+  return mu * m, np.where(sd > 0, sd * m, m)
+
+
+def apply_scale(z, mu, sd):
+  m = np.where(sd > 0, sd, 1.0)
+  return ((np.asarray(z, np.float64) / m - mu / m)).astype(np.float32)
+
+
+def validate(latents, factors, name: str = "latents", integer_factors: bool = True,
+             standardize: bool = False):
   """Common input checks; returns numpy views. Raises before anything compiles.
-  `integer_factors`: factors are class labels (integer-valued; continuous SAP: False)."""
+  `integer_factors`: factors are class labels (integer-valued; continuous SAP: False).
+  `standardize`: return each latent standardized in float64, then cast to float32 -- for
+  the metrics that are invariant to a per-latent affine map (InfoMEC on continuous
+  latents, MIG, DCI), so latents of any scale that float64 holds (1e-30 .. 1e300) score
+  as their standardized selves instead of under- or overflowing float32."""
   z = np.asarray(latents)
   f = np.asarray(factors)
   if z.ndim != 2:
@@ -33,6 +53,8 @@ def validate(latents, factors, name: str = "latents", integer_factors: bool = Tr
                      f"factors {f.shape}.")
   if not np.all(np.isfinite(z)):
     raise ValueError(f"{name} contain NaN or Inf; check the model that produced them.")
+  if standardize and z.size:
+    z = apply_scale(z, *host_scale(z))
   if np.issubdtype(z.dtype, np.floating) and z.dtype.itemsize > 4 and np.abs(z).max() > 1e37:
     raise ValueError(f"{name} reach {np.abs(z).max():.3g}, beyond what float32 (the metrics' "
                      f"precision) holds; rescale them (e.g. standardize each latent).")

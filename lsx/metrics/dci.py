@@ -43,12 +43,18 @@ def scores_from_importance(importance):
 
 
 def _check(zt, ft, ze, fe):
-  zt, ft = _info.validate(zt, ft, "latents_train")
-  ze, fe = _info.validate(ze, fe, "latents_test")
+  raw_t, raw_e = np.asarray(zt), np.asarray(ze)
+  _, ft = _info.validate(raw_t, ft, "latents_train", standardize=True)
+  _, fe = _info.validate(raw_e, fe, "latents_test", standardize=True)
+  zt, ze = raw_t, raw_e
   if zt.shape[1] != ze.shape[1] or ft.shape[1] != fe.shape[1]:
     raise ValueError(f"train and test disagree in width: latents {zt.shape[1]} vs "
                      f"{ze.shape[1]}, factors {ft.shape[1]} vs {fe.shape[1]}.")
-  return zt, ft, ze, fe
+  # one affine map per latent, fitted on train, for both splits: DCI is invariant to it
+  # (trees compare thresholds; the logistic estimator standardizes anyway), and float32
+  # then holds latents of any scale (module doc of lsx.metrics._info.standardize_host)
+  mu, sd = _info.host_scale(zt)
+  return _info.apply_scale(zt, mu, sd), ft, _info.apply_scale(ze, mu, sd), fe
 
 
 def _gbt_importance(zt, ft, ze, fe, n_jobs):

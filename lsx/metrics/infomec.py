@@ -111,9 +111,13 @@ def infomec(latents, factors, discrete_latents: bool = False, *, k: int = 10,
 
   Returns dict(infom, infoe, infoc: float, nmi [F, d], active_latents [d] bool).
   """
-  z, f = _info.validate(latents, factors)
+  z, f = _info.validate(latents, factors, standardize=not discrete_latents)
   if (f.shape[1] and np.all([np.unique(f[:, i]).size < 2 for i in range(f.shape[1])])):
     raise ValueError("every factor is constant: InfoMEC is undefined. Sample factors that vary.")
+  if z.shape[0] <= int(k):
+    raise ValueError(f"InfoMEC needs at least k + 1 = {int(k) + 1} samples (its k-NN "
+                     f"estimate uses k={k} neighbours), got {z.shape[0]}; use thousands "
+                     f"(disentanglement_lib: 10000).")
   observed = max(int(np.unique(z[:, j]).size) for j in range(z.shape[1])) if discrete_latents else 0
   if discrete_latents and max_latent_values is None:
     max_latent_values = observed

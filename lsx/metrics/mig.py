@@ -50,7 +50,7 @@ def make_mig(factors, num_bins: int = 20) -> Callable:
 
 def mig(latents, factors, num_bins: int = 20) -> float:
   """MIG of `latents [n, d]` against integer `factors [n, F]` (a float in [0, 1])."""
-  z, f = _info.validate(latents, factors)
+  z, f = _info.validate(latents, factors, standardize=True)
   if int(num_bins) < 2:
     raise ValueError(f"num_bins must be >= 2, got {num_bins}.")
   if all(np.unique(f[:, i]).size < 2 for i in range(f.shape[1])):

@@ -51,6 +51,9 @@ def evaluate(represent: Callable, dataset, rng, *, discrete_latents: bool = Fals
     if int(n) < least:
       raise ValueError(f"{name}={n}: the metrics need at least {least} samples "
                        f"(disentanglement_lib uses 10000 / 5000).")
+  if dci_estimator not in ("gbt", "logistic"):
+    raise ValueError(f"Unknown DCI estimator {dci_estimator!r}; choose 'gbt' "
+                     f"(disentanglement_lib) or 'logistic' (fast, pure JAX).")
   if dry_run:  # the checks alone, before a workdir is loaded
     return {}
   k_train, k_test, k_int = jax.random.split(rng, 3)
@@ -101,8 +104,15 @@ def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **
   from lsx.train import load_run, sweep  # late: lsx.train does not depend on metrics
 
   setup, state = load_run(workdir)
+  if not os.access(workdir, os.W_OK):  # before the minutes of scoring, not after
+    raise PermissionError(f"workdir {workdir} is not writable: metrics.json could not be "
+                          f"written; make it writable or copy the run.")
   members = sweep.plan(setup.config, setup.hp)
   model = setup.model
+  diverged = {}  # {member: first non-finite step} the training run recorded
+  if os.path.exists(os.path.join(workdir, "nonfinite.json")):
+    with open(os.path.join(workdir, "nonfinite.json")) as f:
+      diverged = {int(k): int(v) for k, v in json.load(f).items()}
 
   def score(params, step, seed_of_run):
     represent = lambda x: model.represent(params, x)
@@ -122,11 +132,15 @@ def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **
       log(f"evaluating member {i}/{members.size} of {workdir} ({members.labels[i]})")
       params = jax.tree.map(lambda a: a[i], state.params)
       step_i, seed_i = int(np.asarray(state.step)[i]), int(members.seeds[i])
-      if not all(bool(np.all(np.isfinite(np.asarray(a)))) for a in jax.tree.leaves(params)):
-        log(f"member {i} ({members.labels[i]}) has non-finite parameters (it diverged): "
-            f"not scored")
+      why = None
+      if i in diverged:
+        why = f"diverged: non-finite loss at step {diverged[i]}"
+      elif not all(bool(np.all(np.isfinite(np.asarray(a)))) for a in jax.tree.leaves(params)):
+        why = "diverged: non-finite parameters"
+      if why:
+        log(f"member {i} ({members.labels[i]}) {why}: not scored")
         results.append({"step": step_i, "objective": setup.config.objective.name,
-                        "seed": seed_i, "error": "diverged: non-finite parameters"})
+                        "seed": seed_i, "error": why})
         continue
       try:
         results.append(score(params, step_i, seed_i))

@@ -57,19 +57,53 @@ def save(mngr: ocp.CheckpointManager, step: int, state) -> None:
     os.replace(tmp, path)
 
 
+class CorruptCheckpointError(CheckpointError):
+  """A stored checkpoint that cannot be read back as it was written."""
+
+  def __init__(self, message: str, step: int, path: str):
+    super().__init__(message)
+    self.step, self.path = step, path
+
+
+def _corrupt(mngr, step: int, path: str, reason: str) -> CorruptCheckpointError:
+  reason = " ".join(str(reason).split("\n")[0].split())
+  reason = reason if len(reason) <= 240 else reason[:237] + "..."
+  earlier = [s for s in mngr.all_steps() if s < step]
+  offer = (f"The previous checkpoint is step {max(earlier)}: resume from it with "
+           f"--skip_corrupt_checkpoint (lsx.train.train(..., skip_corrupt_checkpoint=True)), "
+           f"which moves step {step} to corrupt_checkpoints/ in the workdir, or train in a "
+           f"new workdir." if earlier else
+           "There is no earlier checkpoint: train in a new workdir.")
+  return CorruptCheckpointError(f"Checkpoint {path} (step {step}) is corrupt: {reason}. {offer}",
+                                step, path)
+
+
 def _verify(mngr, step: int, state, path: str) -> None:
   stored_path = os.path.join(path, CHECKSUMS)
   if not os.path.exists(stored_path):  # written before checksums, or killed right after the save
     return
-  with open(stored_path) as f:
-    stored = json.load(f)
+  try:
+    with open(stored_path) as f:
+      stored = json.load(f)
+  except ValueError as e:
+    raise _corrupt(mngr, step, path, f"{CHECKSUMS} is unreadable ({e})") from None
   bad = [n for n, d in _digests(state).items() if d and stored.get(n) and stored[n] != d]
   if bad:
-    earlier = [s for s in mngr.all_steps() if s < step]
-    offer = (f"The previous checkpoint is step {max(earlier)}: delete {path} to resume from "
-             f"it." if earlier else "There is no earlier checkpoint: train in a new workdir.")
-    raise CheckpointError(f"Checkpoint {path} is corrupt: {', '.join(bad[:5])} do(es) not "
-                          f"match the checksum saved with it. {offer}")
+    raise _corrupt(mngr, step, path, f"{', '.join(bad[:5])} do(es) not match the checksum "
+                                     f"saved with it")
+
+
+def set_aside(mngr, step: int) -> str:
+  """Move checkpoint `step` out of the manager's directory (to ../corrupt_checkpoints/,
+  kept, never deleted); returns where it went."""
+  import time
+  src = os.path.join(str(mngr.directory), str(step))
+  dst_dir = os.path.join(os.path.dirname(str(mngr.directory)), "corrupt_checkpoints")
+  os.makedirs(dst_dir, exist_ok=True)
+  dst = os.path.join(dst_dir, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+  os.replace(src, dst)
+  mngr.reload()
+  return dst
 
 
 def restore_device():
@@ -84,29 +118,45 @@ def on_restore_device(tree):
   return jax.device_put(tree, restore_device())
 
 
-def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None):
+def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None, *,
+            skip_corrupt: bool = False, log=None):
   """Restore `step` (default latest) into the structure of `abstract_state`.
 
   Shapes are checked against the stored metadata first, so a config that changed the
   model (say latent_dim) fails with the offending parameter named, not deep in orbax.
+  A checkpoint that cannot be read or fails its checksums raises `CorruptCheckpointError`
+  naming the previous step; with `skip_corrupt` (latest only) it is set aside
+  (`set_aside`, reported through `log`) and the previous one is restored instead.
   """
+  latest = step is None
+  while True:
+    try:
+      return _restore(mngr, abstract_state, step)
+    except CorruptCheckpointError as e:
+      if not (skip_corrupt and latest):
+        raise
+      where = set_aside(mngr, e.step)
+      if log:
+        log(f"checkpoint step {e.step} is corrupt: set aside in {where}; restoring the "
+            f"previous one")
+
+
+def _restore(mngr, abstract_state, step):
   step = mngr.latest_step() if step is None else step
   if step is None:
     return None
   path = os.path.join(str(mngr.directory), str(step))
   absl_log = logging.getLogger("absl")
   level = absl_log.level
-  absl_log.setLevel(logging.ERROR)  # orbax warns that the item dir has no step metadata
+  absl_log.setLevel(logging.CRITICAL)  # orbax logs a torn metadata file before raising
   try:
     meta = ocp.StandardCheckpointer().metadata(os.path.join(path, "default"))
     meta = getattr(meta, "item_metadata", meta)
     meta = getattr(meta, "tree", meta)
   except Exception as e:
+    raise _corrupt(mngr, step, path, f"unreadable ({type(e).__name__}: {e})") from e
+  finally:
     absl_log.setLevel(level)
-    raise CheckpointError(f"Checkpoint at {path} is unreadable ({type(e).__name__}: {e}). "
-                          f"Delete that step directory to fall back to an earlier one, or "
-                          f"use a fresh workdir.") from e
-  absl_log.setLevel(level)
   _check_shapes(abstract_state, meta, path)
   # Leaves without a sharding restore onto this process's first device, whatever the
   # topology that wrote them (a sweep sharded over 8 devices or 2 hosts loads on a laptop).
@@ -114,12 +164,13 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, step: int | None = None
   abstract_state = jax.tree.map(
       lambda a: a if getattr(a, "sharding", None) is not None else
       jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=dev), abstract_state)
+  absl_log.setLevel(logging.CRITICAL)
   try:
     state = mngr.restore(step, args=ocp.args.StandardRestore(abstract_state))
   except Exception as e:
-    raise CheckpointError(f"Could not restore checkpoint {path}: {type(e).__name__}: {e}. "
-                          f"It may be corrupt or from a different configuration; delete it "
-                          f"or use a fresh workdir.") from e
+    raise _corrupt(mngr, step, path, f"could not restore it ({type(e).__name__}: {e})") from e
+  finally:
+    absl_log.setLevel(level)
   _verify(mngr, step, state, path)
   return state
 

@@ -21,7 +21,7 @@ from lsx.train import checkpoint as ckpt
 from lsx.train import distributed as dist
 from lsx.train import sweep as sweep_lib
 from lsx.train import workdir as workdir_lib
-from lsx.train import xla_options
+from lsx.train import validate, xla_options
 from lsx.objective import Objective
 from lsx.registry import Registry
 from lsx.train.state import (OPTIMIZER_HPS, TrainState, make_optimizer, make_train_chunk,
@@ -77,6 +77,12 @@ def resolve_hp(config, objective) -> dict:
                      f"optimizer {config.optim.name!r} does not use; it uses {sorted(allowed)}.")
   hp = {k: v for k, v in allowed.items() if v is not None}
   hp.update(given)
+  for k, v in hp.items():
+    validate.check_hp(k, v, objective.info.get("hp_bounds"))
+  bounds = objective.info.get("hp_bounds")
+  for k, vals in dict((config.get("sweep", {}) or {}).get("hp", {}) or {}).items():
+    for v in vals:
+      validate.check_hp(k, v, bounds, where="config.sweep.hp")
   missing = sorted(k for k in allowed if k not in hp)
   if missing:
     raise ValueError(f"config.hp must set {missing}.")
@@ -87,17 +93,9 @@ FAMILIES = Registry("training family")
 
 
 def check_train(config) -> None:
-  """The `train` section every family shares, checked before anything compiles."""
-  t = config.train
-  for key in ("steps", "batch_size", "chunk", "ckpt_every"):
-    if int(t[key]) < 1:
-      raise ValueError(f"config.train.{key} must be >= 1, got {t[key]}.")
-  if int(t.ckpt_every) % int(t.chunk):
-    raise ValueError(f"config.train.ckpt_every ({t.ckpt_every}) must be a multiple of "
-                     f"config.train.chunk ({t.chunk}): checkpoints are taken between chunks.")
-  if int(t.get("keep", 2)) < 1:
-    raise ValueError(f"config.train.keep must be >= 1 (checkpoints kept), got {t.keep}: with "
-                     f"0 nothing a run trains would be saved.")
+  """The sections every family shares, checked before anything compiles
+  (`lsx.train.validate.check_run`)."""
+  validate.check_run(config)
 
 
 def make_run_optimizer(config, objective):
@@ -110,8 +108,10 @@ def build(config) -> Setup:
   """Validate the config and build the run's pieces for its family (config.family,
   default 'autoencoder'). Raises before anything compiles."""
   _load_families()
-  check_train(config)
-  return FAMILIES.build(config.get("family", "autoencoder"), config)
+  validate.check_run(config)
+  setup = FAMILIES.build(config.get("family", "autoencoder"), config)
+  sweep_lib.plan(config, setup.hp)  # the sweep's axes and values, checked here too
+  return setup
 
 
 def _load_families():
@@ -125,6 +125,7 @@ def _load_families():
 def build_autoencoder(config) -> Setup:
   """An autoencoder (config.model) trained with a registered objective (config.objective)
   on a dataset (config.data)."""
+  validate.check_autoencoder(config)
   d = config.data
   kw = {k: v for k, v in d.items() if k != "name" and v not in ("", None)}
   dataset = lsx_data.get_dataset(d.name, **kw)
@@ -168,7 +169,11 @@ def check_resume_config(config, workdir: str, allow: bool = False) -> dict:
   With `allow`, return the changes {key: [recorded, new]} instead."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    return {}
+    raise FileNotFoundError(
+        f"{workdir} holds checkpoints but no config.json, so what they were trained with is "
+        f"unknown: restore config.json (the config the run was trained with, written by "
+        f"lsx.train.write_config), or train in a new workdir.")
+  config_from_json(path)  # a torn or edited file is named, not a JSONDecodeError
   with open(path) as f:
     recorded = _flat(json.load(f))
   now = _flat(config_to_json(config))
@@ -275,7 +280,10 @@ def train(config, workdir: str | None = None, **kwargs) -> tuple[TrainState, Set
   `setup` skips `build(config)` (a caller that already built it), `init_params` starts a
   fresh run from given parameters (stacked for a sweep) instead of the objective's init.
   """
-  workdir = workdir or config.workdir
+  validate.check_run(config)
+  workdir = config.workdir if workdir is None else workdir
+  if not str(workdir or "").strip():
+    raise ValueError("the workdir is empty: give a directory (config.workdir or --workdir).")
   # both before any device is touched: no-ops for one process / a single run
   if not dist.maybe_initialize(config):
     sweep_lib.split_host(config)  # a CPU sweep: one device per core (see sweep.py)
@@ -289,7 +297,8 @@ def train(config, workdir: str | None = None, **kwargs) -> tuple[TrainState, Set
 
 def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
           write_figures: bool = True, print_fn=None, setup: Setup | None = None,
-          init_params=None, allow_config_change: bool = False) -> tuple[TrainState, Setup]:
+          init_params=None, allow_config_change: bool = False,
+          skip_corrupt_checkpoint: bool = False) -> tuple[TrainState, Setup]:
   """The body of `train`, with `workdir` locked and `setup` built."""
   t_start = time.perf_counter()
   main = dist.is_main()
@@ -327,7 +336,8 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
     ms = sweep_lib.member_sharding(mesh)
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=ms), abstract)
     hp = {k: dist.global_array(v, ms) for k, v in hp.items()}
-  state = ckpt.restore(mngr, abstract)
+  state = ckpt.restore(mngr, abstract, skip_corrupt=skip_corrupt_checkpoint and main,
+                       log=print_fn)
   if main:  # only once the run's checkpoint (if any) restored into this config
     write_config(config, workdir)
     if changes:
@@ -497,6 +507,8 @@ def load_run(workdir: str, step: int | None = None):
   For a sweep the state is the stacked one (leading member axis); see `extract_member`.
   """
   cfg_path = os.path.join(workdir, "config.json")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise NotADirectoryError(f"{workdir} is a file, not a workdir written by experiments.train.")
   if not os.path.exists(cfg_path):
     raise FileNotFoundError(f"{workdir} has no config.json: is it a workdir written by "
                             f"experiments.train?")
@@ -508,7 +520,8 @@ def load_run(workdir: str, step: int | None = None):
   else:
     seeds = jnp.asarray(members.seeds, jnp.uint32)
     abstract = jax.eval_shape(lambda: sweep_lib.stack_init(setup.init_state, seeds))
-  state = ckpt.restore(ckpt.manager(os.path.join(workdir, "checkpoints")), abstract, step)
+  ckdir = os.path.join(workdir, "checkpoints")
+  state = ckpt.restore(ckpt.manager(ckdir), abstract, step) if os.path.isdir(ckdir) else None
   if state is None:
     raise FileNotFoundError(f"{workdir}/checkpoints has no checkpoint yet: train first.")
   return setup, state

@@ -1,0 +1,136 @@
+"""One validation layer for run configs: every check runs before a workdir is touched or
+anything compiles, and each failure names the field, the value and the fix.
+
+  check_run(config)           the sections every family shares (train, sweep, mesh, ...)
+  check_autoencoder(config)   data / model / objective / viz of the autoencoder family
+  check_hp(name, value, ...)  one traced hyperparameter (finite, in its range)
+  positive(config, *fields)   ints >= 1 (what a family's own sections use)
+
+`lsx.train.train` and `lsx.train.build` call these; the families call theirs in their
+builders before loading a decoder or a dataset. docs/reliability.md lists every case.
+"""
+from __future__ import annotations
+
+import math
+
+# ranges of the traced hyperparameters lsx knows by name: (low, low inclusive); an
+# objective can add its own with `info["hp_bounds"]`
+HP_BOUNDS = {"lr": (0.0, False), "weight_decay": (0.0, True), "beta": (0.0, True),
+             "gamma": (0.0, True), "alpha": (0.0, True), "temperature": (0.0, False)}
+SWEEP_STRATEGIES = ("auto", "vmap", "map", "sharded")
+
+
+def _get(config, dotted: str):
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node
+
+
+def positive(config, *fields: str) -> None:
+  """Each dotted field of `config` (present ones) is an integer >= 1."""
+  for f in fields:
+    try:
+      v = _get(config, f)
+    except (KeyError, AttributeError):
+      continue
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v < 1:
+      raise ValueError(f"config.{f} must be >= 1 (an integer), got {v!r}.")
+
+
+def check_hp(name: str, value, bounds: dict | None = None, where: str = "config.hp") -> None:
+  """A traced hyperparameter: finite, and within its range (HP_BOUNDS or `bounds`)."""
+  try:
+    v = float(value)
+  except (TypeError, ValueError):
+    raise ValueError(f"{where}.{name} must be a number, got {value!r}.") from None
+  if not math.isfinite(v):
+    raise ValueError(f"{where}.{name} must be finite, got {v}: a NaN or Inf hyperparameter "
+                     f"makes every loss non-finite.")
+  bound = (bounds or {}).get(name) or HP_BOUNDS.get(name)
+  if bound is None and name.endswith("_lr"):  # a player's learning rate
+    bound = HP_BOUNDS["lr"]
+  if bound is not None:
+    low, inclusive = bound
+    if v < low or (v == low and not inclusive):
+      raise ValueError(f"{where}.{name} must be {'>=' if inclusive else '>'} {low:g}, got {v:g}.")
+
+
+def check_run(config) -> None:
+  """The sections every family shares (lsx.train.config.run_config)."""
+  family = config.get("family", "autoencoder")
+  from lsx.train.loop import FAMILIES, _load_families
+  _load_families()
+  if family not in FAMILIES:
+    FAMILIES.get(family)  # raises with the registered names and close matches
+  t = config.train
+  positive(config, "train.steps", "train.batch_size", "train.chunk", "train.ckpt_every")
+  if int(t.ckpt_every) % int(t.chunk):
+    raise ValueError(f"config.train.ckpt_every ({t.ckpt_every}) must be a multiple of "
+                     f"config.train.chunk ({t.chunk}): checkpoints are taken between chunks.")
+  if int(t.get("keep", 2)) < 1:
+    raise ValueError(f"config.train.keep must be >= 1 (checkpoints kept), got {t.keep}: with "
+                     f"0 nothing a run trains would be saved.")
+  if float(t.get("log_every_s", 0.0)) < 0:
+    raise ValueError(f"config.train.log_every_s must be >= 0 seconds, got {t.log_every_s}.")
+  from lsx.train.state import OPTIMIZER_HPS
+  o = config.get("optim", {}) or {}
+  if o.get("name", "adam") not in OPTIMIZER_HPS:
+    raise ValueError(f"config.optim.name must be one of {sorted(OPTIMIZER_HPS)}, got "
+                     f"{o.get('name')!r}.")
+  if float(o.get("grad_clip", 0.0)) < 0:
+    raise ValueError(f"config.optim.grad_clip must be >= 0 (0: no clipping), got "
+                     f"{o.get('grad_clip')}.")
+  for name, value in dict(config.get("hp", {}) or {}).items():
+    check_hp(name, value)
+  sw = config.get("sweep", {}) or {}
+  mode = sw.get("mode", "product")
+  if mode not in ("product", "zip"):
+    raise ValueError(f"config.sweep.mode must be 'product' or 'zip', got {mode!r}.")
+  for name, values in dict(sw.get("hp", {}) or {}).items():
+    if not isinstance(values, (tuple, list)) or len(values) == 0:
+      raise ValueError(f"config.sweep.hp.{name} is empty: give the values to sweep, e.g. "
+                       f"sweep.hp={{'{name}': (1.0, 4.0)}}, or drop it.")
+    for v in values:
+      check_hp(name, v, where="config.sweep.hp")
+  strategy = config.get("sweep_strategy", "auto")
+  if strategy not in SWEEP_STRATEGIES:
+    raise ValueError(f"config.sweep_strategy must be one of {SWEEP_STRATEGIES}, got "
+                     f"{strategy!r}.")
+  mesh = config.get("mesh", {}) or {}
+  positive(config, "mesh.data")
+  cpu = mesh.get("cpu_devices", "auto")
+  if cpu != "auto":
+    try:
+      n = int(cpu)
+    except (TypeError, ValueError):
+      n = -1
+    if n < 0 or str(cpu).strip() != str(n):
+      raise ValueError(f"config.mesh.cpu_devices must be 'auto' or a number of devices "
+                       f"(0 or 1: the host stays one device), got {cpu!r}.")
+  d = config.get("distributed", {}) or {}
+  if d:
+    positive(config, "distributed.num_processes")
+    n, pid = int(d.get("num_processes", 1)), int(d.get("process_id", -1))
+    if pid >= n:
+      raise ValueError(f"config.distributed.process_id={pid} must be < num_processes={n} "
+                       f"(or -1: from the environment).")
+
+
+def check_autoencoder(config) -> None:
+  """The autoencoder family's data, model, objective and viz sections."""
+  positive(config, "data.size", "model.latent_dim", "viz.num_anchors", "viz.num_steps")
+  m = config.model
+  hidden = tuple(m.get("hidden", ()) or ())
+  if any(int(h) < 1 for h in hidden):
+    raise ValueError(f"config.model.hidden must list widths >= 1, got {hidden}.")
+  if "num_values" in m and int(m.num_values) < 2:
+    raise ValueError(f"config.model.num_values must be >= 2 (values per quantized latent), "
+                     f"got {m.num_values}.")
+  o = config.objective
+  lik = o.get("likelihood", "bernoulli")
+  if lik not in ("bernoulli", "gaussian"):
+    raise ValueError(f"config.objective.likelihood must be 'bernoulli' or 'gaussian', got "
+                     f"{lik!r}.")
+  if float(config.get("viz", {}).get("num_sigma", 1.0)) <= 0:
+    raise ValueError(f"config.viz.num_sigma must be > 0, got {config.viz.num_sigma}.")
