@@ -1,9 +1,11 @@
 """experiments.evaluate on a trained run (single and sweep member) and the CLI."""
 import json
+import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import tiny_config
 from lsx import train as lt
@@ -69,3 +71,18 @@ def test_a_torn_config_json_is_named(tmp_path):
   import pytest
   with pytest.raises(ValueError, match="config.json is not valid JSON"):
     suite.evaluate_workdir(str(tmp_path), log=lambda s: None, **SMALL)
+
+
+def test_a_metric_that_fails_leaves_the_others_written(tmp_path, monkeypatch):
+  wd = str(tmp_path)
+  lt.train(tiny_config(**{"train.steps": 4}), wd, write_figures=False, print_fn=lambda s: None)
+
+  def refuse(*a, **k):
+    raise ValueError("DCI refused these codes")
+  monkeypatch.setattr(suite, "dci", refuse)
+  with pytest.raises(ValueError, match=r"dci could not be computed \(DCI refused these codes\); "
+                                       r"the other metrics were written"):
+    suite.evaluate_workdir(wd, metrics=("mig", "dci"), log=lambda s: None,
+                           **dict(SMALL, intervention_train=0, intervention_eval=0))
+  out = json.load(open(os.path.join(wd, "metrics.json")))
+  assert np.isfinite(out["mig"]) and out["errors"] == {"dci": "DCI refused these codes"}

@@ -575,6 +575,30 @@ def _dci_const(ctx):
   return act
 
 
+@case("metrics", "dci (trees): a constant factor gives scores in [0, 1]", recovers=True)
+def _dci_const_gbt(ctx):
+  from lsx import metrics as lm
+
+  def act():
+    f = np.zeros((200, 2), int)
+    f[:, 1] = _f()[:, 1]
+    r = lm.dci(_z(), f, _z(), f)
+    assert 0.0 <= r["completeness"] <= 1.0 and 0.0 <= r["disentanglement"] <= 1.0
+  return act
+
+
+@case("metrics", "sap continuous: a constant latent gives a number, not NaN", recovers=True)
+def _sap_const(ctx):
+  from lsx import metrics as lm
+
+  def act():
+    z = _z()
+    z[:, 1] = 3.0
+    r = lm.sap(z, _f().astype(np.float32), continuous_factors=True)
+    assert np.isfinite(r["sap"]) and np.all(np.isfinite(r["score_matrix"]))
+  return act
+
+
 # ----------------------------------------------------------------------------- similarity
 def _sim(expr, match):
   def make(ctx):

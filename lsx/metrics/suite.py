@@ -60,7 +60,7 @@ def evaluate(represent: Callable, dataset, rng, *, discrete_latents: bool = Fals
   z, f = encode_samples(represent, dataset, k_train, num_samples)
   needs_test = {"dci", "sap"} & set(metrics)
   zt, ft = encode_samples(represent, dataset, k_test, num_test) if needs_test else (None, None)
-  out = {}
+  out, errors = {}, {}
 
   def timed(name, fn):
     t0 = time.perf_counter()
@@ -68,28 +68,43 @@ def evaluate(represent: Callable, dataset, rng, *, discrete_latents: bool = Fals
     log(f"  {name}: {time.perf_counter() - t0:.1f}s")
     return res
 
+  def attempt(name, fn):
+    """One metric; a refusal (ValueError) is recorded and the others still run."""
+    try:
+      out.update(timed(name, fn))
+    except ValueError as e:
+      log(f"  {name}: not computed: {e}")
+      errors[name] = str(e)
+
+  def _infomec():
+    r = infomec(z, f, discrete_latents)
+    return {**{k: r[k] for k in ("infom", "infoc", "infoe")}, "nmi": r["nmi"].tolist(),
+            "active_latents": int(r["active_latents"].sum())}
+
+  def _dci():
+    r = dci(z, f, zt, ft, estimator=dci_estimator, n_jobs=dci_jobs)
+    return {f"dci_{k}": v for k, v in r.items() if k != "importance"}
+
   if "infomec" in metrics:
-    r = timed("infomec", lambda: infomec(z, f, discrete_latents))
-    out.update({k: r[k] for k in ("infom", "infoc", "infoe")})
-    out["nmi"] = r["nmi"].tolist()
-    out["active_latents"] = int(r["active_latents"].sum())
+    attempt("infomec", _infomec)
   if "mig" in metrics:
-    out["mig"] = timed("mig", lambda: mig(z, f))
+    attempt("mig", lambda: {"mig": mig(z, f)})
   if "dci" in metrics:
-    r = timed("dci", lambda: dci(z, f, zt, ft, estimator=dci_estimator, n_jobs=dci_jobs))
-    out.update({f"dci_{k}": v for k, v in r.items() if k != "importance"})
+    attempt("dci", _dci)
   if "sap" in metrics:
-    out["sap"] = timed("sap", lambda: sap(z, f, zt, ft)["sap"])
+    attempt("sap", lambda: {"sap": sap(z, f, zt, ft)["sap"]})
   if "factor_vae" in metrics and renders(dataset):
-    r = timed("factor_vae", lambda: factor_vae_score(
+    attempt("factor_vae", lambda: {"factor_vae": factor_vae_score(
         represent, dataset, jax.random.fold_in(k_int, 0), num_train=intervention_train,
-        num_eval=intervention_eval, num_variance_estimate=num_samples))
-    out["factor_vae"] = r["eval_accuracy"]
+        num_eval=intervention_eval, num_variance_estimate=num_samples)["eval_accuracy"]})
   if "beta_vae" in metrics and renders(dataset):
-    r = timed("beta_vae", lambda: beta_vae_score(
+    attempt("beta_vae", lambda: {"beta_vae": beta_vae_score(
         represent, dataset, jax.random.fold_in(k_int, 1), num_train=intervention_train,
-        num_eval=intervention_eval))
-    out["beta_vae"] = r["eval_accuracy"]
+        num_eval=intervention_eval)["eval_accuracy"]})
+  if errors and len(set(errors.values())) == 1 and not out:  # one cause refused them all
+    raise ValueError(next(iter(errors.values())))
+  if errors:
+    out["errors"] = errors
   return out
 
 
@@ -124,9 +139,11 @@ def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **
   if members is None:
     log(f"evaluating {workdir} (step {int(state.step)}, {setup.config.objective.name})")
     out = score(state.params, int(state.step), int(setup.config.seed))
+    failed = out.get("errors")
     rows = [(k, v) for k, v in out.items() if isinstance(v, float)]
     log("\n".join(f"{k:>28s}  {v:.4f}" for k, v in rows))
   else:
+    failed = None
     results = []
     for i in range(members.size):
       log(f"evaluating member {i}/{members.size} of {workdir} ({members.labels[i]})")
@@ -160,6 +177,9 @@ def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **
     json.dump(out, f, indent=1)
   os.replace(path + ".tmp", path)
   log(f"wrote {os.path.join(workdir, 'metrics.json')} in {time.perf_counter() - t0:.1f}s")
+  if failed:
+    raise ValueError(f"{', '.join(failed)} could not be computed ({'; '.join(failed.values())}); "
+                     f"the other metrics were written to {path}.")
   return out
 
 
@@ -170,6 +190,8 @@ def _merge_sweep_csv(path: str, results) -> None:
     row.update({k: v for k, v in res.items() if isinstance(v, float)})
     if "error" in res:
       row["eval_error"] = res["error"]
+    elif "errors" in res:
+      row["eval_error"] = "; ".join(f"{k}: {v}" for k, v in res["errors"].items())
   keys = list(dict.fromkeys(k for r in rows for k in r))
   with open(path + ".tmp", "w", newline="") as f:
     w = csv.DictWriter(f, keys)
