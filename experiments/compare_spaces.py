@@ -6,7 +6,9 @@ Every pair of members (lsx.compare): k-NN Jaccard@10, MRR, matched cosine and li
 of the absolute codes and of relative representations -> similarity.csv/png. --stitch
 trains a relative decoder per member (encoders frozen; WORKDIR/relative, resumable) and
 decodes every member's codes with every member's decoder (absolute, Procrustes-translated,
-relative) -> stitching.csv/png. docs/similarity.md.
+relative) -> stitching.csv/png. A relative autoencoder's run (family 'relative_ae',
+configs/relative_ae_sprites.py) is stitched directly: its decoders already read relative
+codes. docs/similarity.md.
 """
 import jax
 from absl import flags
@@ -34,7 +36,13 @@ def main(argv):
   table = compare.similarity_table(codes, num_anchors=_ANCHORS.value,
                                    repetitions=_REPS.value, retrieval=_RETRIEVAL.value)
   compare.write_similarity(table, wd, log=viz.log)
-  if _STITCH.value:
+  if setup.config.family == "relative_ae":  # decoders that read relative codes: stitch now
+    info = setup.objective.info
+    errs = compare.stitch_errors(setup.model, params, images[:2000], info["anchor_images"],
+                                 rel_decode=info["rel_decode"], rel_params=params,
+                                 absolute=False)
+    compare.write_stitching(errs, wd, log=viz.log)
+  elif _STITCH.value:
     c = compare.relative_decoder_config(wd, codes.shape[0], num_anchors=_ANCHORS.value,
                                         steps=_STEPS.value,
                                         strategy=setup.config.get("sweep_strategy", "auto"))

@@ -50,6 +50,51 @@ def pair_measures(a: dict, b: dict, retrieval: int, k: int = 10):
   return jnp.stack([jac, mrr, cos, cka])
 
 
+def relative_member_stats(x, anchors, retrieval: int, k: int = 10) -> dict:
+  """`member_stats` of the relative representation R = unit(x) unit(anchors)^T [n, A],
+  computed from its factors without forming it. R has rank <= d (the code width), so
+  with U = unit(x) [n, d], B = unit(anchors) [A, d] and G = B^T B [d, d]: unit rows of R
+  are D U B^T (D = 1 / ||R_i|| = 1 / sqrt(u_i^T G u_i)), their cosines D U G U^T D, and
+  the centred R is (U - mean U) B^T. Every pair measure then costs O(n d^2) or O(r^2 d)
+  instead of O(n A^2) or O(r^2 A): exact, not an approximation (tested equal to the dense
+  form)."""
+  u, b = ls._unit(x), ls._unit(anchors)
+  g = b.T @ b
+  norm = jnp.sqrt(jnp.maximum(jnp.sum((u @ g) * u, -1), 0.0))
+  un = u / jnp.maximum(norm, ls._EPS)[:, None]  # unit(R) = un @ b.T
+  ur = un[:retrieval]
+  s = ur @ g @ ur.T - 3.0 * jnp.eye(ur.shape[0])  # never oneself
+  uc = u - u.mean(0)
+  cg = (uc.T @ uc) @ g
+  return {"un": un, "b": b, "g": g, "nn": jax.lax.top_k(s, k)[1], "uc": uc,
+          "gram": jnp.sqrt(jnp.maximum(jnp.sum(cg * cg.T), 0.0))}
+
+
+def relative_pair_measures(a: dict, b: dict, retrieval: int, k: int = 10):
+  """`pair_measures` of two members' relative representations from
+  `relative_member_stats` (same anchors' indices, each in its own space)."""
+  inter = jnp.sum(jnp.any(a["nn"][:, :, None] == b["nn"][:, None, :], -1), -1)
+  jac = jnp.mean(inter / (2 * k - inter))
+  cross = a["b"].T @ b["b"]  # [d_a, d_b]: unit(R_a) unit(R_b)^T = un_a cross un_b^T
+  left = a["un"] @ cross
+  s = left[:retrieval] @ b["un"][:retrieval].T
+  diag = jnp.diagonal(s)[:, None]
+  mrr = jnp.mean(1.0 / (1 + jnp.sum((s > diag) & ~jnp.eye(s.shape[0], dtype=bool), 1)))
+  cos = jnp.mean(jnp.sum(left * b["un"], -1))
+  m = b["uc"].T @ a["uc"]  # [d_b, d_a]; ||R_bc^T R_ac||_F^2 = tr(M^T G_b M G_a)
+  num = jnp.sum((m.T @ b["g"] @ m) * a["g"])
+  cka = num / jnp.maximum(a["gram"] * b["gram"], 1e-8)
+  return jnp.stack([jac, mrr, cos, cka])
+
+
+def relative_pair_table(codes, anchor_idx, retrieval: int):
+  """`pair_table` of the relative representations of codes [M, n, d] on the anchors
+  codes[:, anchor_idx], from their factors (`relative_member_stats`): one program."""
+  stats = jax.vmap(lambda x: relative_member_stats(x, x[anchor_idx], retrieval))(codes)
+  row = lambda a: jax.vmap(lambda b: relative_pair_measures(a, b, retrieval))(stats)
+  return jax.lax.map(row, stats)
+
+
 def pair_table(codes, retrieval: int):
   """[M, M, len(MEASURES)] for codes [M, n, d]: the per-member statistics once (vmap),
   then every pair from them (lax.map over i, vmap over j): one program."""
@@ -71,13 +116,13 @@ def similarity_table(codes, *, num_anchors: int = 300, repetitions: int = 3,
     raise ValueError(f"num_anchors={num_anchors} exceeds the {n} samples.")
   retrieval = min(retrieval, n)
   table = jax.jit(lambda s: pair_table(s, retrieval))
+  rel_table = jax.jit(lambda s, idx: relative_pair_table(s, idx, retrieval))
   absolute = np.asarray(table(codes))
   rel = []
   for r in range(repetitions):
     idx = ls.choose_anchors(num_anchors, anchor_method, n=n, rng=jax.random.key(seed + r),
                             space=codes[0])
-    rel_codes = jax.vmap(lambda z: ls.relative_projection(z, z[idx]))(codes)
-    rel.append(np.asarray(table(rel_codes)))
+    rel.append(np.asarray(rel_table(codes, idx)))
   return {"absolute": absolute, "relative": np.stack(rel)}
 
 
@@ -90,7 +135,7 @@ def off_diagonal_mean(mat):
 
 
 def stitch_errors(model, abs_params, images, anchor_images, *, rel_decode=None,
-                  rel_params=None):
+                  rel_params=None, absolute: bool = True):
   """Per-pixel reconstruction error (Bernoulli NLL / pixels) [M, M] of `images` encoded by
   member i and decoded by member j: 'absolute' (the codes as they are), 'translation'
   (the codes mapped by a Procrustes translation fitted on the anchors' codes of i and j)
@@ -101,44 +146,34 @@ def stitch_errors(model, abs_params, images, anchor_images, *, rel_decode=None,
   npix = float(np.prod(images.shape[1:]))
   err = lambda logits: neg_log_likelihood(logits, images).mean() / npix
   every_pair = lambda f, a, b: jax.jit(jax.vmap(lambda ai: jax.vmap(lambda bj: f(ai, bj))(b)))(a)
-  out = {"absolute": every_pair(lambda zi, pj: err(model.decode(pj, zi)), codes, abs_params)}
+  out = {}
+  if absolute:  # `model` decodes absolute codes (not a relative autoencoder)
+    out["absolute"] = every_pair(lambda zi, pj: err(model.decode(pj, zi)), codes, abs_params)
 
-  def translated(i_side, j_side):
-    (zi, ai), (aj, pj) = i_side, j_side
-    return err(model.decode(pj, ls.translate(ls.fit_procrustes(ai, aj), zi)))
-  out["translation"] = every_pair(translated, (codes, anchors), (anchors, abs_params))
+    def translated(i_side, j_side):
+      (zi, ai), (aj, pj) = i_side, j_side
+      return err(model.decode(pj, ls.translate(ls.fit_procrustes(ai, aj), zi)))
+    out["translation"] = every_pair(translated, (codes, anchors), (anchors, abs_params))
   if rel_decode is not None:
     rel = jax.vmap(ls.relative_projection)(codes, anchors)
     out["relative"] = every_pair(lambda ri, pj: err(rel_decode(pj, ri)), rel, rel_params)
   return {k: np.asarray(v) for k, v in out.items()}
 
 
-def build_relative_decoder(config):
-  """The 'relative_decoder' family: for every member of the run in
-  config.source.workdir, a decoder that reads the member's relative representation (its
-  codes' cosines to the codes of `relative.num_anchors` anchor images drawn with
-  `relative.anchor_seed`), trained with the member's encoder frozen. A fresh run's
-  encoders come from `source_params` (passed to `lsx.train.train` as `init_params`)."""
-  from lsx import models
+def _relative_objective(name, model, rel_model, anchor_images, *, frozen: bool):
+  """Reconstruction through the relative representation: encoder (`model`'s encoder and
+  latent head) -> cosines to the anchors' codes under the same encoder -> `rel_model`'s
+  decoder. `frozen`: the encoder is held fixed (stop_gradient; a post-hoc decoder)."""
   from lsx.objective import Objective
-  from lsx.train.loop import Setup, load_run, make_run_optimizer, resolve_hp
-  src, _ = load_run(config.source.workdir)
-  model, ds = src.model, src.dataset
-  num = int(config.relative.num_anchors)
-  anchor_images = ds.sample(jax.random.key(int(config.relative.anchor_seed)), num)[0]
-  m = src.config.model
-  rel_model = models.make_autoencoder(ds.image_shape, num, m.arch, "deterministic",
-                                      m.get("conv_impl", "gemm"),
-                                      tuple(m.get("hidden", ())) or None)
-  frozen_keys = ("encoder", "latent")
+  enc_keys = ("encoder", "latent")
 
   def init(rng):
     p = model.init(rng)
-    return {**{k: p[k] for k in frozen_keys if k in p},
-            "decoder": rel_model.init(rng)["decoder"]}
+    return {**{k: p[k] for k in enc_keys if k in p}, "decoder": rel_model.init(rng)["decoder"]}
 
   def rel_codes(params, x):
-    enc = jax.lax.stop_gradient({k: params[k] for k in frozen_keys if k in params})
+    enc = {k: params[k] for k in enc_keys if k in params}
+    enc = jax.lax.stop_gradient(enc) if frozen else enc
     return ls.relative_projection(model.represent(enc, x), model.represent(enc, anchor_images))
 
   rel_decode = lambda params, r: rel_model.decode({"decoder": params["decoder"]}, r)
@@ -148,9 +183,58 @@ def build_relative_decoder(config):
     rec = neg_log_likelihood(rel_decode(params, rel_codes(params, x)), x).mean()
     return rec, {"rec": rec}
 
-  objective = Objective("relative_decoder", init, loss, {},
-                        info={"rel_decode": rel_decode, "anchor_images": anchor_images})
+  return Objective(name, init, loss, {}, info={"rel_decode": rel_decode,
+                                               "anchor_images": anchor_images,
+                                               "rel_codes": rel_codes})
+
+
+def _rel_model(ds, num, m):
+  from lsx import models
+  return models.make_autoencoder(ds.image_shape, num, m.arch, "deterministic",
+                                 m.get("conv_impl", "gemm"), tuple(m.get("hidden", ())) or None)
+
+
+def build_relative_decoder(config):
+  """The 'relative_decoder' family: for every member of the run in
+  config.source.workdir, a decoder that reads the member's relative representation (its
+  codes' cosines to the codes of `relative.num_anchors` anchor images drawn with
+  `relative.anchor_seed`), trained with the member's encoder frozen. A fresh run's
+  encoders come from `source_params` (passed to `lsx.train.train` as `init_params`)."""
+  from lsx.train.loop import Setup, load_run, make_run_optimizer, resolve_hp
+  from lsx.train import validate
+  validate.positive(config, "relative.num_anchors")
+  src, _ = load_run(config.source.workdir)
+  model, ds = src.model, src.dataset
+  num = int(config.relative.num_anchors)
+  anchor_images = ds.sample(jax.random.key(int(config.relative.anchor_seed)), num)[0]
+  rel_model = _rel_model(ds, num, src.config.model)
+  objective = _relative_objective("relative_decoder", model, rel_model, anchor_images,
+                                  frozen=True)
   return Setup(config, ds, rel_model, objective, make_run_optimizer(config, objective),
+               resolve_hp(config, objective), log_keys=("rec",))
+
+
+def build_relative_ae(config):
+  """The 'relative_ae' family: an autoencoder whose decoder reads only the relative
+  representation of its code (cosines to the codes of `relative.num_anchors` fixed anchor
+  images under the same encoder), trained end to end as in Moschella et al. (ICLR 2023;
+  relreps' `rel_ae` with l2-normalized similarities as values). `config.data`/`model` as
+  for an autoencoder; the run's `model` is the encoder's (represent = absolute codes)."""
+  from lsx import data as lsx_data, models
+  from lsx.train.loop import Setup, make_run_optimizer, resolve_hp
+  from lsx.train import validate
+  validate.positive(config, "relative.num_anchors", "data.size", "model.latent_dim")
+  d, m = config.data, config.model
+  ds = lsx_data.get_dataset(d.name, **{k: v for k, v in d.items()
+                                       if k != "name" and v not in ("", None)})
+  num = int(config.relative.num_anchors)
+  model = models.make_autoencoder(ds.image_shape, int(m.latent_dim), m.arch, "deterministic",
+                                  m.get("conv_impl", "gemm"),
+                                  tuple(m.get("hidden", ())) or None)
+  anchor_images = ds.sample(jax.random.key(int(config.relative.anchor_seed)), num)[0]
+  objective = _relative_objective("relative_ae", model, _rel_model(ds, num, m),
+                                  anchor_images, frozen=False)
+  return Setup(config, ds, model, objective, make_run_optimizer(config, objective),
                resolve_hp(config, objective), log_keys=("rec",))
 
 
@@ -226,6 +310,8 @@ def _register():
   from lsx.train.loop import FAMILIES
   if "relative_decoder" not in FAMILIES:
     FAMILIES.register("relative_decoder")(build_relative_decoder)
+  if "relative_ae" not in FAMILIES:
+    FAMILIES.register("relative_ae")(build_relative_ae)
 
 
 _register()

@@ -162,3 +162,16 @@ def test_compare_spaces_cli_writes_tables_and_figures(tmp_path):
   for png in ("similarity.png", "stitching.png"):
     assert (tmp_path / png).stat().st_size > 1000
   assert "cross-member" in out.stderr and "stitching error" in out.stderr
+
+
+def test_relative_measures_from_factors_equal_the_dense_relative_representation():
+  # relative codes have rank <= d: the factored statistics give the dense table's numbers
+  from lsx import compare
+  codes = jax.random.normal(jax.random.key(4), (3, 300, 5))
+  codes = codes.at[1].set(codes[0] @ _rotation(5, 2) * 2.0 + 0.1 * codes[1])
+  idx = ls.choose_anchors(40, "random", n=300, rng=jax.random.key(5))
+  dense = compare.pair_table(jax.vmap(lambda z: ls.relative_projection(z, z[idx]))(codes), 120)
+  factored = compare.relative_pair_table(codes, idx, 120)
+  np.testing.assert_allclose(factored[..., 0], dense[..., 0], atol=1e-6)  # Jaccard (same k-NN)
+  np.testing.assert_allclose(factored[..., 1], dense[..., 1], atol=2e-3)  # MRR (rank ties)
+  np.testing.assert_allclose(factored[..., 2:], dense[..., 2:], rtol=1e-4, atol=1e-5)
