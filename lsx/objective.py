@@ -14,6 +14,10 @@ Two-player objectives (an adversary or a critic with its own parameters and opti
 e.g. FactorVAE's discriminator) add `Player`s: `params[player.name]` is trained on the
 player's own loss with its own optimizer, and the main loss's gradient never reaches it.
 Both updates are computed from the same parameters (simultaneous gradient steps).
+
+Objectives with buffers or constraints (a sparse autoencoder's dead-latent counters and
+unit-norm decoder rows) add `post_update(params, post, hp) -> params`, applied after each
+optimizer step; `post` is what the loss returned under the aux key "_post" (not logged).
 """
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ class Objective:
   hp_defaults: Mapping[str, float] = dataclasses.field(default_factory=dict)
   players: tuple[Player, ...] = ()
   info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  post_update: Callable | None = None  # (params, aux["_post"], hp) -> params, after a step
 
   def __post_init__(self):
     names = [p.name for p in self.players]

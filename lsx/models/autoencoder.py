@@ -23,6 +23,7 @@ class Autoencoder(NamedTuple):
   image_shape: tuple
   decoder_net: Any = None  # the flax decoder module (for intermediate-layer features)
   arch: str = ""  # 'conv', 'mlp' or 'style' (which compiler options its programs get)
+  encoder_net: Any = None  # the flax encoder module (for intermediate-layer features)
 
   def represent(self, params, x):
     """Deterministic representation (the encoder mean) of images x."""
@@ -64,4 +65,4 @@ def make_autoencoder(image_shape, latent_dim: int, arch: str = "conv",
   def decode(params, z):
     return dec.apply({"params": params["decoder"]}, z)
 
-  return Autoencoder(init, encode, decode, bn, int(latent_dim), image_shape, dec, arch)
+  return Autoencoder(init, encode, decode, bn, int(latent_dim), image_shape, dec, arch, enc)

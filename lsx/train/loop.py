@@ -24,7 +24,8 @@ from lsx.train import workdir as workdir_lib
 from lsx.train import validate, xla_options
 from lsx.objective import Objective
 from lsx.registry import Registry
-from lsx.train.state import (OPTIMIZER_HPS, TrainState, make_optimizer, make_train_chunk,
+from lsx.train.state import (OPTIMIZER_HPS, TrainState, make_optimizer, make_shared_chunk,
+                             make_train_chunk,
                              make_train_step, objective_optimizer)
 
 log = logging.getLogger("lsx")
@@ -52,6 +53,11 @@ class Setup:
   init_keys: Callable = _split_keys
   finish: Callable | None = None
   log_keys: tuple = ("rec", "kl")
+  # sample_at(t, n): the batch of step t (instead of one drawn from the member's rng), so
+  # a sweep's members read the same batches, drawn once per step (vmap/map strategies)
+  sample_at: Callable | None = None
+  # finish_sweep(setup, stacked params, workdir, members): a sweep's own outputs
+  finish_sweep: Callable | None = None
 
   def __post_init__(self):
     if self.sample is None:
@@ -119,6 +125,7 @@ def _load_families():
   import lsx.compare  # noqa: F401
   import lsx.directions.family  # noqa: F401
   import lsx.flows.family  # noqa: F401
+  import lsx.sae  # noqa: F401
 
 
 @FAMILIES.register("autoencoder")
@@ -368,9 +375,15 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
   def chunk_fn(k):
     if k not in compiled:
       tc = time.perf_counter()
-      chunk = make_train_chunk(step_fn, setup.sample, int(t.batch_size), k, constrain)
-      if members is not None:
-        chunk = sweep_lib.vectorize(chunk, strategy, mesh)
+      shared = setup.sample_at is not None and strategy in ("vmap", "map")
+      if members is not None and shared:
+        chunk = make_shared_chunk(step_fn, setup.sample_at, int(t.batch_size), k,
+                                  sweep_lib.lift(strategy))
+      else:
+        chunk = make_train_chunk(step_fn, setup.sample, int(t.batch_size), k, constrain,
+                                 sample_at=setup.sample_at)
+        if members is not None:
+          chunk = sweep_lib.vectorize(chunk, strategy, mesh)
       arch = getattr(setup.model, "arch", None) or None  # the model's (or decoder's) kind
       compiled[k] = xla_options.jit(chunk, arch, donate_argnums=0).lower(state, hp).compile()
       took = time.perf_counter() - tc
@@ -433,6 +446,8 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
   if members is not None:
     if main:
       write_sweep_outputs(members, metrics_path, workdir, failed)
+      if write_figures and setup.finish_sweep is not None:
+        setup.finish_sweep(setup, state.params, workdir, members)
   elif write_figures and main and setup.finish is not None:
     setup.finish(setup, state.params, workdir)
   return state, setup

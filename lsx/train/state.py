@@ -93,11 +93,15 @@ def make_train_step(objective: Objective, optimizer) -> Callable:
 
   def step(state: TrainState, hp, batch, rng):
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng, hp)
+    aux = dict(aux)
+    post = aux.pop("_post", None)
     gnorm = optax.global_norm(grads)
     ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
     opt_state = _set_opt_hparams(state.opt_state, hp)
     updates, new_opt = optimizer.update(grads, opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
+    if objective.post_update is not None:
+      new_params = objective.post_update(new_params, post, hp)
     return _commit(state, ok, new_params, new_opt), {"loss": loss, "grad_norm": gnorm,
                                                      "nonfinite": ~ok, **aux}
 
@@ -143,8 +147,33 @@ def _make_player_step(objective: Objective, optimizer: GroupOptimizer) -> Callab
   return step
 
 
+def make_shared_chunk(step: Callable, sample_at: Callable, batch_size: int, num_steps: int,
+                      lift: Callable):
+  """A sweep's chunk whose members read the same batches: `chunk(states, hp)` over
+  stacked states. Step t's batch is `sample_at(t, n)` -- drawn once per step, outside
+  the members' lift (`jax.vmap` or a `lax.map` form), then every member's step on it. t
+  is the members' common step count (the largest: a diverged member stops counting). A
+  single run with the same `sample_at` (`make_train_chunk(sample_at=...)`) reads the
+  same batches, so member i equals its run alone."""
+  def chunk(states, hp):
+    def body(carry, _):
+      states, t = carry
+      batch, _ = sample_at(t, batch_size)
+
+      def one(state, hp_i):
+        rng, _, k_loss = jax.random.split(jax.random.wrap_key_data(state.rng), 3)
+        return step(state.replace(rng=jax.random.key_data(rng)), hp_i, batch, k_loss)
+      states, metrics = lift(one)(states, hp)
+      return (states, t + 1), metrics
+
+    (states, _), metrics = jax.lax.scan(body, (states, jnp.max(states.step)), None,
+                                        length=num_steps)
+    return states, jax.tree.map(lambda a: jnp.moveaxis(a, 0, 1), metrics)  # [members, steps]
+  return chunk
+
+
 def make_train_chunk(step: Callable, sample: Callable, batch_size: int, num_steps: int,
-                     constrain_batch: Callable | None = None):
+                     constrain_batch: Callable | None = None, sample_at: Callable | None = None):
   """`chunk(state, hp) -> (state, metrics [num_steps])`: `num_steps` steps in one scan.
 
   Batches are drawn on device from `sample(rng, n)` (a dataset's sampler), keyed by the
@@ -156,6 +185,16 @@ def make_train_chunk(step: Callable, sample: Callable, batch_size: int, num_step
     _, k_data, _ = jax.random.split(rng, 3)
     images, _ = sample(k_data, batch_size)
     return images if constrain_batch is None else constrain_batch(images)
+
+  if sample_at is not None:  # batches keyed by the step count (make_shared_chunk's)
+    def keyed_chunk(state: TrainState, hp):
+      def body(state, _):
+        batch, _ = sample_at(state.step, batch_size)
+        batch = batch if constrain_batch is None else constrain_batch(batch)
+        rng, _, k_loss = jax.random.split(jax.random.wrap_key_data(state.rng), 3)
+        return step(state.replace(rng=jax.random.key_data(rng)), hp, batch, k_loss)
+      return jax.lax.scan(body, state, None, length=num_steps)
+    return keyed_chunk
 
   def chunk(state: TrainState, hp):
     # The batch of step j+1 is rendered in step j and handed over in the scan carry.

@@ -195,6 +195,15 @@ def make_mesh(num_members: int, data: int = 1):
   return jax.make_mesh((member, data), ("member", "data"), axis_types=auto)
 
 
+def lift(strategy: str) -> Callable:
+  """`f(state, hp)` -> the same over stacked members, by 'vmap' or 'map'."""
+  if strategy == "vmap":
+    return jax.vmap
+  if strategy == "map":
+    return lambda f: (lambda state, hp: jax.lax.map(lambda a: f(*a), (state, hp)))
+  raise ValueError(f"lift: strategy must be 'vmap' or 'map', got {strategy!r}.")
+
+
 def vectorize(chunk: Callable, strategy: str, mesh=None) -> Callable:
   """Lift `chunk(state, hp) -> (state, metrics)` to stacked members."""
   if strategy == "vmap":

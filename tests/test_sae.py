@@ -1,0 +1,195 @@
+"""Sparse autoencoders (lsx.sae): bottlenecks against hand-computed cases, AuxK, matching
+pursuit against brute force, the streamed array source, and the family on the runner
+(a sweep member equals its run alone, reading the same batches; exact resume)."""
+import itertools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import common
+from lsx import sae as ls
+from lsx import train as lt
+
+QUIET = lambda s: None
+
+
+def test_relu_and_topk_forward_and_gradient():
+  pre = jnp.array([[3.0, -1.0, 2.0, 5.0], [0.5, 4.0, -2.0, 1.0]])
+  mask = jnp.ones(4, bool)
+  f = ls.topk_codes(pre, 2, 3, mask)  # k = 2 of a static bound 3
+  np.testing.assert_array_equal(f, [[3, 0, 0, 5], [0, 4, 0, 1]])
+  g = jax.grad(lambda p: jnp.sum(ls.topk_codes(p, 2, 3, mask) * jnp.arange(1.0, 5.0)))(pre)
+  np.testing.assert_array_equal(g, [[1, 0, 0, 4], [0, 2, 0, 4]])  # only the kept entries
+  # a masked latent (past the member's width) is never selected
+  f = ls.topk_codes(pre, 2, 2, jnp.array([True, True, True, False]))
+  np.testing.assert_array_equal(f, [[3, 0, 2, 0], [0.5, 4, 0, 0]])
+  np.testing.assert_array_equal(ls.encode(ls.SAE(4, 4, "relu"), {
+      "W_enc": jnp.eye(4), "b_enc": jnp.zeros(4), "b_dec": jnp.zeros(4)}, pre, {}),
+      jax.nn.relu(pre))
+
+
+def test_batchtopk_keeps_the_k_times_n_largest_of_the_batch():
+  pre = jnp.array([[3.0, -1.0, 2.0, 5.0], [0.5, 4.0, -2.0, 1.0]])
+  f, kth = ls.batchtopk_codes(pre, 1, 2, jnp.ones(4, bool))  # 1 x 2 rows = the 2 largest
+  np.testing.assert_array_equal(f, [[0, 0, 0, 5], [0, 4, 0, 0]])
+  assert float(kth) == 4.0
+  f, _ = ls.batchtopk_codes(pre, 2, 2, jnp.ones(4, bool))  # 4 largest: 5, 4, 3, 2
+  np.testing.assert_array_equal(f, [[3, 0, 2, 5], [0, 4, 0, 0]])
+
+
+def test_jumprelu_and_step_pseudo_derivatives():
+  eps = 0.001
+  z = jnp.array([[0.5, 0.0013, 0.0004], [0.0011, 0.0, 0.2]])
+  theta = jnp.array([0.001, 0.001, 0.001])
+  np.testing.assert_allclose(ls.jumprelu(z, theta, eps), [[0.5, 0.0013, 0], [0.0011, 0, 0.2]])
+  # d/dz: H(z - theta); d/dtheta: -(theta/eps) K((z - theta)/eps), K = 1 on (-1/2, 1/2)
+  gz, gt = jax.grad(lambda a, t: jnp.sum(ls.jumprelu(a, t, eps)), argnums=(0, 1))(z, theta)
+  np.testing.assert_array_equal(gz, [[1, 1, 0], [1, 0, 1]])
+  # (z - theta)/eps: column 0 -> 499, 0.1 (K=1); column 1 -> 0.3 (K=1), -1; column 2 -> -0.6, 199
+  np.testing.assert_allclose(gt, [-1.0, -1.0, 0.0], rtol=1e-5)
+  gz, gt = jax.grad(lambda a, t: jnp.sum(ls.step_fn(a, t, eps)), argnums=(0, 1))(z, theta)
+  np.testing.assert_array_equal(gz, np.zeros((2, 3)))
+  np.testing.assert_allclose(gt, [-1000.0, -1000.0, 0.0], rtol=1e-5)
+
+
+def test_matching_pursuit_selects_what_a_brute_force_greedy_search_selects():
+  rng = np.random.default_rng(0)
+  w = rng.normal(size=(12, 5))
+  w /= np.linalg.norm(w, axis=1, keepdims=True)
+  x = rng.normal(size=(6, 5))
+  params = {"W_dec": jnp.asarray(w, jnp.float32), "b_dec": jnp.zeros(5)}
+  f = np.asarray(ls.mp_codes(params, jnp.asarray(x, jnp.float32), 3, 4, jnp.ones(12, bool)))
+  for i in range(6):  # brute force: at each step the atom (and c >= 0) leaving the least residual
+    r, want = x[i].copy(), np.zeros(12)
+    for _ in range(3):
+      best = min(itertools.product(range(12)), key=lambda j: np.sum(
+          (r - max(r @ w[j[0]], 0) * w[j[0]]) ** 2))[0]
+      c = max(r @ w[best], 0.0)
+      want[best] += c
+      r = r - c * w[best]
+    np.testing.assert_allclose(f[i], want, atol=1e-5)
+
+
+def test_auxk_revives_dead_latents():
+  # 16 latents start with encoders 100x too small: positive but almost never in the top
+  # k, so the main loss gives them (almost) no gradient. AuxK trains them on the residual:
+  # 14 of 16 fire after 300 steps, against 1 of 16 without it.
+  src = ls.ToySuperposition(num_features=32, dim=16, active=3.0, feature_seed=1)
+  sae = ls.SAE(dim=16, max_width=32, bottleneck="topk", k_max=3, aux_k=8, dead_tokens=64)
+  obj = ls.make_objective(sae, src.sample, median_samples=256)
+  import optax
+  tx = optax.adam(3e-3)
+
+  def run(aux_coeff, steps=300):
+    p = obj.init(jax.random.key(0))
+    p["W_enc"] = p["W_enc"].at[:, 16:].multiply(0.01)
+    hp = {"k": 3.0, "width": 32.0, "aux_coeff": aux_coeff}
+    opt = tx.init(p)
+
+    @jax.jit
+    def step(p, opt, t):
+      x, _ = src.sample_at(t, 256)
+      (_, aux), g = jax.value_and_grad(obj.loss, has_aux=True)(p, x, None, hp)
+      upd, opt = tx.update(g, opt)
+      return obj.post_update(optax.apply_updates(p, upd), aux["_post"], hp), opt
+    for t in range(steps):
+      p, opt = step(p, opt, t)
+    x, _ = src.sample(jax.random.key(9), 2048)
+    fired = np.asarray(jnp.any(ls.encode(sae, p, x, hp) > 0, 0))
+    return fired[16:].mean()
+
+  without, with_aux = run(0.0), run(1.0 / 32)
+  assert without <= 0.125 and with_aux >= 0.5
+
+
+def _sae_config(wd, **kw):
+  c = common.load("configs/sae_toy.py:smoke")
+  with c.unlocked():
+    c.workdir = wd
+    for k, v in kw.items():
+      node = c
+      *path, last = k.split(".")
+      for p in path:
+        node = node[p]
+      node[last] = v
+  return c
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "map"])
+def test_sweep_members_read_one_batch_and_equal_their_runs_alone(strategy, tmp_path):
+  sweep = {"sweep.seed": (0, 1), "sweep.hp": {"k": (2.0, 3.0), "width": (32.0, 24.0)},
+           "sweep.mode": "zip", "sweep_strategy": strategy}
+  whole, _ = lt.train(_sae_config(str(tmp_path / "w"), **sweep), print_fn=QUIET)
+  # member 1: seed 1, k 3, width 24 (the last 8 latents masked) equals the run alone
+  alone, _ = lt.train(_sae_config(str(tmp_path / "a"), **{"seed": 1, "hp.k": 3.0,
+                                                          "hp.width": 24.0}),
+                      print_fn=QUIET, write_figures=False)
+  for x, y in zip(jax.tree.leaves(alone.params), jax.tree.leaves(whole.params)):
+    np.testing.assert_allclose(np.asarray(y)[1], np.asarray(x), rtol=2e-5, atol=1e-6)
+  rows = open(tmp_path / "w" / "sweep.csv").read()
+  assert "fvu" in rows and "recovered" in rows and "l0" in rows
+  assert os.path.exists(tmp_path / "w" / "sae_frontier.png")
+
+
+def test_killed_sae_sweep_resumes_exactly(tmp_path):
+  sweep = {"sweep.seed": (0, 1), "sweep_strategy": "vmap"}
+  whole, _ = lt.train(_sae_config(str(tmp_path / "w"), **sweep), print_fn=QUIET)
+  lt.train(_sae_config(str(tmp_path / "s"), **sweep), print_fn=QUIET, stop_after_chunks=1)
+  resumed, _ = lt.train(_sae_config(str(tmp_path / "s"), **sweep), print_fn=QUIET)
+  for x, y in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert (open(tmp_path / "w" / "metrics.jsonl").read()
+          == open(tmp_path / "s" / "metrics.jsonl").read())
+
+
+def test_array_shards_visit_every_row_once_per_epoch_and_refuse_a_wrong_width(tmp_path):
+  rng = np.random.default_rng(0)
+  parts = [rng.normal(size=(n, 6)).astype(np.float32) for n in (7, 11, 5)]
+  for i, p in enumerate(parts):
+    np.save(tmp_path / f"act_{i}.npy", p)
+  src = ls.ArrayShards(str(tmp_path / "act_*.npy"), seed=3)
+  allrows = np.concatenate(parts)
+  assert src.rows == 23 and src.dim == 6
+  n = 4  # 23 rows: epoch 0 ends inside step 5's batch
+  idx = np.concatenate([src.indices(t, n) for t in range(23)])  # 92 = 4 epochs
+  for e in range(4):
+    assert sorted(idx[e * 23:(e + 1) * 23]) == list(range(23))
+  assert not np.array_equal(idx[:23], idx[23:46])  # each epoch shuffled anew
+  np.testing.assert_array_equal(src.read(idx[:9]), allrows[idx[:9]])
+  x, _ = jax.jit(lambda t: src.sample_at(t, n))(jnp.int32(5))  # through the host callback
+  np.testing.assert_array_equal(np.asarray(x), allrows[src.indices(5, n)])
+  np.save(tmp_path / "act_9.npy", rng.normal(size=(3, 5)).astype(np.float32))
+  with pytest.raises(ValueError, match=r"act_9\.npy has width 5 but .*act_0\.npy has 6"):
+    ls.ArrayShards(str(tmp_path / "act_*.npy"))
+  with pytest.raises(FileNotFoundError, match="no activation shards match"):
+    ls.ArrayShards(str(tmp_path / "nothing_*.npy"))
+
+
+def test_an_sae_trains_on_array_shards_and_on_a_model_layer(tmp_path):
+  from conftest import tiny_config
+  rng = np.random.default_rng(1)
+  for i in range(2):
+    np.save(tmp_path / f"a{i}.npy", rng.normal(size=(50, 8)).astype(np.float32))
+  c = _sae_config(str(tmp_path / "arr"), **{"source": {"kind": "arrays",
+                                                        "paths": str(tmp_path / "a*.npy"),
+                                                        "data_seed": 0}})
+  state, setup = lt.train(c, print_fn=QUIET)
+  assert setup.model.dim == 8 and int(state.step) == 4
+  # a layer of a trained autoencoder, with the disentanglement metrics of the codes
+  vae = str(tmp_path / "vae")
+  lt.train(tiny_config(**{"train.steps": 2, "train.ckpt_every": 2}), vae, print_fn=QUIET,
+           write_figures=False)
+  c = _sae_config(str(tmp_path / "m"), **{"source": {"kind": "model", "workdir": vae,
+                                                      "layer": "Dense_1", "data_seed": 0},
+                                           "eval.disentanglement": True})
+  lt.train(c, print_fn=QUIET)
+  import json
+  out = json.load(open(tmp_path / "m" / "metrics.json"))
+  assert {"l0", "fvu", "dead", "dense"} <= set(out) and ("infom" in out or
+                                                         "disentanglement_error" in out)
+  with pytest.raises(ValueError, match="no submodule 'Dense_9'"):
+    lt.build(_sae_config(str(tmp_path / "x"), **{"source": {"kind": "model", "workdir": vae,
+                                                             "layer": "Dense_9"}}))
