@@ -33,7 +33,13 @@ def test_every_config_builds_without_compiling(path):
     flow = flows.make_flow(10, cfg.flows.num_potentials)
     assert jax.eval_shape(flow.init, jax.random.key(0))["log_c"].shape == (cfg.flows.num_potentials,)
     return
-  setup = lt.build(cfg)  # autoencoders and joint flows: data, model, objective
+  if cfg.family == "sae" and cfg.source.kind != "toy":  # activations that are not here
+    with cfg.unlocked():
+      cfg.source.workdir = cfg.source.paths = "/nonexistent/acts*"
+    with pytest.raises(FileNotFoundError, match="holds no trained run|no activation shards"):
+      lt.build(cfg)
+    return
+  setup = lt.build(cfg)  # autoencoders, joint flows, SAEs on toy data: data, model, objective
   state = setup.abstract_state()  # shapes only, nothing allocated
   assert state.step.shape == ()
 
