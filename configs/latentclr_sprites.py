@@ -25,9 +25,11 @@ def get_config(arg: str = ""):
   # the decoder studied (trained with `config` first when the workdir has no run)
   c.decoder = dict(workdir="workdirs/betavae_sprites", config="configs/betavae_sprites.py")
   # method; K directions and their parameterization: global | linear | nonlinear |
-  # householder | expm; features (phi): 'pixels' | 'encoder' | 'decoder:<submodule>'
+  # householder | expm; features (phi): 'pixels' | 'encoder' | 'decoder:<submodule>';
+  # convention: 'lsx' or 'reference' (the public code's loss: LatentCLR multiplies by its
+  # temperature and differences unit features; NoiseCLR takes the log of a ratio of means)
   c.directions = dict(method=method, num=10, kind="global", hidden=0,
-                      features="decoder:ConvT4S2_0")
+                      features="decoder:ConvT4S2_0", convention="lsx")
   c.optim.name = "adamw"
   # traced: the optimizer's and the method's (lsx.directions.family; alpha in units of the
   # latent prior's std)

@@ -339,3 +339,65 @@ def test_factor_directions_recover_the_code_of_each_ordinal_factor():
     ld.factor_directions(jnp.asarray(z), f[:, :2], sizes)
   with pytest.raises(ValueError, match="same n"):
     ld.factor_directions(jnp.asarray(z[:10]), f, sizes)
+
+
+def _public_latentclr_numpy(feats_kn, temp):
+  """colat/loss.py (abs=True, reduce='mean') written out in numpy: rows ordered by
+  direction, sim = exp(|out out^T| * temp), pos/neg means per row, -mean log(pos/neg)."""
+  k, n, d = feats_kn.shape
+  out = feats_kn.reshape(k * n, d).astype(np.float64)
+  sim = np.exp(np.abs(out @ out.T) * temp)
+  losses = []
+  for r in range(k * n):
+    kr = r // n
+    pos = [sim[r, c] for c in range(k * n) if c // n == kr and c != r]
+    neg = [sim[r, c] for c in range(k * n) if c // n != kr]
+    losses.append(-np.log(np.mean(pos) / np.mean(neg)))
+  return float(np.mean(losses))
+
+
+def _public_noiseclr_numpy(feats_kn, temp):
+  """core/loss.py: sums of exp(cos / temp) over positive pairs (direction k on inputs i < j)
+  and negative pairs (directions k != l on input i), -log(mean_pos / mean_neg)."""
+  k, n, _ = feats_kn.shape
+  f = feats_kn.astype(np.float64)
+  pos, neg = [], []
+  for a in range(k):
+    for i in range(n):
+      for j in range(i + 1, n):
+        pos.append(np.exp(f[a, i] @ f[a, j] / temp))
+      for b in range(k):
+        if b != a:
+          neg.append(np.exp(f[a, i] @ f[b, i] / temp))
+  return float(-np.log(np.mean(pos) / np.mean(neg)))
+
+
+def test_reference_contrastive_losses_equal_the_public_computation():
+  rng = np.random.default_rng(0)
+  f = rng.normal(size=(3, 4, 5))
+  f /= np.linalg.norm(f, axis=-1, keepdims=True)
+  for temp in (0.5, 2.0):
+    got = float(ld.latentclr_loss_reference(jnp.asarray(f, jnp.float32), temp))
+    assert got == pytest.approx(_public_latentclr_numpy(f, temp), abs=1e-6)
+    got = float(ld.noiseclr_loss_reference(jnp.asarray(f, jnp.float32), temp))
+    assert got == pytest.approx(_public_noiseclr_numpy(f, temp), abs=1e-6)
+  # lsx's NoiseCLR form averages per-row log ratios: a different number
+  assert abs(float(ld.noiseclr_loss(jnp.asarray(f, jnp.float32), 0.5))
+             - _public_noiseclr_numpy(f, 0.5)) > 1e-3
+
+
+def test_reference_features_normalize_before_the_difference():
+  # phi(G(z + Delta)) and phi(G(z)) are unit-normalized first (the public projector), then
+  # their difference; lsx's form normalizes only the raw difference
+  dirs = ld.make_directions("global", 2, 3)
+  params = dirs.init(jax.random.key(0))
+  z = jax.random.normal(jax.random.key(1), (4, 3))
+  feat = lambda zz: jnp.concatenate([zz, zz ** 2], -1)
+  a = ld.contrastive_features(feat, dirs, params, z, 0.5)
+  b = ld.contrastive_features(feat, dirs, params, z, 0.5, normalize_first=True)
+  h0, h1 = feat(z), jax.vmap(lambda k: jax.vmap(lambda zz: dirs.shift(params, zz, k, 0.5))(z))(
+      jnp.arange(2))
+  h1 = jax.vmap(feat)(h1)
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  np.testing.assert_allclose(b, unit(unit(np.asarray(h1)) - unit(np.asarray(h0))[None]), atol=1e-6)
+  np.testing.assert_allclose(a, unit(np.asarray(h1) - np.asarray(h0)[None]), atol=1e-6)

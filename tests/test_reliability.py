@@ -182,6 +182,7 @@ for _k, _v, _m in [
     ("directions.kind", "curvy", r"curvy"),
     ("directions.features", "decoder:NoSuchLayer", r"NoSuchLayer"),
     ("directions.features", "edges", r"features.*edges"),
+    ("directions.convention", "public", r"convention must be one of \('lsx', 'reference'\)"),
     ("directions.method", "pca", r"closed form"),
     ("decoder.workdir", "/nonexistent/decoder", r"/nonexistent/decoder"),
     ("eval.steps", 0, r"eval\.steps must be >= 1"),

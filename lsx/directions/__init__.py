@@ -24,10 +24,11 @@ Example (closed form, then scoring)::
 """
 from lsx.directions._closed_form import (factor_directions, ganspace_directions, jacobian_svd,
                                          pca_directions, sefa_directions)
-from lsx.directions._objectives import (FORMS, Reconstructor, contrastive_features,
-                                        latentclr_loss, make_contrastive_objective,
+from lsx.directions._objectives import (CONVENTIONS, FORMS, Reconstructor,
+                                        contrastive_features, latentclr_loss,
+                                        latentclr_loss_reference, make_contrastive_objective,
                                         make_feature_map, make_voynov_objective, sample_shifts,
-                                        noiseclr_loss)
+                                        noiseclr_loss, noiseclr_loss_reference)
 from lsx.directions._param import (KINDS, Directions, fixed_directions, householder_matrix,
                                    make_directions, normalize, skew_expm, traverse)
 from lsx.directions._score import (CC_SCORES, SCORES, Reading, Traversal, active_latents,
@@ -40,6 +41,7 @@ from lsx.directions import family  # noqa: E402  (methods by name; the 'directio
 __all__ = [
     "CC_SCORES", "SCORES", "Traversal", "linear_traversal", "reference_sets",
     "score_traversals", "summarize", "take", "traversal_frames",
+    "CONVENTIONS", "latentclr_loss_reference", "noiseclr_loss_reference",
     "Directions", "FORMS", "KINDS", "Reading", "Reconstructor", "active_latents",
     "contrastive_features", "factor_directions",
     "fixed_directions", "ganspace_directions", "householder_matrix", "jacobian_svd",

@@ -15,6 +15,9 @@ import optax
 from lsx.directions._param import Directions, normalize
 
 FORMS = ("latentclr", "noiseclr")
+# 'lsx': lsx's forms (docs/directions.md); 'reference': the public code's computation
+# (latentclr @f02a70d colat/loss.py + projector, NoiseCLR @f98e7c8 core/loss.py)
+CONVENTIONS = ("lsx", "reference")
 
 
 def make_feature_map(name, model, model_params) -> Callable:
@@ -52,13 +55,18 @@ def make_feature_map(name, model, model_params) -> Callable:
                    f"'decoder:<submodule>' or a callable.")
 
 
-def contrastive_features(feature_fn: Callable, directions: Directions, params, z, alpha):
-  """F [K, N, D]: n(phi(G(z_n + Delta_k(z_n))) - phi(G(z_n))) for every direction and sample."""
+def contrastive_features(feature_fn: Callable, directions: Directions, params, z, alpha,
+                         normalize_first: bool = False):
+  """F [K, N, D]: n(phi(G(z_n + Delta_k(z_n))) - phi(G(z_n))) for every direction and sample
+  (n: unit rows). `normalize_first`: n(n(phi(G(z + Delta))) - n(phi(G(z)))), as the public
+  LatentCLR code's projector normalizes both features before the difference."""
   k = directions.num
   shifted = jax.vmap(lambda kk: jax.vmap(lambda zz: directions.shift(params, zz, kk, alpha))(z))(
       jnp.arange(k))  # [K, N, d]
   h0 = feature_fn(z)
   h1 = feature_fn(shifted.reshape(-1, z.shape[-1])).reshape((k,) + h0.shape)
+  if normalize_first:
+    h0, h1 = normalize(h0), normalize(h1)
   return normalize(h1 - h0[None])
 
 
@@ -83,6 +91,32 @@ def latentclr_loss(features, temperature):
   return -jnp.mean(pos - neg)
 
 
+def latentclr_loss_reference(features, temperature):
+  """The public LatentCLR loss (colat/loss.py with abs=True, reduce='mean'): E =
+  exp(|S| * temperature) -- the public code multiplies by its `temperature` (0.5 in its
+  configs: an effective tau of 2) --, per row (k, i) pos = mean over the same direction's
+  other samples, neg = mean over every other direction's samples, L = -mean log(pos / neg).
+  Equal to `latentclr_loss(features, 1 / temperature)`."""
+  return latentclr_loss(features, 1.0 / temperature)
+
+
+def noiseclr_loss_reference(features, temperature):
+  """The public NoiseCLR loss (core/loss.py): exp(cos / temperature) summed over the
+  positive pairs (a direction on two different inputs) and over the negative pairs (two
+  directions on the same input) of the whole batch, L = -log(mean_pos / mean_neg): the log
+  of a ratio of means, not a mean of per-row log ratios."""
+  k, n = features.shape[:2]
+  if k < 2 or n < 2:
+    raise ValueError(f"the contrastive loss needs >= 2 directions and >= 2 samples, got "
+                     f"K={k}, N={n}.")
+  s = jnp.einsum("kid,ljd->kilj", features, features) / temperature
+  same_k = jnp.eye(k, dtype=bool)[:, None, :, None]
+  same_i = jnp.eye(n, dtype=bool)[None, :, None, :]
+  pos = _log_mean_exp(s, same_k & ~same_i, (0, 1, 2, 3))
+  neg = _log_mean_exp(s, ~same_k & same_i, (0, 1, 2, 3))
+  return -(pos - neg)
+
+
 def noiseclr_loss(features, temperature):
   """NoiseCLR form (Dalva & Yanardag 2024; docs/directions.md): positives are the same direction on other inputs, negatives
   other directions on the same input; L = -mean log(mean_pos exp(cos/tau) / mean_neg
@@ -100,14 +134,23 @@ def noiseclr_loss(features, temperature):
 
 
 def make_contrastive_objective(directions: Directions, feature_fn: Callable,
-                               form: str = "latentclr") -> tuple[Callable, Callable]:
+                               form: str = "latentclr",
+                               convention: str = "lsx") -> tuple[Callable, Callable]:
   """(init(rng) -> params, loss(params, z [N, d], rng, hp) -> (loss, aux)).
 
   hp: temperature, alpha (the shift length), alpha_max (alpha is drawn per batch from
-  U[alpha, alpha_max] when alpha_max > alpha; an lsx option: a per-batch alpha)."""
+  U[alpha, alpha_max] when alpha_max > alpha; an lsx option: a per-batch alpha).
+  `convention`: 'lsx' (exp(S / temperature), the raw feature difference, NoiseCLR's
+  per-row log ratios) or 'reference' (the public code: LatentCLR's exp(S * temperature)
+  on differences of unit features, NoiseCLR's log of a ratio of batch means)."""
   if form not in FORMS:
     raise ValueError(f"Unknown contrastive form {form!r}; choose one of {FORMS}.")
-  loss_of = latentclr_loss if form == "latentclr" else noiseclr_loss
+  if convention not in CONVENTIONS:
+    raise ValueError(f"Unknown convention {convention!r}; choose one of {CONVENTIONS}.")
+  ref = convention == "reference"
+  loss_of = {("latentclr", False): latentclr_loss, ("noiseclr", False): noiseclr_loss,
+             ("latentclr", True): latentclr_loss_reference,
+             ("noiseclr", True): noiseclr_loss_reference}[(form, ref)]
 
   def init(rng):
     return {"directions": directions.init(rng)}
@@ -115,7 +158,8 @@ def make_contrastive_objective(directions: Directions, feature_fn: Callable,
   def loss(params, z, rng, hp):
     hi = jnp.maximum(hp["alpha_max"], hp["alpha"]) if "alpha_max" in hp else hp["alpha"]
     alpha = hp["alpha"] + (hi - hp["alpha"]) * jax.random.uniform(rng)
-    f = contrastive_features(feature_fn, directions, params["directions"], z, alpha)
+    f = contrastive_features(feature_fn, directions, params["directions"], z, alpha,
+                             normalize_first=ref and form == "latentclr")
     value = loss_of(f, hp["temperature"])
     # diagnostics: mean |cos| between the same direction on different samples, and
     # between different directions on the same sample

@@ -77,15 +77,15 @@ class Decoder:
 
 
 @METHODS.register("latentclr", kind="learned", hp=CONTRASTIVE_HP)
-def _latentclr(directions, decoder, *, features="decoder:ConvT4S2_0"):
+def _latentclr(directions, decoder, *, features="decoder:ConvT4S2_0", convention="lsx"):
   feat = make_feature_map(features, decoder.model, decoder.params)
-  return make_contrastive_objective(directions, feat, "latentclr")
+  return make_contrastive_objective(directions, feat, "latentclr", convention)
 
 
 @METHODS.register("noiseclr", kind="learned", hp=CONTRASTIVE_HP)
-def _noiseclr(directions, decoder, *, features="decoder:ConvT4S2_0"):
+def _noiseclr(directions, decoder, *, features="decoder:ConvT4S2_0", convention="lsx"):
   feat = make_feature_map(features, decoder.model, decoder.params)
-  return make_contrastive_objective(directions, feat, "noiseclr")
+  return make_contrastive_objective(directions, feat, "noiseclr", convention)
 
 
 @METHODS.register("voynov", kind="learned", hp=VOYNOV_HP)
@@ -124,12 +124,13 @@ def method_hp(method: str) -> dict:
 
 
 def make_method_objective(method: str, directions, decoder: Decoder,
-                          features="decoder:ConvT4S2_0") -> Objective:
+                          features="decoder:ConvT4S2_0", convention: str = "lsx") -> Objective:
   """A learned method's `Objective` over {"directions": ..., [its own networks]}."""
   if method_kind(method) != "learned":
     raise ValueError(f"{method!r} is a closed-form method: nothing to train; fit it with "
                      f"lsx.directions.closed_form.")
-  init, loss = METHODS.build(method, directions, decoder, options={"features": features},
+  init, loss = METHODS.build(method, directions, decoder,
+                             options={"features": features, "convention": convention},
                              strict=False)
   return Objective(method, init, loss, method_hp(method), info={"directions": directions})
 
@@ -169,6 +170,10 @@ def build_directions(config, decoder: Decoder | None = None):
   d = config.directions
   if d.kind not in KINDS:
     raise ValueError(f"config.directions.kind must be one of {KINDS}, got {d.kind!r}.")
+  from lsx.directions._objectives import CONVENTIONS
+  if d.get("convention", "lsx") not in CONVENTIONS:
+    raise ValueError(f"config.directions.convention must be one of {CONVENTIONS}, got "
+                     f"{d.convention!r}.")
   feats = d.get("features", "pixels")
   if isinstance(feats, str) and not (feats in ("pixels", "encoder") or
                                      (feats.startswith("decoder:") and len(feats) > 8)):
@@ -180,7 +185,8 @@ def build_directions(config, decoder: Decoder | None = None):
   decoder = decoder or Decoder.load(config.decoder.workdir, int(config.eval.get("data", 2000)))
   require_render(decoder.dataset, "scoring directions")
   dirs = make_config_directions(config, decoder)
-  objective = make_method_objective(method, dirs, decoder, config.directions.features)
+  objective = make_method_objective(method, dirs, decoder, config.directions.features,
+                                    config.directions.get("convention", "lsx"))
   return Setup(config, decoder.dataset, decoder.model, objective,
                make_run_optimizer(config, objective), resolve_hp(config, objective),
                sample=decoder.sample, init_keys=_init_keys, finish=None,
