@@ -52,3 +52,43 @@ def finalize(config, arg: str = ""):
 def load(spec: str):
   """A config from 'path/to/config.py[:arg]' (lsx.train.config.load_config)."""
   return config_lib.load_config(spec)
+
+
+def sae_base(arg: str, name: str, source: dict):
+  """The shared skeleton of the sparse-autoencoder configs (family 'sae'): returns
+  (config, arguments); a config argument naming a bottleneck selects it."""
+  from lsx.sae.model import BOTTLENECKS, HP_DEFAULTS
+  parts = check_arg(arg, ("smoke", "sweep") + BOTTLENECKS)
+  bottleneck = next((p for p in parts if p in BOTTLENECKS), "topk")
+  c = run_config()
+  c.family = "sae"
+  c.workdir = f"workdirs/sae_{name}_{bottleneck}"
+  c.source = source
+  # the bottleneck and static bounds (k_max bounds hp.k, max_width bounds hp.width);
+  # dead_tokens: samples without firing before AuxK treats a latent as dead
+  c.sae = dict(bottleneck=bottleneck, max_width=1024, k_max=32, aux_k=256,
+               dead_tokens=100_000, bandwidth=0.001, threshold_rate=0.01,
+               threshold_init=0.001, median_samples=4096)
+  # eval: activations the scores use; disentanglement: InfoMEC/MIG/DCI of the codes
+  c.eval = dict(samples=10000, seed=4321, disentanglement=False)
+  c.hp = dict(lr=1e-3, k=16.0, width=1024.0, **HP_DEFAULTS[bottleneck])
+  return c, parts
+
+
+def sae_finish(c, parts, sweep_k: tuple):
+  """'sweep': 2 seeds x `sweep_k` (for the k bottlenecks) as one program; 'smoke': tiny."""
+  if "sweep" in parts:
+    c.workdir += "_sweep"
+    c.sweep.seed = (0, 1)
+    if c.sae.bottleneck in ("topk", "batchtopk", "mp"):
+      c.sweep.hp = {"k": tuple(float(k) for k in sweep_k)}
+    c.sweep_strategy = "vmap"
+  if "smoke" in parts:
+    c.sae.update(max_width=32, k_max=4, aux_k=8, dead_tokens=64, median_samples=64)
+    c.hp.update(k=2.0, width=32.0)
+    c.eval.samples = 256
+    c.train.update(steps=4, chunk=2, ckpt_every=2, batch_size=32)
+    if c.sweep.hp:
+      c.sweep.hp = {"k": (2.0, 4.0)}
+  c.lock()
+  return c

@@ -30,13 +30,20 @@ def tiny_config(**overrides):
   c.train.ckpt_every = 4
   c.train.batch_size = 16
   c.train.log_every_s = 0.0
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
+  set_fields(c, **overrides)
   c.lock()
+  return c
+
+
+def set_fields(c, **fields):
+  """Set dotted fields of a ConfigDict ('train.steps': 4), unlocked for the duration."""
+  with c.unlocked():
+    for k, v in fields.items():
+      node = c
+      *path, last = k.split(".")
+      for p in path:
+        node = node[p]
+      node[last] = v
   return c
 
 

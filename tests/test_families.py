@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from configs import common
-from conftest import tiny_config
+from conftest import set_fields, tiny_config
 from lsx import train as lt
 
 QUIET = lambda s: None
@@ -52,16 +52,8 @@ FAMILIES = {"factor_vae": (_factor_vae, "gamma"), "directions": (_directions, "t
 
 def _with(c, workdir, **kw):
   c = c.copy_and_resolve_references()
-  with c.unlocked():
-    c.workdir = workdir
-    c.sweep_strategy = "map"  # this process's CPU is one device: members in sequence
-    for k, v in kw.items():
-      node = c
-      *path, last = k.split(".")
-      for p in path:
-        node = node[p]
-      node[last] = v
-  return c
+  # this process's CPU is one device: members in sequence
+  return set_fields(c, workdir=workdir, sweep_strategy="map", **kw)
 
 
 def _equal(a, b):

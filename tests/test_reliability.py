@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests.conftest import tiny_config  # noqa: E402
+from tests.conftest import set_fields, tiny_config  # noqa: E402
 
 QUIET = dict(print_fn=lambda s: None, write_figures=False)
 
@@ -52,15 +52,8 @@ def case(area, name, match="", recovers=False):
 def _train_with(overrides, family_config=None):
   def make(ctx):
     from lsx.train import train
-    c = family_config(ctx) if family_config else tiny_config(**overrides)
-    if family_config:
-      with c.unlocked():
-        for k, v in overrides.items():
-          node = c
-          *path, last = k.split(".")
-          for p in path:
-            node = node[p]
-          node[last] = v
+    c = (set_fields(family_config(ctx), **overrides) if family_config
+         else tiny_config(**overrides))
     return lambda: train(c, str(ctx.tmp / "run"), **QUIET)
   return make
 

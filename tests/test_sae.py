@@ -106,16 +106,8 @@ def test_auxk_revives_dead_latents():
 
 
 def _sae_config(wd, **kw):
-  c = common.load("configs/sae_toy.py:smoke")
-  with c.unlocked():
-    c.workdir = wd
-    for k, v in kw.items():
-      node = c
-      *path, last = k.split(".")
-      for p in path:
-        node = node[p]
-      node[last] = v
-  return c
+  from conftest import set_fields
+  return set_fields(common.load("configs/sae_toy.py:smoke"), workdir=wd, **kw)
 
 
 @pytest.mark.parametrize("strategy", ["vmap", "map"])

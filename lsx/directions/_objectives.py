@@ -100,11 +100,9 @@ def latentclr_loss_reference(features, temperature):
   return latentclr_loss(features, 1.0 / temperature)
 
 
-def noiseclr_loss_reference(features, temperature):
-  """The public NoiseCLR loss (core/loss.py): exp(cos / temperature) summed over the
-  positive pairs (a direction on two different inputs) and over the negative pairs (two
-  directions on the same input) of the whole batch, L = -log(mean_pos / mean_neg): the log
-  of a ratio of means, not a mean of per-row log ratios."""
+def _noiseclr_log_means(features, temperature, axes):
+  """log-mean-exp of cos/temperature over NoiseCLR's positives (a direction on two
+  different inputs) and negatives (two directions on one input), reduced over `axes`."""
   k, n = features.shape[:2]
   if k < 2 or n < 2:
     raise ValueError(f"the contrastive loss needs >= 2 directions and >= 2 samples, got "
@@ -112,8 +110,14 @@ def noiseclr_loss_reference(features, temperature):
   s = jnp.einsum("kid,ljd->kilj", features, features) / temperature
   same_k = jnp.eye(k, dtype=bool)[:, None, :, None]
   same_i = jnp.eye(n, dtype=bool)[None, :, None, :]
-  pos = _log_mean_exp(s, same_k & ~same_i, (0, 1, 2, 3))
-  neg = _log_mean_exp(s, ~same_k & same_i, (0, 1, 2, 3))
+  return (_log_mean_exp(s, same_k & ~same_i, axes), _log_mean_exp(s, ~same_k & same_i, axes))
+
+
+def noiseclr_loss_reference(features, temperature):
+  """The public NoiseCLR loss (core/loss.py): exp(cos / temperature) summed over the
+  positive and the negative pairs of the whole batch, L = -log(mean_pos / mean_neg): the
+  log of a ratio of means, not a mean of per-row log ratios."""
+  pos, neg = _noiseclr_log_means(features, temperature, (0, 1, 2, 3))
   return -(pos - neg)
 
 
@@ -121,15 +125,7 @@ def noiseclr_loss(features, temperature):
   """NoiseCLR form (Dalva & Yanardag 2024; docs/directions.md): positives are the same direction on other inputs, negatives
   other directions on the same input; L = -mean log(mean_pos exp(cos/tau) / mean_neg
   exp(cos/tau)). features: [K, N, D], unit rows."""
-  k, n = features.shape[:2]
-  if k < 2 or n < 2:
-    raise ValueError(f"the contrastive loss needs >= 2 directions and >= 2 samples, got "
-                     f"K={k}, N={n}.")
-  s = jnp.einsum("kid,ljd->kilj", features, features) / temperature
-  same_k = jnp.eye(k, dtype=bool)[:, None, :, None]
-  same_i = jnp.eye(n, dtype=bool)[None, :, None, :]
-  pos = _log_mean_exp(s, same_k & ~same_i, (2, 3))
-  neg = _log_mean_exp(s, ~same_k & same_i, (2, 3))
+  pos, neg = _noiseclr_log_means(features, temperature, (2, 3))
   return -jnp.mean(pos - neg)
 
 
