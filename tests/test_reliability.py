@@ -416,6 +416,15 @@ case("evaluate", "unknown DCI estimator", r"estimator.*forest")(
     _evaluate(lambda ctx: ctx.run(), metrics=("dci",), dci_estimator="forest"))
 
 
+@case("evaluate", "an SAE run (not an autoencoder)", r"'sae' run: experiments.evaluate scores")
+def _eval_sae(ctx):
+  from lsx.train import train
+  from lsx.train.config import load_config
+  c = load_config("configs/sae_toy.py:smoke")
+  train(c, str(ctx.tmp / "sae"), **QUIET)
+  return _evaluate(lambda cc: str(ctx.tmp / "sae"))(ctx)
+
+
 @case("evaluate", "torn config.json", r"not valid JSON")
 def _eval_torn(ctx):
   wd = ctx.run()

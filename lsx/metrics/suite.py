@@ -119,6 +119,11 @@ def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **
   from lsx.train import load_run, sweep  # late: lsx.train does not depend on metrics
 
   setup, state = load_run(workdir)
+  if not hasattr(setup.model, "represent"):
+    raise ValueError(f"{workdir} is a {setup.config.get('family')!r} run: experiments.evaluate "
+                     f"scores the latents of autoencoders. A sparse autoencoder's scores are "
+                     f"in its metrics.json (written at the end of training); directions and "
+                     f"flows are scored by experiments.discover / experiments.flows.")
   if not os.access(workdir, os.W_OK):  # before the minutes of scoring, not after
     raise PermissionError(f"workdir {workdir} is not writable: metrics.json could not be "
                           f"written; make it writable or copy the run.")
