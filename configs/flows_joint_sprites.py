@@ -29,7 +29,7 @@ def get_config(arg: str = ""):
   # sequences set how far each step moves and the unbounded reward destabilized training
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "beta": 4.0, "lambda_latent": 1.0,
                                     "lambda_pde": 1.0, "lambda_jvp": 0.0})
-  c.train = dict(steps=3000, batch_size=32, chunk=50, ckpt_every=500, keep=2, log_every_s=10.0)
+  c.train.update(steps=3000, batch_size=32, chunk=50, ckpt_every=500, keep=2, log_every_s=10.0)
   c.eval = eval_options(anchors=8, steps=4)
   if "sweep" in parts:
     c.workdir += "_sweep"

@@ -49,7 +49,7 @@ def get_config(arg: str = ""):
   c.decoder = dict(workdir="workdirs/betavae_sprites", config="configs/betavae_sprites.py")
   c.flows = flow_options()  # K = 8 (the paper's default is 16)
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "lambda_cls": 1.0, "lambda_pde": 1.0})
-  c.train = dict(steps=600, batch_size=32, chunk=20, ckpt_every=200, keep=2, log_every_s=5.0)
+  c.train.update(steps=600, batch_size=32, chunk=20, ckpt_every=200, keep=2, log_every_s=5.0)
   c.eval = eval_options()
   if "sweep" in parts:
     c.workdir += "_sweep"

@@ -35,7 +35,7 @@ def get_config(arg: str = ""):
   # latent prior's std)
   c.hp = dict(lr=1e-3, weight_decay=1e-3, **family.method_hp(method))
   c.sweep.seed = (0, 1, 2)
-  c.train = dict(steps=1000, batch_size=32, chunk=50, ckpt_every=500, keep=2, log_every_s=5.0)
+  c.train.update(steps=1000, batch_size=32, chunk=50, ckpt_every=500, keep=2, log_every_s=5.0)
   # scoring: anchors traversed over -steps..steps, reaching +-span latent stds
   # oracle: 'grid' (nearest rendered image; oracle_pool: over 4x4-pooled images, 16x fewer
   # flops, 1 = exact) or 'classifier' (a factor CNN trained for oracle_steps steps)

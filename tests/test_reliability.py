@@ -300,6 +300,22 @@ def _torn_metrics(ctx):
   return act
 
 
+@case("workdir", "a run recorded before the schema gained train.precision resumes",
+      recovers=True)
+def _older_schema(ctx):
+  from lsx.train import train
+  wd = ctx.run()
+  p = os.path.join(wd, "config.json")
+  rec = json.load(open(p))
+  del rec["train"]["precision"]
+  json.dump(rec, open(p, "w"))
+
+  def act():
+    state, _ = train(tiny_config(**{"train.steps": 10}), wd, **QUIET)
+    assert int(state.step) == 10
+  return act
+
+
 @case("workdir", "metrics rows past the restored step", recovers=True)
 def _extra_rows(ctx):
   from lsx.train import train

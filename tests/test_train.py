@@ -290,3 +290,20 @@ def test_a_workdir_that_cannot_be_one_is_named(tmp_path):
     lt.train(tiny_config(), str(f), print_fn=lambda s: None)
   with pytest.raises(OSError, match="cannot use .* as a workdir"):
     lt.train(tiny_config(), str(f / "sub"), print_fn=lambda s: None)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_tracks_float32(tmp_path):
+  # train.precision='bfloat16': losses in bf16, parameters / gradients / Adam in f32;
+  # after a few steps the parameters stay close to the f32 run's (bf16 has 8 bits of
+  # mantissa) and every leaf of the state is still float32
+  f32, _ = lt.train(tiny_config(**{"train.steps": 4}), str(tmp_path / "a"),
+                    write_figures=False, print_fn=lambda s: None)
+  b16, _ = lt.train(tiny_config(**{"train.steps": 4, "train.precision": "bfloat16"}),
+                    str(tmp_path / "b"), write_figures=False, print_fn=lambda s: None)
+  leaves = jax.tree.leaves(b16.params)
+  assert all(a.dtype == np.float32 for a in leaves)
+  diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+             for a, b in zip(jax.tree.leaves(f32.params), leaves))
+  assert 0 < diff < 0.05
+  with pytest.raises(ValueError, match="train.precision must be one of"):
+    lt.build(tiny_config(**{"train.precision": "float16"}))

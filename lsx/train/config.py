@@ -20,7 +20,10 @@ def run_config() -> ml_collections.ConfigDict:
   # objective's defaults fill what is not set here
   c.hp = ml_collections.ConfigDict({"lr": 1e-4})
   c.optim = dict(name="adam", grad_clip=0.0)
-  c.train = dict(steps=2000, batch_size=64, chunk=50, ckpt_every=500, keep=2, log_every_s=5.0)
+  # precision: 'float32' or 'bfloat16' (losses computed in bf16; parameters and optimizer
+  # state stay float32); CPUs keep float32 (docs/sweeps.md has the measurement)
+  c.train = dict(steps=2000, batch_size=64, chunk=50, ckpt_every=500, keep=2, log_every_s=5.0,
+                 precision="float32")
   # sweep: many runs as one program (lsx/train/sweep.py). Sweepable: seed and traced hp,
   # e.g. sweep.seed=(0, 1, 2), sweep.hp=dict(beta=(1., 4.)); mode 'product' or 'zip'.
   c.sweep = ml_collections.ConfigDict({"mode": "product", "seed": (), "hp": {}})

@@ -24,9 +24,9 @@ from lsx.train import workdir as workdir_lib
 from lsx.train import validate, xla_options
 from lsx.objective import Objective
 from lsx.registry import Registry
-from lsx.train.state import (OPTIMIZER_HPS, TrainState, make_optimizer, make_shared_chunk,
-                             make_train_chunk,
-                             make_train_step, objective_optimizer)
+from lsx.train.state import (OPTIMIZER_HPS, PRECISIONS, TrainState, make_optimizer,
+                             make_shared_chunk, make_train_chunk, make_train_step,
+                             objective_optimizer)
 
 log = logging.getLogger("lsx")
 
@@ -184,7 +184,11 @@ def check_resume_config(config, workdir: str, allow: bool = False) -> dict:
   with open(path) as f:
     recorded = _flat(json.load(f))
   now = _flat(config_to_json(config))
-  diff = sorted(k for k in set(recorded) | set(now)
+  # a field the schema gained after the run was recorded, at its default, is no change
+  from lsx.train.config import run_config
+  schema = _flat(config_to_json(run_config()))
+  added = {k for k in set(now) - set(recorded) if k in schema and now[k] == schema[k]}
+  diff = sorted(k for k in (set(recorded) | set(now)) - added
                 if k not in RESUMABLE_CHANGES and recorded.get(k) != now.get(k))
   if diff and allow:
     return {k: [recorded.get(k), now.get(k)] for k in diff}
@@ -365,7 +369,8 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
       _truncate_jsonl(metrics_path, start, print_fn)
     print_fn(f"resumed from checkpoint at step {start} in {workdir}")
   total = int(t.steps)
-  step_fn = make_train_step(setup.objective, setup.optimizer)
+  step_fn = make_train_step(setup.objective, setup.optimizer,
+                            PRECISIONS[t.get("precision", "float32")])
   constrain = None
   if mesh is not None and mesh.shape["data"] > 1:
     data_spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))

@@ -76,8 +76,33 @@ def objective_optimizer(objective: Objective, optimizer):
       for p in objective.players})
 
 
-def make_train_step(objective: Objective, optimizer) -> Callable:
+PRECISIONS = {"float32": None, "bfloat16": jnp.bfloat16}
+
+
+def _cast_floats(tree, dtype):
+  return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(jnp.asarray(a).dtype,
+                                                                  jnp.floating) else a, tree)
+
+
+def with_compute_dtype(loss: Callable, dtype) -> Callable:
+  """`loss` computed in `dtype` (e.g. bfloat16): floating parameters and batch are cast
+  on the way in, the loss and its aux back to float32 on the way out. Parameters, their
+  gradients (through the cast) and the optimizer state stay float32 (mixed precision as
+  in big_vision and maxtext). dtype None: `loss` itself."""
+  if dtype is None:
+    return loss
+
+  def cast_loss(params, batch, rng, hp):
+    value, aux = loss(_cast_floats(params, dtype), _cast_floats(batch, dtype), rng, hp)
+    return _cast_floats(value, jnp.float32), _cast_floats(aux, jnp.float32)
+  return cast_loss
+
+
+def make_train_step(objective: Objective, optimizer, compute_dtype=None) -> Callable:
   """Pure `step(state, hp, batch, rng) -> (state, metrics)` for an `Objective`.
+
+  `compute_dtype` (e.g. jnp.bfloat16): the losses are computed in it, parameters and
+  optimizer state stay float32 (`with_compute_dtype`).
 
   A non-finite loss or gradient leaves the state unchanged (the update is skipped) and
   sets `metrics["nonfinite"]`; the host loop stops on it, so nothing bad is saved. With
@@ -87,6 +112,12 @@ def make_train_step(objective: Objective, optimizer) -> Callable:
   if not isinstance(objective, Objective):
     raise TypeError(f"make_train_step needs an lsx.objective.Objective, got "
                     f"{type(objective).__name__}; wrap a loss as Objective(name, init, loss).")
+  if compute_dtype is not None:
+    import dataclasses
+    objective = dataclasses.replace(
+        objective, loss=with_compute_dtype(objective.loss, compute_dtype),
+        players=tuple(dataclasses.replace(p, loss=with_compute_dtype(p.loss, compute_dtype))
+                      for p in objective.players))
   if objective.players:
     return _make_player_step(objective, optimizer)
   loss_fn = objective.loss

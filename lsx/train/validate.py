@@ -71,6 +71,10 @@ def check_run(config) -> None:
   if int(t.get("keep", 2)) < 1:
     raise ValueError(f"config.train.keep must be >= 1 (checkpoints kept), got {t.keep}: with "
                      f"0 nothing a run trains would be saved.")
+  from lsx.train.state import PRECISIONS
+  if t.get("precision", "float32") not in PRECISIONS:
+    raise ValueError(f"config.train.precision must be one of {sorted(PRECISIONS)}, got "
+                     f"{t.precision!r}.")
   if float(t.get("log_every_s", 0.0)) < 0:
     raise ValueError(f"config.train.log_every_s must be >= 0 seconds, got {t.log_every_s}.")
   from lsx.train.state import OPTIMIZER_HPS
