@@ -6,6 +6,13 @@ x 10 latents x 5 factors with dSprites' factor sizes (3, 6, 40, 32, 32). lsx tim
 after one warm-up call (compilation reported separately). Prints a table and the ratios.
 
   python benchmarks/metrics_speed.py [--n 10000] [--repeats 3] [--skip-dci]
+  python benchmarks/metrics_speed.py --members 16 [--skip-reference]
+
+--members M: a sweep's M members (the problem's latents under M random rotations plus
+noise) scored by lsx.metrics.suite.score_members -- InfoMEC, MIG, DCI and SAP, stacked
+where the metric is pure JAX -- against one member; prints `ratio members/one: R` for
+DCI with the logistic estimator (stacked) and, unless --skip-gbt, with scikit-learn's
+trees (member by member).
 """
 from __future__ import annotations
 
@@ -50,7 +57,14 @@ def main():
   ap.add_argument("--n", type=int, default=10000)
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--skip-dci", action="store_true")
+  ap.add_argument("--skip-reference", action="store_true", help="only the --members rows")
+  ap.add_argument("--skip-gbt", action="store_true", help="--members: logistic DCI only")
+  ap.add_argument("--members", type=int, default=0)
   args = ap.parse_args()
+  if args.members:
+    members_speed(args)
+    if args.skip_reference:
+      return
   warnings.filterwarnings("ignore")
   n = args.n
   z, f = problem(n)
@@ -94,6 +108,29 @@ def main():
     print(f"{name:34s} {tl:9.3f} {tr:12.3f} {tr / tl:7.1f}x {tc:14.1f}  {note}")
   for name, tl, tr, _, _ in rows:
     print(f"ratio reference/lsx {name}: {tr / tl:.1f}")
+
+
+def members_speed(args):
+  from lsx.metrics.suite import score_members
+  n, m = args.n, args.members
+  z, f = problem(n)
+  zt, ft = problem(n // 2, seed=1)
+  rng = np.random.default_rng(7)
+  rots = [np.linalg.qr(rng.normal(size=(10, 10)))[0] for _ in range(m)]
+  zs = np.stack([z @ q + 0.01 * rng.normal(size=z.shape) for q in rots]).astype(np.float32)
+  zts = np.stack([zt @ q + 0.01 * rng.normal(size=zt.shape) for q in rots]).astype(np.float32)
+  quiet = lambda s: None
+  print(f"\n{m} members vs one: {n} / {n // 2} samples x 10 latents x 5 factors, "
+        f"{jax.devices()[0].platform}, {os.cpu_count()} CPUs")
+  print(f"{'metrics':44s} {'one member s':>13s} {f'{m} members s':>14s} {'ratio':>7s}")
+  for est in ("logistic",) + (() if args.skip_gbt else ("gbt",)):
+    score = lambda k: score_members(zs[:k], f, zts[:k], ft, metrics=("infomec", "mig", "dci", "sap"),
+                                    dci_estimator=est, dci_jobs=os.cpu_count() or 1, log=quiet)
+    score(1), score(m)  # compile both shapes
+    t1, _ = timed(lambda: score(1), 1)
+    tm, _ = timed(lambda: score(m), 1)
+    print(f"{'InfoMEC + MIG + DCI (' + est + ') + SAP':44s} {t1:13.2f} {tm:14.2f} {tm / t1:6.1f}x")
+    print(f"ratio members/one ({est} DCI): {tm / t1:.1f}")
 
 
 if __name__ == "__main__":

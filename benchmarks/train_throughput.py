@@ -23,14 +23,39 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def bench_lsx(conv_impl: str, steps: int, chunk: int, batch: int = 64) -> float:
+PEAKS = {"H100": {"float32": 67e12, "bfloat16": 989e12},  # dense, spec sheets
+         "H200": {"float32": 67e12, "bfloat16": 989e12},
+         "A100": {"float32": 19.5e12, "bfloat16": 312e12}}
+
+
+def peak_flops(dtype: str) -> tuple[float, str]:
+  """The device's peak FLOP/s for `dtype`: a GPU's spec sheet, or on a CPU the measured
+  throughput of a 2048 x 2048 matmul (the best this host's XLA reaches)."""
+  kind = jax.devices()[0].device_kind
+  for name, peaks in PEAKS.items():
+    if name in kind:
+      return peaks[dtype], f"{kind} spec sheet, dense {dtype}"
+  a = jnp.ones((2048, 2048), jnp.dtype(dtype))
+  mm = jax.jit(lambda a: a @ a)
+  jax.block_until_ready(mm(a))
+  t = time.perf_counter()
+  for _ in range(10):
+    out = mm(a)
+  jax.block_until_ready(out)
+  return 10 * 2 * 2048 ** 3 / (time.perf_counter() - t), f"measured 2048x2048 {dtype} matmul"
+
+
+def bench_lsx(conv_impl: str, steps: int, chunk: int, batch: int = 64,
+              precision: str = "float32") -> tuple[float, float]:
+  """(images/s, FLOPs per step from XLA's cost analysis of the compiled step)."""
   from lsx import models
   from lsx.train import TrainState, make_optimizer, make_train_step, xla_options
 
   model = models.make_autoencoder((64, 64, 1), 10, "conv", "gaussian", conv_impl)
   obj = models.make_objective("beta_vae", model)
   opt = make_optimizer("adam")
-  step = make_train_step(obj, opt)
+  from lsx.train.state import PRECISIONS
+  step = make_train_step(obj, opt, PRECISIONS[precision])
   hp = {"beta": jnp.float32(1.0), "lr": jnp.float32(1e-4)}
   x = (jax.random.uniform(jax.random.key(1), (batch, 64, 64, 1)) > 0.8).astype(jnp.float32)
 
@@ -41,6 +66,9 @@ def bench_lsx(conv_impl: str, steps: int, chunk: int, batch: int = 64) -> float:
     return jax.lax.scan(body, state, jax.random.split(key, chunk))
 
   state = TrainState.create(model.init(jax.random.key(0)), opt, jax.random.key(2))
+  cost = jax.jit(step).lower(state, hp, x, jax.random.key(0)).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get("flops", float("nan")))
   state, _ = run(state, x, jax.random.key(3))  # compile + warm up
   jax.block_until_ready(state)
   n = max(1, steps // chunk)
@@ -48,7 +76,7 @@ def bench_lsx(conv_impl: str, steps: int, chunk: int, batch: int = 64) -> float:
   for i in range(n):
     state, m = run(state, x, jax.random.key(i))
   jax.block_until_ready(state)
-  return batch * n * chunk / (time.perf_counter() - t)
+  return batch * n * chunk / (time.perf_counter() - t), flops
 
 
 def bench_torch(steps: int, batch: int = 64) -> float | None:
@@ -144,6 +172,7 @@ def main():
   p.add_argument("--chunk", type=int, default=10)
   p.add_argument("--skip-xla", action="store_true", help="skip the lax.conv reference row")
   p.add_argument("--layers", action="store_true", help="first print per-layer fwd+bwd times")
+  p.add_argument("--bf16", action="store_true", help="add the train.precision='bfloat16' row")
   a = p.parse_args()
   dev = jax.devices()[0]
   print(f"device: {dev.device_kind} ({dev.platform}), {jax.device_count()} device(s); "
@@ -152,14 +181,21 @@ def main():
     bench_layers()
   rows = []
   torch_ips = bench_torch(a.steps)
-  rows.append(("pytorch (plain nn.Conv2d/ConvTranspose2d)", torch_ips))
-  lsx_ips = bench_lsx("gemm", a.steps, a.chunk)
-  rows.append(("lsx (conv_impl='gemm', default)", lsx_ips))
+  rows.append(("pytorch (plain nn.Conv2d/ConvTranspose2d)", torch_ips, None, "float32"))
+  lsx_ips, flops = bench_lsx("gemm", a.steps, a.chunk)
+  rows.append(("lsx (conv_impl='gemm', default)", lsx_ips, flops, "float32"))
   if not a.skip_xla:
-    rows.append(("lsx (conv_impl='xla', lax.conv)", bench_lsx("xla", a.steps, a.chunk)))
-  print(f"{'implementation':<45} {'images/s':>10}")
-  for name, ips in rows:
-    print(f"{name:<45} {('n/a' if ips is None else f'{ips:.1f}'):>10}")
+    rows.append(("lsx (conv_impl='xla', lax.conv)", *bench_lsx("xla", a.steps, a.chunk), "float32"))
+  if a.bf16:
+    rows.append(("lsx (gemm, train.precision='bfloat16')",
+                 *bench_lsx("gemm", a.steps, a.chunk, precision="bfloat16"), "bfloat16"))
+  peaks = {dt: peak_flops(dt) for dt in sorted({r[3] for r in rows})}
+  for dt, (peak, how) in peaks.items():
+    print(f"peak {dt}: {peak / 1e9:,.0f} GFLOP/s ({how})")
+  print(f"{'implementation':<45} {'images/s':>10} {'MFU':>7}")
+  for name, ips, fl, dt in rows:
+    mfu = "" if fl is None else f"{fl * ips / 64 / peaks[dt][0]:7.1%}"
+    print(f"{name:<45} {('n/a' if ips is None else f'{ips:.1f}'):>10} {mfu:>7}")
   if torch_ips is None:
     print("pytorch not installed (pip install torch==2.13.0): no ratio")
     print("ratio lsx/pytorch: nan")

@@ -86,3 +86,23 @@ def test_a_metric_that_fails_leaves_the_others_written(tmp_path, monkeypatch):
                            **dict(SMALL, intervention_train=0, intervention_eval=0))
   out = json.load(open(os.path.join(wd, "metrics.json")))
   assert np.isfinite(out["mig"]) and out["errors"] == {"dci": "DCI refused these codes"}
+
+
+def test_members_scored_as_one_program_equal_members_scored_alone(tmp_path):
+  import jax
+  c = tiny_config(**{"sweep_strategy": "map", "train.steps": 4})
+  with c.unlocked():
+    c.sweep.seed = (0, 1)
+  state, setup = lt.train(c, str(tmp_path), print_fn=lambda s: None, write_figures=False)
+  model = setup.model
+  reps = [lambda x, i=i: model.represent(jax.tree.map(lambda a: a[i], state.params), x)
+          for i in range(2)]
+  kw = dict(SMALL, metrics=("infomec", "mig", "dci"), log=lambda s: None)
+  together = suite.evaluate_members(
+      lambda x: jax.vmap(lambda p: model.represent(p, x))(state.params), setup.dataset,
+      jax.random.key(0), reps, **kw)
+  for i in range(2):
+    alone = suite.evaluate(reps[i], setup.dataset, jax.random.key(0), **kw)
+    for k in ("infom", "infoc", "infoe", "mig", "dci_disentanglement", "dci_completeness",
+              "dci_informativeness_test"):
+      assert together[i][k] == pytest.approx(alone[k], abs=2e-5), (i, k)

@@ -1,12 +1,14 @@
 """Score one representation with every metric (what experiments/evaluate.py runs)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lsx.data import renders
@@ -19,8 +21,10 @@ from lsx.metrics.sap import sap
 ALL = ("infomec", "mig", "dci", "sap", "factor_vae", "beta_vae")
 
 
-def encode_samples(represent: Callable, dataset, rng, n: int, chunk: int = 1000):
-  """(latents [n, d] float32, factors [n, F] int32) for n random samples of the dataset."""
+def encode_samples(represent: Callable, dataset, rng, n: int, chunk: int = 1000,
+                   member_axis: bool = False):
+  """(latents [n, d] float32, factors [n, F] int32) for n random samples of the dataset;
+  `member_axis`: `represent` returns [members, m, d] and so do the latents."""
   enc = jax.jit(lambda r, m: (lambda x, f: (represent(x), f))(*dataset.sample(r, m)),
                 static_argnums=1)
   zs, fs, done, i = [], [], 0, 0
@@ -30,7 +34,39 @@ def encode_samples(represent: Callable, dataset, rng, n: int, chunk: int = 1000)
     zs.append(np.asarray(z, np.float32))
     fs.append(np.asarray(f))
     done, i = done + m, i + 1
-  return np.concatenate(zs), np.concatenate(fs)
+  return np.concatenate(zs, axis=1 if member_axis else 0), np.concatenate(fs)
+
+
+@functools.partial(jax.jit, static_argnames=("kf",))
+def _infomec_stacked(zs, codes, num_values, *, kf):
+  """InfoMEC of every member's latents zs [M, n, d], one after another in one program."""
+  from lsx.metrics.infomec import infomec_from_codes
+  return jax.lax.map(lambda z: infomec_from_codes(z, codes, num_values, kf=kf), zs)
+
+
+@functools.partial(jax.jit, static_argnames=("kf",))
+def _mig_stacked(zs, codes, num_values, *, kf):
+  from lsx.metrics.mig import mig_from_codes
+  return jax.vmap(lambda z: mig_from_codes(z, codes, num_values, kf=kf))(zs)
+
+
+@functools.partial(jax.jit, static_argnames=("kf",))
+def _dci_logistic_stacked(zs, codes, zts, codes_test, *, kf):
+  from lsx.metrics.dci import dci_logistic_from_codes
+  return jax.vmap(lambda a, b: dci_logistic_from_codes(a, codes, b, codes_test, kf=kf))(zs, zts)
+
+
+def _check_args(metrics, num_samples, num_test, dci_estimator):
+  unknown = sorted(set(metrics) - set(ALL))
+  if unknown:
+    raise ValueError(f"Unknown metrics {unknown}; choose from {list(ALL)}.")
+  for name, n, least in (("num_samples", num_samples, 20), ("num_test", num_test, 20)):
+    if int(n) < least:
+      raise ValueError(f"{name}={n}: the metrics need at least {least} samples "
+                       f"(disentanglement_lib uses 10000 / 5000).")
+  if dci_estimator not in ("gbt", "logistic"):
+    raise ValueError(f"Unknown DCI estimator {dci_estimator!r}; choose 'gbt' "
+                     f"(disentanglement_lib) or 'logistic' (fast, pure JAX).")
 
 
 def evaluate(represent: Callable, dataset, rng, *, discrete_latents: bool = False,
@@ -42,70 +78,160 @@ def evaluate(represent: Callable, dataset, rng, *, discrete_latents: bool = Fals
 
   Sizes default to disentanglement_lib's (10000 train / 5000 test; interventions 10000 /
   5000 votes of 64); shrink them for quick looks on a CPU. `dry_run`: check the arguments
-  and return {}.
-  """
-  unknown = sorted(set(metrics) - set(ALL))
-  if unknown:
-    raise ValueError(f"Unknown metrics {unknown}; choose from {list(ALL)}.")
-  for name, n, least in (("num_samples", num_samples, 20), ("num_test", num_test, 20)):
-    if int(n) < least:
-      raise ValueError(f"{name}={n}: the metrics need at least {least} samples "
-                       f"(disentanglement_lib uses 10000 / 5000).")
-  if dci_estimator not in ("gbt", "logistic"):
-    raise ValueError(f"Unknown DCI estimator {dci_estimator!r}; choose 'gbt' "
-                     f"(disentanglement_lib) or 'logistic' (fast, pure JAX).")
+  and return {}. A metric that refuses its input is recorded under "errors" and the
+  others still run (all refused for one reason: that ValueError)."""
+  _check_args(metrics, num_samples, num_test, dci_estimator)
   if dry_run:  # the checks alone, before a workdir is loaded
     return {}
+  out = evaluate_members(lambda x: represent(x)[None], dataset, rng, [represent],
+                         discrete_latents=discrete_latents, metrics=metrics,
+                         num_samples=num_samples, num_test=num_test,
+                         dci_estimator=dci_estimator, intervention_train=intervention_train,
+                         intervention_eval=intervention_eval, dci_jobs=dci_jobs, log=log)[0]
+  errors = out.get("errors", {})
+  if errors and len(set(errors.values())) == 1 and len(out) == 1:  # one cause refused all
+    raise ValueError(next(iter(errors.values())))
+  return out
+
+
+def evaluate_members(represent_all: Callable, dataset, rng, member_represents, *,
+                     discrete_latents: bool = False, metrics=ALL, num_samples: int = 10000,
+                     num_test: int = 5000, dci_estimator: str = "gbt",
+                     intervention_train: int = 10000, intervention_eval: int = 5000,
+                     dci_jobs: int = 1, log=print) -> list[dict]:
+  """`evaluate` for M members at once: `represent_all(images) -> [M, n, d]` encodes the
+  same samples with every member in one program; InfoMEC (continuous latents), MIG and
+  DCI-logistic are computed stacked over members (`lax.map` / `vmap` of the pure
+  metrics), scikit-learn's DCI trees, SAP and the intervention scores (with
+  `member_represents[i]`) member by member. One dict per member, refusals under "errors"."""
+  _check_args(metrics, num_samples, num_test, dci_estimator)
   k_train, k_test, k_int = jax.random.split(rng, 3)
-  z, f = encode_samples(represent, dataset, k_train, num_samples)
+  z, f = encode_samples(represent_all, dataset, k_train, num_samples, member_axis=True)
   needs_test = {"dci", "sap"} & set(metrics)
-  zt, ft = encode_samples(represent, dataset, k_test, num_test) if needs_test else (None, None)
-  out, errors = {}, {}
+  zt, ft = (encode_samples(represent_all, dataset, k_test, num_test, member_axis=True)
+            if needs_test else (None, None))
+  outs = score_members(z, f, zt, ft, metrics=metrics, discrete_latents=discrete_latents,
+                       dci_estimator=dci_estimator, dci_jobs=dci_jobs, log=log)
+  for i, rep in enumerate(member_represents):
+    errors = outs[i].pop("errors", {})
+    for name, score in (("factor_vae", factor_vae_score), ("beta_vae", beta_vae_score)):
+      if name not in metrics or not renders(dataset):
+        continue
+      try:
+        t0 = time.perf_counter()
+        kw = dict(num_train=intervention_train, num_eval=intervention_eval)
+        if name == "factor_vae":
+          kw["num_variance_estimate"] = num_samples
+        outs[i][name] = score(rep, dataset, jax.random.fold_in(k_int, int(name == "beta_vae")),
+                              **kw)["eval_accuracy"]
+        log(f"  {name}: {time.perf_counter() - t0:.1f}s")
+      except ValueError as e:
+        errors[name] = str(e)
+    if errors:
+      outs[i]["errors"] = errors
+  return outs
+
+
+def score_members(z, f, zt, ft, *, metrics=ALL, discrete_latents: bool = False,
+                  dci_estimator: str = "gbt", dci_jobs: int = 1, log=print) -> list[dict]:
+  """InfoMEC, MIG, DCI and SAP of stacked latents z [M, n, d] (test split zt [M, m, d])
+  against factors f [n, F] (ft): one dict per member (refusals under "errors")."""
+  from lsx.metrics import _info
+  m = z.shape[0]
+  codes, kf, nvals = _info.encode_columns(f)
+  codes, nvals = jnp.asarray(codes), jnp.asarray(nvals, jnp.int32)
+  outs = [{} for _ in range(m)]
+  errors = [{} for _ in range(m)]
 
   def timed(name, fn):
     t0 = time.perf_counter()
     res = fn()
-    log(f"  {name}: {time.perf_counter() - t0:.1f}s")
+    log(f"  {name}: {time.perf_counter() - t0:.1f}s" + (f" ({m} members)" if m > 1 else ""))
     return res
 
-  def attempt(name, fn):
-    """One metric; a refusal (ValueError) is recorded and the others still run."""
-    try:
-      out.update(timed(name, fn))
-    except ValueError as e:
-      log(f"  {name}: not computed: {e}")
-      errors[name] = str(e)
+  def checked(name, standardize, zz=None):
+    """Members whose latents pass the checks: {i: latents (standardized if asked)}."""
+    ok = {}
+    for i in range(m):
+      try:
+        ok[i] = _info.validate((z if zz is None else zz)[i], f, standardize=standardize)[0]
+      except ValueError as e:
+        errors[i][name] = str(e)
+    return ok
 
-  def _infomec():
-    r = infomec(z, f, discrete_latents)
-    return {**{k: r[k] for k in ("infom", "infoc", "infoe")}, "nmi": r["nmi"].tolist(),
-            "active_latents": int(r["active_latents"].sum())}
-
-  def _dci():
-    r = dci(z, f, zt, ft, estimator=dci_estimator, n_jobs=dci_jobs)
-    return {f"dci_{k}": v for k, v in r.items() if k != "importance"}
+  def per_member(name, fn):
+    for i in range(m):
+      try:
+        t0 = time.perf_counter()
+        outs[i].update(fn(i))
+        log(f"  {name}: {time.perf_counter() - t0:.1f}s" + (f" (member {i})" if m > 1 else ""))
+      except ValueError as e:
+        log(f"  {name}: not computed" + (f" for member {i}" if m > 1 else "") + f": {e}")
+        errors[i][name] = str(e)
 
   if "infomec" in metrics:
-    attempt("infomec", _infomec)
+    if discrete_latents or m == 1:
+      def one(i):
+        r = infomec(z[i], f, discrete_latents)
+        return {**{k: r[k] for k in ("infom", "infoc", "infoe")}, "nmi": r["nmi"].tolist(),
+                "active_latents": int(r["active_latents"].sum())}
+      per_member("infomec", one)
+    else:
+      ok = checked("infomec", True)
+      try:
+        if all(np.unique(f[:, c]).size < 2 for c in range(f.shape[1])):
+          raise ValueError("every factor is constant: InfoMEC is undefined. Sample factors "
+                           "that vary.")
+        if ok:
+          stacked = timed("infomec", lambda: jax.device_get(_infomec_stacked(
+              np.stack(list(ok.values())), codes, nvals, kf=kf)))
+          for row, i in enumerate(ok):
+            outs[i].update({k: float(stacked[k][row]) for k in ("infom", "infoc", "infoe")})
+            outs[i]["nmi"] = np.asarray(stacked["nmi"][row]).tolist()
+            outs[i]["active_latents"] = int(np.asarray(stacked["active_latents"][row]).sum())
+      except ValueError as e:
+        for i in ok:
+          errors[i]["infomec"] = str(e)
   if "mig" in metrics:
-    attempt("mig", lambda: {"mig": mig(z, f)})
+    ok = checked("mig", True)
+    try:
+      if all(np.unique(f[:, c]).size < 2 for c in range(f.shape[1])):
+        raise ValueError("every factor is constant: MIG is undefined. Sample factors that "
+                         "vary.")
+      if ok:
+        stacked = timed("mig", lambda: jax.device_get(_mig_stacked(
+            np.stack(list(ok.values())), codes, nvals, kf=kf)))
+        for row, i in enumerate(ok):
+          outs[i]["mig"] = float(stacked["mig"][row])
+    except ValueError as e:
+      for i in ok:
+        errors[i]["mig"] = str(e)
   if "dci" in metrics:
-    attempt("dci", _dci)
+    if dci_estimator == "logistic" and m > 1:
+      from lsx.metrics.dci import _check
+      scaled = {}
+      for i in range(m):
+        try:
+          scaled[i] = _check(z[i], f, zt[i], ft)
+        except ValueError as e:
+          errors[i]["dci"] = str(e)
+      if scaled:
+        both, kb, _ = _info.encode_columns(np.concatenate([f, ft], 0))
+        res = timed("dci", lambda: jax.device_get(_dci_logistic_stacked(
+            np.stack([v[0] for v in scaled.values()]), jnp.asarray(both[:len(f)]),
+            np.stack([v[2] for v in scaled.values()]), jnp.asarray(both[len(f):]), kf=kb)))
+        for row, i in enumerate(scaled):
+          outs[i].update({f"dci_{k}": float(v[row]) for k, v in res.items() if k != "importance"})
+    else:
+      per_member("dci", lambda i: {f"dci_{k}": v for k, v in dci(
+          z[i], f, zt[i], ft, estimator=dci_estimator, n_jobs=dci_jobs).items()
+          if k != "importance"})
   if "sap" in metrics:
-    attempt("sap", lambda: {"sap": sap(z, f, zt, ft)["sap"]})
-  if "factor_vae" in metrics and renders(dataset):
-    attempt("factor_vae", lambda: {"factor_vae": factor_vae_score(
-        represent, dataset, jax.random.fold_in(k_int, 0), num_train=intervention_train,
-        num_eval=intervention_eval, num_variance_estimate=num_samples)["eval_accuracy"]})
-  if "beta_vae" in metrics and renders(dataset):
-    attempt("beta_vae", lambda: {"beta_vae": beta_vae_score(
-        represent, dataset, jax.random.fold_in(k_int, 1), num_train=intervention_train,
-        num_eval=intervention_eval)["eval_accuracy"]})
-  if errors and len(set(errors.values())) == 1 and not out:  # one cause refused them all
-    raise ValueError(next(iter(errors.values())))
-  if errors:
-    out["errors"] = errors
-  return out
+    per_member("sap", lambda i: {"sap": sap(z[i], f, zt[i], ft)["sap"]})
+  for i in range(m):
+    if errors[i]:
+      outs[i]["errors"] = errors[i]
+  return outs
 
 
 def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **kw) -> dict:
@@ -149,9 +275,8 @@ def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **
     log("\n".join(f"{k:>28s}  {v:.4f}" for k, v in rows))
   else:
     failed = None
-    results = []
+    results, healthy = [], []
     for i in range(members.size):
-      log(f"evaluating member {i}/{members.size} of {workdir} ({members.labels[i]})")
       params = jax.tree.map(lambda a: a[i], state.params)
       step_i, seed_i = int(np.asarray(state.step)[i]), int(members.seeds[i])
       why = None
@@ -159,17 +284,30 @@ def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **
         why = f"diverged: non-finite loss at step {diverged[i]}"
       elif not all(bool(np.all(np.isfinite(np.asarray(a)))) for a in jax.tree.leaves(params)):
         why = "diverged: non-finite parameters"
+      results.append({"step": step_i, "objective": setup.config.objective.name, "seed": seed_i})
       if why:
         log(f"member {i} ({members.labels[i]}) {why}: not scored")
-        results.append({"step": step_i, "objective": setup.config.objective.name,
-                        "seed": seed_i, "error": why})
-        continue
-      try:
-        results.append(score(params, step_i, seed_i))
-      except ValueError as e:  # a member whose codes the metrics refuse: named, others kept
-        log(f"member {i} ({members.labels[i]}) could not be scored: {e}")
-        results.append({"step": step_i, "objective": setup.config.objective.name,
-                        "seed": seed_i, "error": str(e)})
+        results[i]["error"] = why
+      else:
+        healthy.append(i)
+    if healthy:
+      log(f"evaluating {len(healthy)} members of {workdir} as one program")
+      stacked = jax.tree.map(lambda a: a[np.asarray(healthy)], state.params)
+      represent_all = lambda x: jax.vmap(lambda p: model.represent(p, x))(stacked)
+      reps = [functools.partial(lambda x, i: model.represent(
+          jax.tree.map(lambda a: a[i], state.params), x), i=i) for i in healthy]
+      scored = evaluate_members(represent_all, setup.dataset, jax.random.key(seed), reps,
+                                discrete_latents=model.bottleneck.discrete,
+                                metrics=tuple(metrics or ALL), log=log, **kw)
+      for i, res in zip(healthy, scored):
+        errs = res.pop("errors", {})
+        results[i].update(res)
+        if errs and not any(isinstance(v, float) for v in res.values()):
+          msg = next(iter(errs.values()))  # nothing scored: the member's codes were refused
+          log(f"member {i} ({members.labels[i]}) could not be scored: {msg}")
+          results[i]["error"] = msg
+        elif errs:
+          results[i]["errors"] = errs
     out = {"members": results}
     _merge_sweep_csv(os.path.join(workdir, "sweep.csv"), results)
     keys = list(dict.fromkeys(k for r in results for k, v in r.items() if isinstance(v, float)))
