@@ -169,6 +169,18 @@ def score_members(z, f, zt, ft, *, metrics=ALL, discrete_latents: bool = False,
         log(f"  {name}: not computed" + (f" for member {i}" if m > 1 else "") + f": {e}")
         errors[i][name] = str(e)
 
+  def stacked_metric(name, run, unpack):
+    """`name` for every member whose latents pass the checks, as one program."""
+    ok = checked(name, True)
+    if all(np.unique(f[:, c]).size < 2 for c in range(f.shape[1])):
+      for i in ok:
+        errors[i][name] = f"every factor is constant: {name} is undefined. Sample factors that vary."
+      return
+    if ok:
+      res = timed(name, lambda: jax.device_get(run(np.stack(list(ok.values())))))
+      for row, i in enumerate(ok):
+        outs[i].update(unpack(res, row))
+
   if "infomec" in metrics:
     if discrete_latents or m == 1:
       def one(i):
@@ -177,35 +189,13 @@ def score_members(z, f, zt, ft, *, metrics=ALL, discrete_latents: bool = False,
                 "active_latents": int(r["active_latents"].sum())}
       per_member("infomec", one)
     else:
-      ok = checked("infomec", True)
-      try:
-        if all(np.unique(f[:, c]).size < 2 for c in range(f.shape[1])):
-          raise ValueError("every factor is constant: InfoMEC is undefined. Sample factors "
-                           "that vary.")
-        if ok:
-          stacked = timed("infomec", lambda: jax.device_get(_infomec_stacked(
-              np.stack(list(ok.values())), codes, nvals, kf=kf)))
-          for row, i in enumerate(ok):
-            outs[i].update({k: float(stacked[k][row]) for k in ("infom", "infoc", "infoe")})
-            outs[i]["nmi"] = np.asarray(stacked["nmi"][row]).tolist()
-            outs[i]["active_latents"] = int(np.asarray(stacked["active_latents"][row]).sum())
-      except ValueError as e:
-        for i in ok:
-          errors[i]["infomec"] = str(e)
+      stacked_metric("infomec", lambda zs: _infomec_stacked(zs, codes, nvals, kf=kf),
+                     lambda r, row: {**{k: float(r[k][row]) for k in ("infom", "infoc", "infoe")},
+                                     "nmi": np.asarray(r["nmi"][row]).tolist(),
+                                     "active_latents": int(np.asarray(r["active_latents"][row]).sum())})
   if "mig" in metrics:
-    ok = checked("mig", True)
-    try:
-      if all(np.unique(f[:, c]).size < 2 for c in range(f.shape[1])):
-        raise ValueError("every factor is constant: MIG is undefined. Sample factors that "
-                         "vary.")
-      if ok:
-        stacked = timed("mig", lambda: jax.device_get(_mig_stacked(
-            np.stack(list(ok.values())), codes, nvals, kf=kf)))
-        for row, i in enumerate(ok):
-          outs[i]["mig"] = float(stacked["mig"][row])
-    except ValueError as e:
-      for i in ok:
-        errors[i]["mig"] = str(e)
+    stacked_metric("mig", lambda zs: _mig_stacked(zs, codes, nvals, kf=kf),
+                   lambda r, row: {"mig": float(r["mig"][row])})
   if "dci" in metrics:
     if dci_estimator == "logistic" and m > 1:
       from lsx.metrics.dci import _check
