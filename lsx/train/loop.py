@@ -83,9 +83,9 @@ def resolve_hp(config, objective) -> dict:
                      f"optimizer {config.optim.name!r} does not use; it uses {sorted(allowed)}.")
   hp = {k: v for k, v in allowed.items() if v is not None}
   hp.update(given)
-  for k, v in hp.items():
-    validate.check_hp(k, v, objective.info.get("hp_bounds"))
   bounds = objective.info.get("hp_bounds")
+  for k, v in hp.items():
+    validate.check_hp(k, v, bounds)
   for k, vals in dict((config.get("sweep", {}) or {}).get("hp", {}) or {}).items():
     for v in vals:
       validate.check_hp(k, v, bounds, where="config.sweep.hp")

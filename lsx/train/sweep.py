@@ -206,10 +206,8 @@ def lift(strategy: str) -> Callable:
 
 def vectorize(chunk: Callable, strategy: str, mesh=None) -> Callable:
   """Lift `chunk(state, hp) -> (state, metrics)` to stacked members."""
-  if strategy == "vmap":
-    return jax.vmap(chunk)
-  if strategy == "map":
-    return lambda state, hp: jax.lax.map(lambda a: chunk(*a), (state, hp))
+  if strategy in ("vmap", "map"):
+    return lift(strategy)(chunk)
   if strategy == "sharded":
     if mesh is None:
       raise ValueError("strategy 'sharded' needs a mesh (make_mesh).")
