@@ -189,6 +189,7 @@ def _relative_objective(name, model, rel_model, anchor_images, *, frozen: bool):
 
 
 def _rel_model(ds, num, m):
+  """A deterministic autoencoder of config.model `m` with a `num`-wide code."""
   from lsx import models
   return models.make_autoencoder(ds.image_shape, num, m.arch, "deterministic",
                                  m.get("conv_impl", "gemm"), tuple(m.get("hidden", ())) or None)
@@ -220,7 +221,7 @@ def build_relative_ae(config):
   images under the same encoder), trained end to end as in Moschella et al. (ICLR 2023;
   relreps' `rel_ae` with l2-normalized similarities as values). `config.data`/`model` as
   for an autoencoder; the run's `model` is the encoder's (represent = absolute codes)."""
-  from lsx import data as lsx_data, models
+  from lsx import data as lsx_data
   from lsx.train.loop import Setup, make_run_optimizer, resolve_hp
   from lsx.train import validate
   validate.positive(config, "relative.num_anchors", "data.size", "model.latent_dim")
@@ -228,9 +229,7 @@ def build_relative_ae(config):
   ds = lsx_data.get_dataset(d.name, **{k: v for k, v in d.items()
                                        if k != "name" and v not in ("", None)})
   num = int(config.relative.num_anchors)
-  model = models.make_autoencoder(ds.image_shape, int(m.latent_dim), m.arch, "deterministic",
-                                  m.get("conv_impl", "gemm"),
-                                  tuple(m.get("hidden", ())) or None)
+  model = _rel_model(ds, int(m.latent_dim), m)  # the encoder side: a d-wide code
   anchor_images = ds.sample(jax.random.key(int(config.relative.anchor_seed)), num)[0]
   objective = _relative_objective("relative_ae", model, _rel_model(ds, num, m),
                                   anchor_images, frozen=False)
