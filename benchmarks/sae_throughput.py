@@ -5,10 +5,11 @@ sequential runs, measured side by side in one run.
   python benchmarks/sae_throughput.py --small              # d=128, 2048 latents, batch 1024
 
 Model and loss as lsx.sae's TopK SAE: pre = (x - b_dec) W_enc + b_enc, the k largest
-ReLU'd, x^ = f W_dec + b_dec, loss = sum-of-squares error + aux_coeff * AuxK (no latent
-is dead in these few steps, so AuxK is computed and contributes its residual term),
-Adam, decoder rows renormalized after every step. The PyTorch model computes the same
-(dense matmuls, torch.topk, scatter). Fixed random activations; the first steps
+ReLU'd, x^ = f W_dec + b_dec, loss = sum-of-squares error + aux_coeff * AuxK, Adam,
+decoder rows renormalized after every step. No latent is dead in these few steps, so
+both skip AuxK (it is 0 without gradient then). The PyTorch model is the plain dense
+form (matmuls, torch.topk, scatter); lsx computes the same numbers with k-of-m gathers
+for the decoder and the encoder's gradient (lsx.sae.model.sparse_topk/sparse_decode). Fixed random activations; the first steps
 (compilation, allocation) are excluded. Prints steps/s, activations/s, peak resident
 memory, then `ratio lsx/pytorch: R` and `ratio sweep/sequential: R` (16 members, k x
 seed, reading one batch per step, against the same 16 runs one after another).
@@ -84,12 +85,13 @@ def bench_torch(d, m, k, batch, steps):
     f = torch.zeros_like(pre).scatter(-1, idx, torch.relu(vals))
     x_hat = f @ params["W_dec"] + params["b_dec"]
     mse = ((x - x_hat) ** 2).sum(-1).mean()
-    pre_dead = torch.where(dead, pre, torch.full_like(pre, -float("inf")))
-    av, ai = torch.topk(pre_dead, aux_k, dim=-1)
-    fa = torch.zeros_like(pre).scatter(-1, ai, torch.relu(torch.nan_to_num(av, neginf=0.0)))
-    e = (x - x_hat).detach()
-    aux = ((e - fa @ params["W_dec"]) ** 2).sum(-1).mean()
-    loss = mse + aux / 32
+    loss = mse
+    if dead.any():  # AuxK only while some latent is dead, as lsx (and SAELens) do
+      pre_dead = torch.where(dead, pre, torch.full_like(pre, -float("inf")))
+      av, ai = torch.topk(pre_dead, aux_k, dim=-1)
+      fa = torch.zeros_like(pre).scatter(-1, ai, torch.relu(torch.nan_to_num(av, neginf=0.0)))
+      e = (x - x_hat).detach()
+      loss = loss + ((e - fa @ params["W_dec"]) ** 2).sum(-1).mean() / 32
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()

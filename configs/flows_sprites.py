@@ -2,6 +2,7 @@
 
   python -m experiments.flows --config configs/flows_sprites.py
   python -m experiments.flows --config configs/flows_sprites.py:sweep  # lambda_pde x seed
+  python -m experiments.flows --config configs/flows_sprites.py:reference  # the public setup
 
 Learns K potentials and a frame classifier on the latent space of the frozen decoder in
 `decoder.workdir` (trained with `decoder.config` first when absent), through lsx.train
@@ -19,10 +20,14 @@ def flow_options(**kw):
   laplacian: 'exact' or 'hutchinson' (num_probes) for large latent spaces; normalize_jvp:
   reward image change per unit latent motion (lsx option); flow_output: 'tanh' bounds each
   potential to (-1, 1) (the paper's MLP) | 'linear'; jvp_reduction: the squared image
-  change of L_JVP summed ('sum') or averaged ('mean', the public code) over pixels."""
+  change of L_JVP summed ('sum') or averaged ('mean', the public code) over pixels;
+  convention: 'lsx' (per-sample k and t, exact Laplacian, the path as data) or
+  'reference' (the public code's post-hoc objective: one k and t per batch, Hessian row
+  sums, the gradient kept along the path, L_JVP at z_{t*+1}, reflected pairs for the
+  classifier; path_len = num_support_timesteps // 2)."""
   f = dict(mode="posthoc", num_potentials=8, path_len=10, laplacian="exact", num_probes=8,
            normalize_jvp=False, flow_output="tanh", jvp_reduction="mean", transforms=(),
-           speeds=())
+           speeds=(), convention="lsx")
   f.update(kw)
   return f
 
@@ -42,7 +47,7 @@ def eval_options(**kw):
 
 
 def get_config(arg: str = ""):
-  parts = common.check_arg(arg, ("smoke", "sweep"))
+  parts = common.check_arg(arg, ("smoke", "sweep", "reference"))
   c = common.run_config()
   c.family = "flows"
   c.workdir = "workdirs/flows_sprites"
@@ -51,6 +56,15 @@ def get_config(arg: str = ""):
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "lambda_cls": 1.0, "lambda_pde": 1.0})
   c.train.update(steps=600, batch_size=32, chunk=20, ckpt_every=200, keep=2, log_every_s=5.0)
   c.eval = eval_options()
+  if "reference" in parts:
+    # the public post-hoc setup (PDETraversal scripts/mnist.sh, lib/trainer_vae.py): the
+    # public objective, K = 16, D = 10 time steps (5 rolled out), batch 256, 10,000
+    # iterations of Adam 1e-4, on a plain VAE with a wide latent; z ~ N(0, I)
+    c.workdir += "_reference"
+    c.decoder = dict(workdir="workdirs/vae_sprites_wide", config="configs/vae_sprites_wide.py")
+    c.flows.update(convention="reference", num_potentials=16, path_len=5)
+    c.hp.lr = 1e-4
+    c.train.update(steps=10000, batch_size=256, chunk=50, ckpt_every=1000)
   if "sweep" in parts:
     c.workdir += "_sweep"
     c.sweep.seed = (0, 1)

@@ -42,12 +42,22 @@ def _posthoc(wd):
   return c
 
 
+def _posthoc_reference(wd):
+  c = common.load("configs/flows_sprites.py:reference,smoke")
+  with c.unlocked():
+    c.decoder.workdir = wd
+    c.train.batch_size = 4
+  return c
+
+
 def _joint(wd):
   return common.load("configs/flows_joint_sprites.py:smoke")
 
 
 FAMILIES = {"factor_vae": (_factor_vae, "gamma"), "directions": (_directions, "temperature"),
-            "flows_posthoc": (_posthoc, "lambda_pde"), "flows_joint": (_joint, "lambda_latent")}
+            "flows_posthoc": (_posthoc, "lambda_pde"),
+            "flows_reference": (_posthoc_reference, "lambda_pde"),
+            "flows_joint": (_joint, "lambda_latent")}
 
 
 def _with(c, workdir, **kw):

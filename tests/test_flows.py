@@ -291,3 +291,102 @@ def test_score_run_refuses_names_that_overwrite_a_reference():
                               model=None, params=None, dataset=None)}))
   with pytest.raises(ValueError, match="clash with the reference rows"):
     family.score_run(setup, {}, None, flow_sets={"random": {}})
+
+
+def _analytic_flow(d, num):
+  """u_k(z, t) = (w_k . z)(1 + 0.1 t^2) + q_k (s_k . z)^2 / 2: velocity, Hessian row sums
+  and u_tt in closed form (numpy below)."""
+  rng = np.random.default_rng(0)
+  w, s = rng.normal(size=(num, d)) * 0.3, rng.normal(size=(num, d)) * 0.5
+  q = rng.uniform(0.1, 0.4, size=num)
+  params = {"w": jnp.asarray(w, jnp.float32), "s": jnp.asarray(s, jnp.float32),
+            "q": jnp.asarray(q, jnp.float32), "log_c": jnp.log(jnp.asarray([0.7, 1.3, 1.1][:num]))}
+  pot = lambda p, z, t, k: (p["w"][k] @ z) * (1 + 0.1 * t ** 2) + 0.5 * p["q"][k] * (p["s"][k] @ z) ** 2
+  flow = flows.Flow(lambda rng: params, pot, num, d)
+  return flow, params
+
+
+def _reference_numpy(p, z0, k, t_star, steps, m):
+  """The public code's wave loss (PDETraversal lib/WavePDE.py) for the analytic flow and
+  G(z) = tanh(z M), written out in numpy (float64)."""
+  w, s, q, c2 = p["w"][k], p["s"][k], p["q"][k], np.exp(p["log_c"][k]) ** 2
+  vel = lambda z, t: w[None] * (1 + 0.1 * t ** 2) + q * (z @ s)[:, None] * s[None]
+  ic = np.mean(vel(z0, 0.0) ** 2)
+  z, pde, path = z0, 0.0, []
+  for i in range(steps):
+    u_tt = np.sum(0.2 * (z @ w))  # summed over the batch: t is one shared tensor
+    rows = np.broadcast_to(c2 * q * s * s.sum(), z.shape)  # Hessian q s s^T times 1
+    pde += np.mean((u_tt - rows) ** 2)
+    path.append(z)
+    z = z + vel(z, float(i))
+  z_t = path[t_star]
+  lat1 = z_t + vel(z_t, float(t_star))
+  v1 = vel(lat1, t_star + 1.0)
+  jvp = (1 - np.tanh(lat1 @ m) ** 2) * (v1 @ m)
+  return ic + pde / steps - np.mean(jvp ** 2), lat1, lat1 + v1
+
+
+@pytest.mark.parametrize("k,t_star", [(0, 0), (2, 1), (1, 2)])
+def test_reference_wave_loss_equals_the_public_computation_in_numpy(k, t_star):
+  d, num, steps = 4, 3, 4
+  flow, params = _analytic_flow(d, num)
+  m = np.random.default_rng(1).normal(size=(d, 5)) * 0.5
+  image = lambda z: jnp.tanh(z @ jnp.asarray(m, jnp.float32))
+  z0 = np.random.default_rng(2).normal(size=(6, d)) * 0.5
+  loss, lat1, lat2, parts = flows.reference_wave_loss(flow, params, image, jnp.asarray(z0, jnp.float32),
+                                                       k, t_star, steps)
+  p64 = {n: np.asarray(v, np.float64) for n, v in params.items()}
+  want, w1, w2 = _reference_numpy(p64, z0, k, t_star, steps, m)
+  np.testing.assert_allclose(float(loss), want, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(lat1, w1, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(lat2, w2, rtol=1e-6, atol=1e-6)
+  # the gradient flows back along the path (the public code never detaches it): jax's
+  # gradient in q_k equals a central difference of the numpy loss, and differs from the
+  # gradient with the path detached
+  def jax_loss(qk, detach=False):
+    p = {**params, "q": params["q"].at[k].set(qk)}
+    if not detach:
+      return flows.reference_wave_loss(flow, p, image, jnp.asarray(z0, jnp.float32), k, t_star, steps)[0]
+    f2 = flow._replace(potential=lambda pp, z, t, kk: flow.potential(pp, jax.lax.stop_gradient(z), t, kk))
+    return flows.reference_wave_loss(f2, p, image, jnp.asarray(z0, jnp.float32), k, t_star, steps)[0]
+  g = float(jax.grad(jax_loss)(params["q"][k]))
+  eps = 1e-5
+  up, down = dict(p64), dict(p64)
+  up["q"] = p64["q"].copy(); up["q"][k] += eps
+  down["q"] = p64["q"].copy(); down["q"][k] -= eps
+  fd = (_reference_numpy(up, z0, k, t_star, steps, m)[0] - _reference_numpy(down, z0, k, t_star, steps, m)[0]) / (2 * eps)
+  np.testing.assert_allclose(g, fd, rtol=1e-4, atol=1e-5)
+  if t_star > 0 or steps > 1:
+    assert abs(float(jax.grad(lambda q: jax_loss(q, detach=True))(params["q"][k])) - g) > 1e-3 * abs(g)
+
+
+def test_reference_flow_objective_reflects_half_of_the_batches():
+  d, num = 4, 3
+  flow, params = _analytic_flow(d, num)
+  w = jax.random.normal(jax.random.key(0), (d, 8 * 8)) * 0.3
+  decode = lambda z: jax.nn.sigmoid(z @ w).reshape(-1, 8, 8, 1)
+  init_clf, loss = flows.make_flow_objective(flow, decode, (8, 8, 1), path_len=3,
+                                             convention="reference")
+  p = {"flow": params, "classifier": init_clf(jax.random.key(1))}
+  z0 = jax.random.normal(jax.random.key(2), (5, d)) * 0.5
+  hp = {"lambda_cls": jnp.float32(1.0), "lambda_pde": jnp.float32(1.0)}
+  clf = flows.FrameClassifier(num)
+  import optax
+  flips = []
+  for seed in range(12):
+    rng = jax.random.key(seed)
+    total, aux = jax.jit(loss)(p, z0, rng, hp)
+    k_k, k_t, k_r = jax.random.split(rng, 3)
+    k = int(jax.random.randint(k_k, (), 0, num))
+    t = int(jax.random.randint(k_t, (), 0, 2))
+    flip = bool(jax.random.bernoulli(k_r, 0.5))
+    wave, lat1, lat2, _ = flows.reference_wave_loss(flow, params, decode, z0, k, t, 3)
+    za, zb = (2 * z0 - lat2, 2 * z0 - lat1) if flip else (lat1, lat2)
+    logits = clf.apply({"params": p["classifier"]}, decode(za), decode(zb))
+    cls = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.full((5,), k)).mean()
+    np.testing.assert_allclose(aux["cls"], cls, rtol=1e-5)
+    np.testing.assert_allclose(total, cls + wave, rtol=1e-5)
+    flips.append(flip)
+  assert 0 < sum(flips) < len(flips)  # both the positive and the reflected pairs occur
+  with pytest.raises(ValueError, match="convention"):
+    flows.make_flow_objective(flow, decode, (8, 8, 1), convention="public")

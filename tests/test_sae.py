@@ -55,6 +55,54 @@ def test_jumprelu_and_step_pseudo_derivatives():
   np.testing.assert_allclose(gt, [-1000.0, -1000.0, 0.0], rtol=1e-5)
 
 
+def test_topk_gathered_path_equals_the_dense_form(monkeypatch):
+  # k of m latents few enough (64 k <= m): the loss gathers the selected encoder and
+  # decoder rows; loss, aux values and every gradient equal the dense form's, with AuxK
+  # active (a third of the latents dead) and a member narrower than max_width
+  d, m, n = 16, 1024, 64
+  x = jax.random.normal(jax.random.key(0), (n, d))
+  sae = ls.SAE(dim=d, max_width=m, bottleneck="topk", k_max=8, aux_k=8, dead_tokens=1)
+  obj = ls.make_objective(sae, lambda r, k: (x[:k], None), median_samples=64)
+  p = obj.init(jax.random.key(1))
+  p["stats"]["since_fired"] = jnp.where(jnp.arange(m) % 3 == 0, 10.0, 0.0)
+  hp = {"k": jnp.float32(6), "width": jnp.float32(900), "aux_coeff": jnp.float32(1 / 32)}
+  run = lambda: jax.value_and_grad(obj.loss, has_aux=True)(p, x, None, hp)
+  assert ls.model.gathers(8, m)
+  (l_sparse, a_sparse), g_sparse = run()
+  monkeypatch.setattr(ls.model, "gathers", lambda k, m: False)
+  (l_dense, a_dense), g_dense = run()
+  np.testing.assert_allclose(l_sparse, l_dense, rtol=1e-6)
+  assert float(a_sparse["aux_loss"]) > 0
+  for key in ("mse", "l0", "aux_loss", "dead"):
+    np.testing.assert_allclose(a_sparse[key], a_dense[key], rtol=1e-6)
+  np.testing.assert_array_equal(a_sparse["_post"]["fired"], a_dense["_post"]["fired"])
+  for key in ("W_enc", "b_enc", "W_dec", "b_dec"):
+    np.testing.assert_allclose(g_sparse[key], g_dense[key], atol=2e-6)
+
+
+def test_jumprelu_warmup_and_preact_loss_against_numpy():
+  # l0_coeff ramps as min(1, (step + 1) / l0_warmup); the pre-act loss is
+  # mean_n sum_i ReLU(theta_i - pre_ni) ||W_dec,i||, its gradient -||W_dec,i|| / n on
+  # each pre-activation below its threshold
+  rng = np.random.default_rng(0)
+  d, m, n = 4, 6, 5
+  x = jnp.asarray(rng.normal(size=(n, d)), jnp.float32)
+  sae = ls.SAE(dim=d, max_width=m, bottleneck="jumprelu", k_max=2, threshold_init=0.3)
+  obj = ls.make_objective(sae, lambda r, k: (x[:k], None), median_samples=n)
+  p = obj.init(jax.random.key(0))
+  p["W_dec"] = p["W_dec"] * jnp.arange(1.0, m + 1)[:, None]  # rows of norm 1..m
+  p["stats"]["step"] = jnp.float32(24)
+  hp = {"k": 2.0, "width": float(m), "l0_coeff": 0.5, "l0_warmup": 100.0, "preact_coeff": 0.0}
+  _, aux = obj.loss(p, x, None, hp)
+  np.testing.assert_allclose(aux["l0_coeff"], 0.5 * 25 / 100, rtol=1e-6)
+  pre = (np.asarray(x) - np.asarray(p["b_dec"])) @ np.asarray(p["W_enc"]) + np.asarray(p["b_enc"])
+  norms = np.arange(1.0, m + 1)
+  want = np.mean(np.sum(np.maximum(0.3 - pre, 0) * norms, -1))
+  np.testing.assert_allclose(aux["preact"], want, rtol=1e-5)
+  base = lambda c: jax.grad(lambda b: obj.loss({**p, "b_enc": b}, x, None, {**hp, "preact_coeff": c})[0])(p["b_enc"])
+  np.testing.assert_allclose(base(2.0) - base(0.0), 2.0 * -np.mean((pre < 0.3) * norms, 0), atol=1e-5)
+
+
 def test_matching_pursuit_selects_what_a_brute_force_greedy_search_selects():
   rng = np.random.default_rng(0)
   w = rng.normal(size=(12, 5))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import set_fields, tiny_config
 from lsx import train as lt
 from lsx.train import checkpoint as ckpt
 
@@ -307,3 +307,23 @@ def test_bfloat16_compute_keeps_float32_parameters_and_tracks_float32(tmp_path):
   assert 0 < diff < 0.05
   with pytest.raises(ValueError, match="train.precision must be one of"):
     lt.build(tiny_config(**{"train.precision": "float16"}))
+
+
+def test_step_decay_scales_the_update_at_its_boundaries():
+  # lr_decay_steps (2, 4), factor 0.5: Adam's update times 1, 1, 0.5, 0.5, 0.25 for the
+  # same gradients; the learning rate itself stays the traced hp
+  import optax
+  from lsx.train import make_optimizer
+  from lsx.train.state import _set_opt_hparams
+  p = {"w": jnp.ones(3)}
+  plain, decayed = make_optimizer("adam"), make_optimizer("adam", lr_decay_steps=(2, 4),
+                                                          lr_decay_factor=0.5)
+  sp, sd = plain.init(p), decayed.init(p)
+  hp = {"lr": jnp.float32(0.1)}
+  for t, want in enumerate([1, 1, 0.5, 0.5, 0.25]):
+    g = {"w": jnp.arange(1.0, 4.0) * (t + 1)}
+    up, sp = plain.update(g, _set_opt_hparams(sp, hp), p)
+    ud, sd = decayed.update(g, _set_opt_hparams(sd, hp), p)
+    np.testing.assert_allclose(ud["w"], want * up["w"], rtol=1e-6)
+  with pytest.raises(ValueError, match="lr_decay_steps"):
+    lt.train(set_fields(tiny_config(), **{"optim.lr_decay_steps": (5, 2)}), "/nonexistent/x")

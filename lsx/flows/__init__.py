@@ -192,6 +192,57 @@ def jvp_reward(flow: Flow, params, image_fn: Callable, z, ts, ks, normalize: boo
   return jnp.mean(jax.vmap(one)(z, ts, ks))
 
 
+CONVENTIONS = ("lsx", "reference")
+
+
+def hessian_row_sums(fn: Callable, z):
+  """H(z) 1 for a scalar fn at z [d]: the public code's `grad(u_z.sum(), z)` (one
+  Hessian-vector product), which it uses in place of the Laplacian trace(H)."""
+  return jax.jvp(jax.grad(fn), (z,), (jnp.ones_like(z),))[1]
+
+
+def reference_wave_loss(flow: Flow, params, image_fn: Callable, z0, k, t_star, steps: int):
+  """The wave loss of the public code (PDETraversal @82083f5, lib/WavePDE.py `forward`)
+  for one potential `k` and one time `t_star` shared by the batch z0 [B, d].
+
+  Rolls z_{i+1} = z_i + grad u_k(z_i, i) for i < `steps` (= num_support_timesteps // 2),
+  keeping the gradient through the path, and returns (loss, z_{t*+1}, z_{t*+2}, parts):
+    L_IC  = mean over batch and latent dims of grad u_k(z0, 0)^2;
+    L_PDE = (1/steps) sum_i mean over batch and dims of (U_tt(i) - c_k^2 (H_b 1))^2, where
+            U_tt(i) = sum over the batch of d2u/dt2 (t is one tensor shared by the batch,
+            so autograd sums the per-sample derivatives) and H_b 1 the row sums of each
+            sample's Hessian;
+    L_JVP = mean over batch and pixels of (J_G(z_{t*+1}) grad u_k(z_{t*+1}, t*+1))^2;
+    loss  = L_IC + L_PDE - L_JVP."""
+  pot = lambda z, t: flow.potential(params, z, t, k)
+  vel = lambda z, t: jax.vmap(lambda zz: jax.grad(pot)(zz, t))(z)
+  c2 = flow.speed(params, k) ** 2
+  l_ic = jnp.mean(vel(z0, jnp.float32(0.0)) ** 2)
+
+  z, path, l_pde, num, den = z0, [], 0.0, 0.0, 0.0
+  for i in range(int(steps)):
+    t = jnp.float32(i)
+    u_tt = jnp.sum(jax.vmap(lambda zz: d2_dt2(lambda tt: pot(zz, tt), t))(z))
+    c2_rows = c2 * jax.vmap(lambda zz: hessian_row_sums(lambda q: pot(q, t), zz))(z)
+    l_pde = l_pde + jnp.mean((u_tt - c2_rows) ** 2)
+    num = num + jnp.sum((u_tt - c2_rows) ** 2)
+    den = den + jnp.sum(u_tt ** 2 + c2_rows ** 2)
+    path.append(z)
+    z = z + vel(z, t)
+  l_pde = l_pde / int(steps)
+  # the public code computes L_JVP and the pair at i == t* inside the loop; the same
+  # numbers from the kept path point z_{t*} (its gradient flows back along the path)
+  t = jnp.asarray(t_star, jnp.float32)
+  z_t = jnp.stack(path)[t_star]
+  lat1 = z_t + vel(z_t, t)
+  v1 = vel(lat1, t + 1.0)
+  l_jvp = jnp.mean(jax.jvp(image_fn, (lat1,), (v1,))[1] ** 2)
+  lat2 = lat1 + v1
+  pde_rel = jax.lax.stop_gradient(num / (den + 1e-30))
+  return l_ic + l_pde - l_jvp, lat1, lat2, {"ic": l_ic, "pde": l_pde, "pde_rel": pde_rel,
+                                            "jvp": l_jvp}
+
+
 class FrameClassifier(nn.Module):
   """R(x_a, x_b) -> logits over the K potentials, from two consecutive decoded frames."""
   num: int
@@ -205,7 +256,8 @@ class FrameClassifier(nn.Module):
 
 def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: int = 10,
                         laplacian_mode: str = "exact", num_probes: int = 8,
-                        normalize_jvp: bool = False, jvp_reduction: str = "mean"):
+                        normalize_jvp: bool = False, jvp_reduction: str = "mean",
+                        convention: str = "lsx"):
   """(init_classifier, loss) for training K potentials on a frozen generator `decode`.
 
   `loss(params, z0 [B, d], rng, hp) -> (scalar, aux)` with params = {"flow", "classifier"}
@@ -216,12 +268,25 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
   `normalize_jvp=True` rewards |J_G u|^2 for the unit direction u of the velocity instead
   (an lsx option: the plain reward grows without bound with the speed of the flow);
   `jvp_reduction` ('sum' | 'mean' over pixels): `jvp_reward`.
+
+  `convention='reference'`: the public code's computation instead (lib/trainer_vae.py and
+  lib/WavePDE.py of PDETraversal @82083f5): one k and one t* ~ U{0 .. path_len - 2} for
+  the whole batch, `path_len` = num_support_timesteps // 2 steps, the loss of
+  `reference_wave_loss` (Hessian row sums for the Laplacian, the batch-summed u_tt, the
+  gradient kept along the path, L_JVP at z_{t*+1} with the velocity at t*+1), and in half
+  of the batches (a coin per batch) the classifier sees the reflected pair
+  (G(2 z0 - z_{t*+2}), G(2 z0 - z_{t*+1})). `laplacian_mode`, `normalize_jvp` and
+  `jvp_reduction` are lsx's options and do not apply to it.
   """
   import optax
 
   if laplacian_mode not in ("exact", "hutchinson"):
     raise ValueError(f"laplacian_mode must be 'exact' or 'hutchinson', got {laplacian_mode!r}.")
-  if int(path_len) < 3:
+  if convention not in CONVENTIONS:
+    raise ValueError(f"flows convention must be one of {CONVENTIONS}, got {convention!r}.")
+  if convention == "reference" and int(path_len) < 2:
+    raise ValueError(f"path_len must be >= 2 for the reference form (t* < path_len - 1), got {path_len}.")
+  if convention == "lsx" and int(path_len) < 3:
     raise ValueError(f"path_len must be >= 3 (the classifier reads frames t*+1, t*+2), got {path_len}.")
   if jvp_reduction not in JVP_REDUCTIONS:
     raise ValueError(f"jvp_reduction must be one of {JVP_REDUCTIONS}, got {jvp_reduction!r}.")
@@ -231,7 +296,25 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
     x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
     return clf.init(rng, x, x)["params"]
 
+  def reference_loss(params, z0, rng, hp):
+    fp = params["flow"]
+    b = z0.shape[0]
+    k_k, k_t, k_r = jax.random.split(rng, 3)
+    k = jax.random.randint(k_k, (), 0, flow.num)
+    t_star = jax.random.randint(k_t, (), 0, int(path_len) - 1)
+    wave, lat1, lat2, parts = reference_wave_loss(flow, fp, decode, z0, k, t_star, int(path_len))
+    flip = jax.random.bernoulli(k_r, 0.5)
+    za = jnp.where(flip, 2 * z0 - lat2, lat1)
+    zb = jnp.where(flip, 2 * z0 - lat1, lat2)
+    logits = clf.apply({"params": params["classifier"]}, decode(za), decode(zb))
+    labels = jnp.full((b,), k)
+    l_cls = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    total = hp["lambda_cls"] * l_cls + hp["lambda_pde"] * wave
+    return total, {**parts, "cls": l_cls, "cls_acc": jnp.mean(jnp.argmax(logits, 1) == labels)}
+
   def loss(params, z0, rng, hp):
+    if convention == "reference":
+      return reference_loss(params, z0, rng, hp)
     fp = params["flow"]
     b = z0.shape[0]
     k_k, k_t, k_h = jax.random.split(rng, 3)

@@ -20,8 +20,8 @@ import jax
 
 from lsx import models
 from lsx.data import get_dataset, require_render
-from lsx.flows import (JOINT_HP_DEFAULTS, check_transforms, make_flow, make_flow_objective,
-                       make_joint_objective, sequence_batch)
+from lsx.flows import (CONVENTIONS, JOINT_HP_DEFAULTS, check_transforms, make_flow,
+                       make_flow_objective, make_joint_objective, sequence_batch)
 from lsx.objective import Objective
 
 MODES = ("posthoc", "joint")
@@ -40,7 +40,8 @@ def posthoc_objective(config, flow, decode, image_shape, path_len=None) -> Objec
   init_clf, loss = make_flow_objective(
       flow, decode, image_shape, path_len=int(path_len or f.path_len),
       laplacian_mode=f.laplacian, num_probes=int(f.num_probes),
-      normalize_jvp=bool(f.normalize_jvp), jvp_reduction=f.jvp_reduction)
+      normalize_jvp=bool(f.normalize_jvp), jvp_reduction=f.jvp_reduction,
+      convention=f.get("convention", "lsx"))
 
   def init(rng):
     k1, k2 = jax.random.split(rng)
@@ -66,6 +67,12 @@ def build_flows(config):
   if f.laplacian not in ("exact", "hutchinson"):
     raise ValueError(f"config.flows.laplacian must be 'exact' or 'hutchinson', got "
                      f"{f.laplacian!r}.")
+  if f.get("convention", "lsx") not in CONVENTIONS:
+    raise ValueError(f"config.flows.convention must be one of {CONVENTIONS}, got "
+                     f"{f.convention!r}.")
+  if f.get("convention", "lsx") == "reference" and f.mode != "posthoc":
+    raise ValueError("config.flows.convention='reference' is the public post-hoc objective; "
+                     "use it with flows.mode='posthoc'.")
   if f.mode == "posthoc":
     dec = Decoder.load(config.decoder.workdir, 256)
     flow = make_flow(dec.model.latent_dim, int(f.num_potentials), output=f.flow_output)

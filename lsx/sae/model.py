@@ -16,7 +16,10 @@ Bottlenecks (`BOTTLENECKS`):
   jumprelu   f = pre * H(pre - theta), theta = exp(log_threshold) per latent, loss +
              l0_coeff * sum_i H(pre_i - theta_i) (Rajamanoharan et al. 2024): straight-
              through gradients with the rectangle-kernel density estimate of bandwidth
-             `bandwidth` for d/dtheta
+             `bandwidth` for d/dtheta; l0_coeff ramps up linearly over `l0_warmup`
+             steps (0: none); optional pre-act loss preact_coeff * sum_i
+             ReLU(theta_i - pre_i) ||W_dec,i|| (Anthropic's January 2025 update), which
+             pulls latents that never fire back towards their threshold
   mp         matching pursuit with the decoder as the dictionary (tied): k greedy steps,
              each taking the atom with the largest inner product with the residual
              (coefficients >= 0) ("From Flat to Hierarchical", 2025)
@@ -45,7 +48,7 @@ BOTTLENECKS = ("relu", "topk", "batchtopk", "jumprelu", "mp")
 HP_DEFAULTS = {"relu": {"l1_coeff": 5.0},
                "topk": {"aux_coeff": 1.0 / 32.0},
                "batchtopk": {"aux_coeff": 1.0 / 32.0},
-               "jumprelu": {"l0_coeff": 1.0},
+               "jumprelu": {"l0_coeff": 1.0, "l0_warmup": 0.0, "preact_coeff": 0.0},
                "mp": {}}
 
 
@@ -91,7 +94,7 @@ def init_params(sae: SAE, rng, x_sample) -> dict:
   w_dec = rows / jnp.linalg.norm(rows, axis=-1, keepdims=True)
   p = {"W_enc": w_dec.T, "b_enc": jnp.zeros((m,)), "W_dec": w_dec,
        "b_dec": geometric_median(jnp.asarray(x_sample, jnp.float32)),
-       "stats": {"since_fired": jnp.zeros((m,)), "threshold": jnp.zeros(())}}
+       "stats": {"since_fired": jnp.zeros((m,)), "threshold": jnp.zeros(()), "step": jnp.zeros(())}}
   if sae.bottleneck == "jumprelu":
     p["log_threshold"] = jnp.full((m,), jnp.log(sae.threshold_init))
   return p
@@ -154,12 +157,38 @@ def _scatter_rows(shape, idx, vals):
   return jnp.zeros(shape, vals.dtype).at[rows, idx].set(vals)
 
 
-def topk_codes(pre, k, k_max: int, mask):
-  """ReLU of the k largest entries of each row (k traced, <= k_max static)."""
+def topk_select(pre, k, k_max: int, mask):
+  """The k largest entries of each row as (values [n, k_max] ReLU'd, 0 past k; indices
+  [n, k_max]) (k traced, <= k_max static)."""
   vals, idx = jax.lax.top_k(jnp.where(mask, pre, -jnp.inf), k_max)
   keep = jnp.arange(k_max) < k
-  vals = jnp.where(keep & jnp.isfinite(vals), jax.nn.relu(vals), 0.0)
+  return jnp.where(keep & jnp.isfinite(vals), jax.nn.relu(vals), 0.0), idx
+
+
+def topk_codes(pre, k, k_max: int, mask):
+  """ReLU of the k largest entries of each row, as a dense [n, m] array."""
+  vals, idx = topk_select(pre, k, k_max, mask)
   return _scatter_rows(pre.shape, idx, vals)
+
+
+def sparse_topk(params, xc, pre_ng, k, k_max: int, mask):
+  """TopK codes as (values, indices) with gradients that touch only the selected latents.
+
+  The selection runs on the full pre-activations without gradient; the k_max selected
+  pre-activations are then recomputed from the gathered encoder columns, so the encoder's
+  gradient is a scatter-add over n x k_max rows instead of a dense [d, m] product (the
+  same numbers as differentiating the dense form: the unselected entries get zero
+  gradient there too). xc = x - b_dec; pre_ng: the pre-activations without gradient."""
+  _, idx = topk_select(pre_ng, k, k_max, mask)
+  w = params["W_enc"].T[idx]  # [n, k_max, d]
+  sel = jnp.einsum("nd,nkd->nk", xc, w) + params["b_enc"][idx]
+  valid = (jnp.arange(k_max) < k) & mask[idx]
+  return jnp.where(valid, jax.nn.relu(sel), 0.0), idx
+
+
+def sparse_decode(params, vals, idx):
+  """x^ = sum_j vals[n, j] W_dec[idx[n, j]] + b_dec (a gather; its gradient a scatter-add)."""
+  return jnp.einsum("nk,nkd->nd", vals, params["W_dec"][idx]) + params["b_dec"]
 
 
 def batchtopk_codes(pre, k, k_max: int, mask):
@@ -216,14 +245,29 @@ def decode(params, f):
   return f @ params["W_dec"] + params["b_dec"]
 
 
-def _aux_loss(sae: SAE, params, pre, x, x_hat, mask):
-  """AuxK: the residual predicted by the aux_k largest pre-activations of dead latents."""
+def gathers(k: int, m: int) -> bool:
+  """Whether k of m latents are few enough that gathering their k decoder/encoder rows
+  beats a dense [n, m] product (measured on CPU: a gather of 32 of 8192 rows costs half
+  the dense product; benchmarks/sae_throughput.py)."""
+  return 64 * k <= m
+
+
+def _aux_loss(sae: SAE, params, xc, pre_ng, e, mask):
+  """AuxK (Gao et al. 2024): the residual e (no gradient) predicted by the aux_k largest
+  pre-activations of the dead latents (not fired for dead_tokens samples). 0 while no
+  latent is dead (it has no gradient then; the branch is skipped in a single run)."""
   dead = mask & (params["stats"]["since_fired"] >= sae.dead_tokens)
   k_aux = min(sae.aux_k, sae.max_width)
-  codes = topk_codes(pre, k_aux, k_aux, dead)
-  e = jax.lax.stop_gradient(x - x_hat)
-  e_hat = codes @ params["W_dec"]
-  return jnp.mean(jnp.sum((e - e_hat) ** 2, -1)), dead.sum()
+
+  def on(_):
+    if gathers(k_aux, sae.max_width):
+      vals, idx = sparse_topk(params, xc, pre_ng, k_aux, k_aux, dead)
+      e_hat = jnp.einsum("nk,nkd->nd", vals, params["W_dec"][idx])
+    else:
+      e_hat = topk_codes(xc @ params["W_enc"] + params["b_enc"], k_aux, k_aux, dead) @ params["W_dec"]
+    return jnp.mean(jnp.sum((e - e_hat) ** 2, -1))
+
+  return jax.lax.cond(dead.any(), on, lambda _: jnp.zeros((), xc.dtype), None), dead.sum()
 
 
 def make_objective(sae: SAE, source_sample, *, median_samples: int = 4096) -> Objective:
@@ -244,29 +288,47 @@ def make_objective(sae: SAE, source_sample, *, median_samples: int = 4096) -> Ob
     mask = alive(sae, hp)
     stats = jax.lax.stop_gradient(params["stats"])
     params = {**params, "stats": stats}
-    pre = pre_activations(params, x)
+    xc = x - params["b_dec"]
     min_kept = jnp.zeros(())
-    if sae.bottleneck == "batchtopk":
-      f, min_kept = batchtopk_codes(pre, hp["k"], sae.k_max, mask)
+    if sae.bottleneck == "topk" and gathers(sae.k_max, sae.max_width):
+      pre = jax.lax.stop_gradient(xc @ params["W_enc"] + params["b_enc"])
+      vals, idx = sparse_topk(params, xc, pre, hp["k"], sae.k_max, mask)
+      x_hat = sparse_decode(params, vals, idx)
+      active = vals > 0
+      l0 = jnp.mean(jnp.sum(active, -1))
+      fired = jnp.zeros((sae.max_width,), bool).at[idx.reshape(-1)].max(active.reshape(-1))
     else:
-      f = encode(sae, params, x, hp, training=True)
-    x_hat = decode(params, f)
+      pre = xc @ params["W_enc"] + params["b_enc"]
+      if sae.bottleneck == "batchtopk":
+        f, min_kept = batchtopk_codes(pre, hp["k"], sae.k_max, mask)
+      else:
+        f = encode(sae, params, x, hp, training=True)
+      x_hat = decode(params, f)
+      l0, fired = jnp.mean(jnp.sum(f > 0, -1)), jnp.any(f > 0, 0)
     mse = jnp.mean(jnp.sum((x - x_hat) ** 2, -1))
-    total, aux = mse, {"mse": mse, "l0": jnp.mean(jnp.sum(f > 0, -1))}
+    total, aux = mse, {"mse": mse, "l0": l0}
     if sae.bottleneck == "relu":
       norms = jnp.linalg.norm(params["W_dec"], axis=-1)
       l1 = jnp.mean(jnp.sum(f * norms, -1))
       total = total + hp["l1_coeff"] * l1
       aux["l1"] = l1
     elif sae.bottleneck in ("topk", "batchtopk"):
-      aux_loss, num_dead = _aux_loss(sae, params, pre, x, x_hat, mask)
+      e = jax.lax.stop_gradient(x - x_hat)
+      aux_loss, num_dead = _aux_loss(sae, params, xc, jax.lax.stop_gradient(pre), e, mask)
       total = total + hp["aux_coeff"] * aux_loss
       aux.update(aux_loss=aux_loss, dead=num_dead / jnp.maximum(mask.sum(), 1))
     elif sae.bottleneck == "jumprelu":
       theta = jnp.exp(params["log_threshold"])
       l0 = jnp.mean(jnp.sum(jnp.where(mask, step_fn(pre, theta, sae.bandwidth), 0.0), -1))
-      total = total + hp["l0_coeff"] * l0
-    aux["_post"] = {"fired": jnp.any(f > 0, 0), "n": jnp.asarray(x.shape[0], jnp.float32),
+      # lambda ramps linearly from 0 over the first l0_warmup steps (0: no warm-up)
+      ramp = jnp.minimum(1.0, (stats["step"] + 1.0) / jnp.maximum(hp["l0_warmup"], 1.0))
+      total = total + hp["l0_coeff"] * ramp * l0
+      # pre-act loss: pulls the pre-activations of latents below their threshold up to it
+      norms = jnp.linalg.norm(params["W_dec"], axis=-1)
+      preact = jnp.mean(jnp.sum(jnp.where(mask, jax.nn.relu(theta - pre) * norms, 0.0), -1))
+      total = total + hp["preact_coeff"] * preact
+      aux.update(l0_coeff=hp["l0_coeff"] * ramp, preact=preact)
+    aux["_post"] = {"fired": fired, "n": jnp.asarray(x.shape[0], jnp.float32),
                     "min_kept": min_kept}
     return total, aux
 
@@ -281,11 +343,13 @@ def make_objective(sae: SAE, source_sample, *, median_samples: int = 4096) -> Ob
     if sae.bottleneck == "batchtopk":  # running mean of the smallest kept activation
       thr = jnp.where(thr > 0, (1 - sae.threshold_rate) * thr + sae.threshold_rate * post["min_kept"],
                       post["min_kept"])
-    params["stats"] = {"since_fired": since, "threshold": thr}
+    params["stats"] = {"since_fired": since, "threshold": thr, "step": s["step"] + 1.0}
     return params
 
+  bounds = {name: (0.0, True) for name in ("l1_coeff", "aux_coeff", "l0_coeff", "l0_warmup",
+                                            "preact_coeff")}
   return Objective(f"sae_{sae.bottleneck}", init, loss, hp_defaults, post_update=post_update,
-                   info={"sae": sae})
+                   info={"sae": sae, "hp_bounds": bounds})
 
 
 def scores(sae: SAE, params, hp, x, true_features=None, dense_frequency: float = 0.1) -> dict:

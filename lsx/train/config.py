@@ -19,7 +19,8 @@ def run_config() -> ml_collections.ConfigDict:
   # traced hyperparameters (arrays inside the step: a sweep may vary them); the
   # objective's defaults fill what is not set here
   c.hp = ml_collections.ConfigDict({"lr": 1e-4})
-  c.optim = dict(name="adam", grad_clip=0.0)
+  # lr_decay_steps: steps at which the learning rate is multiplied by lr_decay_factor
+  c.optim = dict(name="adam", grad_clip=0.0, lr_decay_steps=(), lr_decay_factor=1.0)
   # precision: 'float32' or 'bfloat16' (losses computed in bf16; parameters and optimizer
   # state stay float32); CPUs keep float32 (docs/sweeps.md has the measurement)
   c.train = dict(steps=2000, batch_size=64, chunk=50, ckpt_every=500, keep=2, log_every_s=5.0,

@@ -107,7 +107,9 @@ def check_train(config) -> None:
 def make_run_optimizer(config, objective):
   """config.optim's optimizer, with the objective's players' optimizers beside it."""
   o = config.optim
-  return objective_optimizer(objective, make_optimizer(o.name, o.get("grad_clip", 0.0)))
+  return objective_optimizer(objective, make_optimizer(
+      o.name, o.get("grad_clip", 0.0), lr_decay_steps=tuple(o.get("lr_decay_steps", ()) or ()),
+      lr_decay_factor=float(o.get("lr_decay_factor", 1.0))))
 
 
 def build(config) -> Setup:

@@ -27,18 +27,25 @@ OPTIMIZER_HPS = {"adam": ("lr",), "adamw": ("lr", "weight_decay")}
 
 
 def make_optimizer(name: str = "adam", grad_clip: float = 0.0, b1: float = 0.9,
-                   b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+                   b2: float = 0.999, eps: float = 1e-8, lr_decay_steps=(),
+                   lr_decay_factor: float = 1.0) -> optax.GradientTransformation:
   """Adam/AdamW whose learning rate (and weight decay) are injected hyperparameters.
 
   They live in `opt_state.hyperparams`, are overwritten from the traced `hp` each step
-  (so a sweep can vary them) and are saved with the checkpoint.
+  (so a sweep can vary them) and are saved with the checkpoint. `lr_decay_steps`: a step
+  decay, the learning rate multiplied by `lr_decay_factor` at each of these steps (e.g.
+  (1000, 5000) and 0.2, as latentclr's configs), counted in the optimizer state.
   """
   if name not in OPTIMIZER_HPS:
     raise ValueError(f"Unknown optimizer {name!r}; choose one of {sorted(OPTIMIZER_HPS)}.")
+  decay = tuple(int(s) for s in lr_decay_steps or ())
 
   def build(learning_rate, weight_decay=0.0):
     core = (optax.adam(learning_rate, b1, b2, eps) if name == "adam" else
             optax.adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay))
+    if decay:
+      sched = optax.piecewise_constant_schedule(1.0, {s: float(lr_decay_factor) for s in decay})
+      core = optax.chain(core, optax.scale_by_schedule(sched))
     return optax.chain(optax.clip_by_global_norm(grad_clip), core) if grad_clip > 0 else core
 
   if name == "adam":

@@ -85,6 +85,13 @@ def check_run(config) -> None:
   if float(o.get("grad_clip", 0.0)) < 0:
     raise ValueError(f"config.optim.grad_clip must be >= 0 (0: no clipping), got "
                      f"{o.get('grad_clip')}.")
+  steps = tuple(o.get("lr_decay_steps", ()) or ())
+  if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps) or list(steps) != sorted(set(steps)):
+    raise ValueError(f"config.optim.lr_decay_steps must be increasing integer steps >= 1, got "
+                     f"{steps}.")
+  factor = float(o.get("lr_decay_factor", 1.0))
+  if not 0 < factor <= 1:
+    raise ValueError(f"config.optim.lr_decay_factor must be in (0, 1], got {factor}.")
   for name, value in dict(config.get("hp", {}) or {}).items():
     check_hp(name, value)
   sw = config.get("sweep", {}) or {}
