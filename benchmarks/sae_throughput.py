@@ -31,7 +31,7 @@ def peak_rss_gb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
-def lsx_setup(d, m, k_max, batch, members=None, ks=None, seeds=None):
+def lsx_setup(d, m, k_max, batch, members=None, ks=None, seeds=None, chunk=1, strategy="map"):
   from lsx import sae as ls
   from lsx.train import TrainState, make_optimizer, make_train_step
   from lsx.train.state import make_shared_chunk, make_train_chunk
@@ -48,16 +48,16 @@ def lsx_setup(d, m, k_max, batch, members=None, ks=None, seeds=None):
   hp = {"k": jnp.float32(k_max), "width": jnp.float32(m), "aux_coeff": jnp.float32(1 / 32),
         "lr": jnp.float32(1e-4)}
   if members is None:
-    return init(jax.random.key(0)), hp, make_train_chunk(step, sample, batch, 1,
+    return init(jax.random.key(0)), hp, make_train_chunk(step, sample, batch, chunk,
                                                            sample_at=sample_at), init, step
   states = stack_init(init, jnp.asarray(seeds, jnp.uint32))
   hps = {k: jnp.full((members,), v) for k, v in hp.items()}
   hps["k"] = jnp.asarray(ks, jnp.float32)
-  chunk = make_shared_chunk(step, sample_at, batch, 1, lift("vmap"))
-  return states, hps, chunk, init, step
+  fn = make_shared_chunk(step, sample_at, batch, chunk, lift(strategy))
+  return states, hps, fn, init, step
 
 
-def time_chunk(chunk, state, hp, steps):
+def time_chunk(chunk, state, hp, steps, per_call=1):
   fn = jax.jit(chunk, donate_argnums=0)
   state, _ = fn(state, hp)  # compile + first step
   jax.block_until_ready(state)
@@ -65,7 +65,7 @@ def time_chunk(chunk, state, hp, steps):
   for _ in range(steps):
     state, m = fn(state, hp)
   jax.block_until_ready(state)
-  return steps / (time.perf_counter() - t)
+  return steps * per_call / (time.perf_counter() - t)
 
 
 def bench_torch(d, m, k, batch, steps):
@@ -113,14 +113,22 @@ def main():
   ap.add_argument("--members", type=int, default=16)
   ap.add_argument("--skip-torch", action="store_true")
   ap.add_argument("--skip-sweep", action="store_true")
+  ap.add_argument("--chunk", type=int, default=None,
+                  help="training steps per compiled call (default: 5 with --small, else 1)")
+  ap.add_argument("--strategy", default="auto", choices=("auto", "vmap", "map"),
+                  help="how the sweep lifts the step over members (auto: map on CPU, as "
+                       "lsx.train.sweep picks, vmap on accelerators)")
   a = ap.parse_args()
   d, m, k, batch = (128, 2048, 32, 1024) if a.small else (512, 8192, 32, 4096)
+  chunk_len = a.chunk or (5 if a.small else 1)
+  strategy = a.strategy if a.strategy != "auto" else ("map" if jax.default_backend() == "cpu" else "vmap")
   dev = jax.devices()[0]
   print(f"device: {dev.device_kind} ({jax.default_backend()}), {os.cpu_count()} cores; "
-        f"TopK SAE d={d}, {m} latents, k={k}, batch {batch}, {a.steps} timed steps")
+        f"TopK SAE d={d}, {m} latents, k={k}, batch {batch}; {a.steps} timed calls of "
+        f"{chunk_len} steps; sweep lifted by {strategy}")
   rows = []
-  state, hp, chunk, _, _ = lsx_setup(d, m, k, batch)
-  lsx_rate = time_chunk(chunk, state, hp, a.steps)
+  state, hp, chunk, _, _ = lsx_setup(d, m, k, batch, chunk=chunk_len)
+  lsx_rate = time_chunk(chunk, state, hp, a.steps, chunk_len)
   rows.append(("lsx, one SAE", lsx_rate, 1))
   del state
   torch_rate = None
@@ -128,7 +136,7 @@ def main():
     try:
       import torch
       torch.set_num_threads(os.cpu_count() or 1)
-      torch_rate = bench_torch(d, m, k, batch, a.steps)
+      torch_rate = bench_torch(d, m, k, batch, a.steps * chunk_len)
       rows.append((f"PyTorch {torch.__version__}, one SAE", torch_rate, 1))
     except ImportError:
       print("(PyTorch not installed: pip install \"torch==2.13.0+cpu\" for its row)")
@@ -137,12 +145,13 @@ def main():
     n = a.members
     ks = [k // 2 + (k // 2) * (i % 4) // 3 for i in range(n)]  # 4 values of k in [k/2, k]
     seeds = [i // 4 for i in range(n)]
-    states, hps, sweep_chunk, init, step = lsx_setup(d, m, k, batch, n, ks, seeds)
-    sweep_rate = time_chunk(sweep_chunk, states, hps, a.steps)
+    states, hps, sweep_chunk, init, step = lsx_setup(d, m, k, batch, n, ks, seeds, chunk_len,
+                                                     strategy)
+    sweep_rate = time_chunk(sweep_chunk, states, hps, a.steps, chunk_len)
     del states
-    rows.append((f"lsx sweep, {n} members (k x seed), one batch per step", sweep_rate, n))
+    rows.append((f"lsx sweep, {n} members (k x seed, {strategy}), one batch per step", sweep_rate, n))
     # the same 16 runs one after another: one compiled single-run step, reused
-    one, one_hp, one_chunk, _, _ = lsx_setup(d, m, k, batch)
+    one, one_hp, one_chunk, _, _ = lsx_setup(d, m, k, batch, chunk=chunk_len)
     fn = jax.jit(one_chunk, donate_argnums=0)
     s, _ = fn(one, one_hp)
     jax.block_until_ready(s)
@@ -155,7 +164,7 @@ def main():
         s, _ = fn(s, h)
       jax.block_until_ready(s)
       elapsed += time.perf_counter() - t
-    seq_rate = n * a.steps / elapsed
+    seq_rate = n * a.steps * chunk_len / elapsed
     rows.append((f"lsx sequential, the same {n} runs one after another", seq_rate, 1))
   print("| what | member-steps/s | activations/s |")
   print("| --- | --- | --- |")

@@ -38,10 +38,13 @@ def eval_options(**kw):
   predictability; null_permutations: also score chance-corrected attribution (0: off);
   oracle 'grid' (nearest rendered image; oracle_pool > 1 compares pooled images) or
   'classifier' (a factor CNN trained for oracle_steps steps); readable_orientation: an
-  orientation no turn changes (a round blob) is not a change."""
+  orientation no turn changes (a round blob) is not a change; protocol 'reference' adds
+  the papers' protocols (lsx.directions.protocols): VP on `vp_pairs` pairs per direction
+  from z ~ N(0, I) along full paths (10% to train), every linear row's shift matched to
+  the flows' mean image change, and the manipulation table (ref_* and manip_* columns)."""
   e = dict(anchors=6, steps=5, span=2.0, vp_anchors=100, random_seeds=2,
            null_permutations=200, oracle="grid", oracle_pool=1, oracle_steps=3000,
-           readable_orientation=True)
+           readable_orientation=True, protocol="lsx", vp_pairs=1000)
   e.update(kw)
   return e
 
@@ -65,6 +68,7 @@ def get_config(arg: str = ""):
     c.flows.update(convention="reference", num_potentials=16, path_len=5)
     c.hp.lr = 1e-4
     c.train.update(steps=10000, batch_size=256, chunk=50, ckpt_every=1000)
+    c.eval.update(protocol="reference", steps=5)
   if "sweep" in parts:
     c.workdir += "_sweep"
     c.sweep.seed = (0, 1)
@@ -72,6 +76,6 @@ def get_config(arg: str = ""):
   if "smoke" in parts:
     c.flows.num_potentials, c.flows.path_len = 3, 4
     c.train.update(steps=4, chunk=2, batch_size=4, ckpt_every=2)
-    c.eval.update(anchors=2, steps=2, vp_anchors=10, random_seeds=1, oracle_pool=2)
+    c.eval.update(anchors=2, steps=2, vp_anchors=10, random_seeds=1, oracle_pool=2, vp_pairs=12)
   c.lock()
   return c

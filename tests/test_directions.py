@@ -401,3 +401,58 @@ def test_reference_features_normalize_before_the_difference():
   unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
   np.testing.assert_allclose(b, unit(unit(np.asarray(h1)) - unit(np.asarray(h0))[None]), atol=1e-6)
   np.testing.assert_allclose(a, unit(np.asarray(h1) - np.asarray(h0)[None]), atol=1e-6)
+
+
+def _axis_world(d=3, size=9):
+  """G(z) = z W as 8x8 images, W's rows orthonormal (latent j lights its own pixels), and
+  an oracle that reads factor j as round(z_j) + size // 2 (clipped) from the image: the
+  closed forms of the protocols are known."""
+  class World:
+    factor_sizes = (size,) * d
+    factor_names = tuple(f"f{j}" for j in range(d - 1)) + ("orientation",)
+    categorical = ()
+  w = np.zeros((d, 64), np.float32)
+  for j in range(d):
+    w[j, j * 16:(j + 1) * 16] = 0.25  # 16 pixels of 1/4: unit rows
+  w = jnp.asarray(w)
+  gen = lambda z: (z @ w).reshape(z.shape[0], 8, 8, 1)
+  oracle = lambda x: (jnp.clip(jnp.round(x.reshape(x.shape[0], -1) @ w.T) + size // 2, 0, size - 1)
+                      .astype(jnp.int32), jnp.zeros(x.shape[0]))
+  return World(), gen, oracle
+
+
+def test_protocols_closed_forms_on_an_axis_world():
+  from lsx.directions import protocols
+  d = 3
+  world, gen, oracle = _axis_world(d)
+  dirs = ld.make_directions("global", d, d)
+  params = {"d": jnp.eye(d) * jnp.asarray([1.0, 2.0, 3.0])[:, None]}  # unit after normalizing
+  trav = ld.linear_traversal(dirs, 4, 0.5)  # full path: 2 units along the axis
+  z = jax.random.normal(jax.random.key(0), (6, d))
+  k = jnp.arange(6) % d
+  np.testing.assert_allclose(protocols.path_ends(trav, params, z, k), z + 2.0 * jnp.eye(d)[k], atol=1e-6)
+  np.testing.assert_allclose(protocols.path_ends(trav, params, z, k, sign=-1.0, scale=0.5),
+                             z - 1.0 * jnp.eye(d)[k], atol=1e-6)
+  # the image change of a unit-axis shift is its length: scale for a target change 3.0 = 1.5
+  s = protocols.match_scale(trav, params, gen, d, 3.0, jax.random.key(1), num_directions=d)
+  assert s == pytest.approx(1.5, rel=1e-4)
+  with pytest.raises(ValueError, match="no scale"):
+    protocols.match_scale(trav, params, gen, d, 1e5, jax.random.key(1), num_directions=d)
+  # VP: each axis moves its own pixel, the classifier reads it: 100 pairs per direction,
+  # 10% for training
+  out = protocols.vp_protocol(trav, params, gen, d, jax.random.key(2), num_directions=d,
+                              pairs_per_direction=100, steps=200)
+  assert out["num_train"] == 30 and out["num_test"] == 270
+  assert out["vp"] > 0.95 and out["change"] == pytest.approx(2.0, rel=1e-5)
+  # manipulation: axis j moves factor j by 2 of its range 8 (orientation: circular,
+  # period 9, half-period 4.5) and nothing else
+  anchors = jnp.zeros((5, d))
+  m = protocols.manipulation(trav, params, gen, oracle, world, anchors, num_directions=d)
+  for j, name in enumerate(world.factor_names):
+    row = m["factors"][name]
+    unit = 4.5 if name == "orientation" else 8.0
+    assert row["direction"] == j and row["leakage"] == 0.0
+    assert row["change_pos"] == pytest.approx(2 / unit) and row["change_neg"] == pytest.approx(2 / unit)
+  # a circular factor's change is the shorter way round: 9 - 7 = 2 steps
+  np.testing.assert_allclose(protocols.factor_change(world, [[0, 0, 1]], [[0, 0, 8]]),
+                             [[0, 0, 2 / 4.5]])

@@ -247,10 +247,19 @@ def test_joint_flows_experiment_writes_figures_and_scores(tmp_path):
   import subprocess
   import sys
   out = subprocess.run([sys.executable, "-m", "experiments.flows", "--config",
-                        "configs/flows_joint_sprites.py:smoke", f"--config.workdir={tmp_path}"],
+                        "configs/flows_joint_sprites.py:smoke", f"--config.workdir={tmp_path}",
+                        "--config.eval.protocol=reference", "--config.eval.vp_pairs=12"],
                        capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   res = json.load(open(tmp_path / "scores.json"))
+  # the papers' protocols (lsx.directions.protocols): the flows set the image change the
+  # linear rows are scaled to
+  flows_change = res["rows"]["flows"]["members"][0]["ref_change"]
+  for name in ("flows", "latent axes", "random"):
+    m = res["rows"][name]["members"][0]
+    assert 0.0 <= m["ref_vp"] <= 1.0 and set(m["manipulation"]) == set(res["factor_names"])
+    if name != "flows":
+      assert m["ref_change"] == pytest.approx(flows_change, rel=0.25), name
   assert res["mode"] == "joint" and res["factor_names"] == ["scale", "orientation", "x", "y"]
   rows = res["rows"]
   assert set(rows) == {"flows", "latent axes", "random"}

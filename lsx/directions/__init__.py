@@ -37,6 +37,7 @@ from lsx.directions._score import (CC_SCORES, SCORES, Reading, Traversal, active
                                   score_traversals, shift_pairs, summarize, take,
                                   traversal_frames, traversal_images)
 from lsx.directions import family  # noqa: E402  (methods by name; the 'directions' family)
+from lsx.directions import protocols  # noqa: E402  (the papers' evaluation protocols)
 
 __all__ = [
     "CC_SCORES", "SCORES", "Traversal", "linear_traversal", "reference_sets",
@@ -50,5 +51,5 @@ __all__ = [
     "pca_directions", "read_in_one_pass", "sample_shifts", "score_direction_sets",
     "score_directions",
     "sefa_directions", "shift_pairs", "skew_expm",
-    "traversal_images", "traverse",
+    "traversal_images", "traverse", "protocols",
 ]

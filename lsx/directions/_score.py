@@ -118,10 +118,16 @@ class Traversal(NamedTuple):
 
   `paths(params, anchors [N, d]) -> [K, N, S, d]` (the anchor at the centre step),
   `pairs(params, generate, anchors, rng) -> (x' - x, labels)` for variation
-  predictability, `steps` [S] the step coordinate of each path point."""
+  predictability, `steps` [S] the step coordinate of each path point, `ends(params, z
+  [n, d], k [n], sign, scale) -> [n, d]`: the end of each code's full path along its
+  direction k in direction `sign` (+1 / -1), a linear shift multiplied by `scale` (the
+  evaluation protocols of lsx.directions.protocols); `scalable`: whether `scale` changes
+  the paths (False for flows, whose paths are what their potentials make them)."""
   paths: Callable
   pairs: Callable
   steps: np.ndarray
+  ends: Callable | None = None
+  scalable: bool = True
 
 
 def linear_traversal(directions: Directions, num_steps: int, step_size: float) -> Traversal:
@@ -137,7 +143,13 @@ def linear_traversal(directions: Directions, num_steps: int, step_size: float) -
   def pairs(params, generate, anchors, rng):
     return shift_pairs(directions, params, generate, anchors, rng, span, span / 4)
 
-  return Traversal(paths, pairs, np.arange(-num_steps, num_steps + 1))
+  def ends(params, z, k, sign=1.0, scale=1.0):
+    def one(zz, kk):
+      body = lambda q, _: (q + sign * scale * step_size * directions.unit(params, q, kk), None)
+      return jax.lax.scan(body, zz, None, length=num_steps)[0]
+    return jax.vmap(one)(z, k)
+
+  return Traversal(paths, pairs, np.arange(-num_steps, num_steps + 1), ends)
 
 
 def traversal_frames(traversal: Traversal, params, generate: Callable, anchors):

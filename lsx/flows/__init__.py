@@ -369,7 +369,13 @@ def flow_traversal(flow: Flow, num_steps: int):
     x1 = generate(z1.reshape(k * n, -1)).reshape((k, n) + x0.shape[1:])
     return (x1 - x0[None]).reshape((k * n,) + x0.shape[1:]), jnp.repeat(jnp.arange(k), n)
 
-  return Traversal(paths, pairs, np.arange(-num_steps, num_steps + 1))
+  def ends(params, z, k, sign=1.0, scale=1.0):
+    # a flow's path is what its potential makes it: `scale` does not apply (1 expected)
+    del scale
+    return jax.vmap(lambda zz, kk: traverse(flow.potential, params, zz, kk, num_steps,
+                                            sign=sign)[-1])(z, k)
+
+  return Traversal(paths, pairs, np.arange(-num_steps, num_steps + 1), ends, scalable=False)
 
 
 from lsx.flows.joint import (JOINT_HP_DEFAULTS, check_transforms,  # noqa: E402

@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lsx.objective import Objective
 
@@ -171,17 +172,46 @@ def topk_codes(pre, k, k_max: int, mask):
   return _scatter_rows(pre.shape, idx, vals)
 
 
-def sparse_topk(params, xc, pre_ng, k, k_max: int, mask):
-  """TopK codes as (values, indices) with gradients that touch only the selected latents.
+@jax.custom_vjp
+def _selected_pre(x, b_dec, w_enc, b_enc, pre, idx):
+  """pre[n, idx[n, j]] of pre = (x - b_dec) W_enc + b_enc (given, without gradient),
+  differentiable in b_dec, W_enc and b_enc through the selected entries only; x is data
+  (no gradient)."""
+  return jnp.take_along_axis(pre, idx, -1)
 
-  The selection runs on the full pre-activations without gradient; the k_max selected
-  pre-activations are then recomputed from the gathered encoder columns, so the encoder's
-  gradient is a scatter-add over n x k_max rows instead of a dense [d, m] product (the
-  same numbers as differentiating the dense form: the unselected entries get zero
-  gradient there too). xc = x - b_dec; pre_ng: the pre-activations without gradient."""
+
+def _selected_pre_fwd(x, b_dec, w_enc, b_enc, pre, idx):
+  return jnp.take_along_axis(pre, idx, -1), (x, b_dec, w_enc, idx)
+
+
+def _selected_pre_bwd(res, g):
+  x, b_dec, w_enc, idx = res
+  d, m = w_enc.shape
+  flat = idx.reshape(-1)
+  xc = x - b_dec
+  # d/dW_enc[:, i] = sum over the (n, j) that selected latent i of g[n, j] xc[n]: a
+  # scatter-add of n * k rows (not a dense [d, m] product)
+  rows = jnp.zeros((m, d), g.dtype).at[flat].add((g[..., None] * xc[:, None, :]).reshape(-1, d))
+  db_enc = jnp.zeros((m,), g.dtype).at[flat].add(g.reshape(-1))
+  # xc = x - b_dec: d/db_dec = -sum_n sum_j g[n, j] W_enc[:, idx[n, j]] = -W_enc db_enc
+  return (jnp.zeros_like(x), -(w_enc @ db_enc), rows.T, db_enc,
+          jnp.zeros((idx.shape[0], m), g.dtype), np.zeros(idx.shape, jax.dtypes.float0))
+
+
+_selected_pre.defvjp(_selected_pre_fwd, _selected_pre_bwd)
+
+
+def sparse_topk(params, x, pre_ng, k, k_max: int, mask):
+  """TopK codes as (values [n, k_max], indices) with gradients that touch only the
+  selected latents.
+
+  The selection runs on the pre-activations `pre_ng` (computed without gradient); the
+  selected entries' gradients reach W_enc, b_enc and b_dec by scatter-adds over the
+  n x k_max selections instead of a dense [d, m] product (the same numbers as
+  differentiating the dense form, where the unselected entries get zero gradient too).
+  x: the activations (data: no gradient)."""
   _, idx = topk_select(pre_ng, k, k_max, mask)
-  w = params["W_enc"].T[idx]  # [n, k_max, d]
-  sel = jnp.einsum("nd,nkd->nk", xc, w) + params["b_enc"][idx]
+  sel = _selected_pre(x, params["b_dec"], params["W_enc"], params["b_enc"], pre_ng, idx)
   valid = (jnp.arange(k_max) < k) & mask[idx]
   return jnp.where(valid, jax.nn.relu(sel), 0.0), idx
 
@@ -252,7 +282,7 @@ def gathers(k: int, m: int) -> bool:
   return 64 * k <= m
 
 
-def _aux_loss(sae: SAE, params, xc, pre_ng, e, mask):
+def _aux_loss(sae: SAE, params, x, pre_ng, e, mask):
   """AuxK (Gao et al. 2024): the residual e (no gradient) predicted by the aux_k largest
   pre-activations of the dead latents (not fired for dead_tokens samples). 0 while no
   latent is dead (it has no gradient then; the branch is skipped in a single run)."""
@@ -261,13 +291,13 @@ def _aux_loss(sae: SAE, params, xc, pre_ng, e, mask):
 
   def on(_):
     if gathers(k_aux, sae.max_width):
-      vals, idx = sparse_topk(params, xc, pre_ng, k_aux, k_aux, dead)
+      vals, idx = sparse_topk(params, x, pre_ng, k_aux, k_aux, dead)
       e_hat = jnp.einsum("nk,nkd->nd", vals, params["W_dec"][idx])
     else:
-      e_hat = topk_codes(xc @ params["W_enc"] + params["b_enc"], k_aux, k_aux, dead) @ params["W_dec"]
+      e_hat = topk_codes(pre_activations(params, x), k_aux, k_aux, dead) @ params["W_dec"]
     return jnp.mean(jnp.sum((e - e_hat) ** 2, -1))
 
-  return jax.lax.cond(dead.any(), on, lambda _: jnp.zeros((), xc.dtype), None), dead.sum()
+  return jax.lax.cond(dead.any(), on, lambda _: jnp.zeros((), x.dtype), None), dead.sum()
 
 
 def make_objective(sae: SAE, source_sample, *, median_samples: int = 4096) -> Objective:
@@ -292,7 +322,7 @@ def make_objective(sae: SAE, source_sample, *, median_samples: int = 4096) -> Ob
     min_kept = jnp.zeros(())
     if sae.bottleneck == "topk" and gathers(sae.k_max, sae.max_width):
       pre = jax.lax.stop_gradient(xc @ params["W_enc"] + params["b_enc"])
-      vals, idx = sparse_topk(params, xc, pre, hp["k"], sae.k_max, mask)
+      vals, idx = sparse_topk(params, x, pre, hp["k"], sae.k_max, mask)
       x_hat = sparse_decode(params, vals, idx)
       active = vals > 0
       l0 = jnp.mean(jnp.sum(active, -1))
@@ -314,7 +344,7 @@ def make_objective(sae: SAE, source_sample, *, median_samples: int = 4096) -> Ob
       aux["l1"] = l1
     elif sae.bottleneck in ("topk", "batchtopk"):
       e = jax.lax.stop_gradient(x - x_hat)
-      aux_loss, num_dead = _aux_loss(sae, params, xc, jax.lax.stop_gradient(pre), e, mask)
+      aux_loss, num_dead = _aux_loss(sae, params, x, jax.lax.stop_gradient(pre), e, mask)
       total = total + hp["aux_coeff"] * aux_loss
       aux.update(aux_loss=aux_loss, dead=num_dead / jnp.maximum(mask.sum(), 1))
     elif sae.bottleneck == "jumprelu":

@@ -118,12 +118,15 @@ def write_score_table(scored: dict, workdir: str, log=log, **info) -> dict:
   import os
 
   from lsx.directions import SCORES, summarize
-  cols = SCORES + tuple(k for k in ("disentanglement_cc", "completeness_cc", "coverage_cc")
-                        if k in next(iter(scored.values()))[0])
+  first = next(iter(scored.values()))[0]
+  cols = SCORES + tuple(k for k in ("disentanglement_cc", "completeness_cc", "coverage_cc",
+                                    "ref_vp", "ref_change", "ref_scale", "manip_change",
+                                    "manip_leakage") if k in first)
   table = {name: summarize(rows, cols) for name, rows in scored.items()}
   plain = lambda r: {k: (np.asarray(v).round(4).tolist() if k in ("R", "P") else
                          float(v) if k in cols else v)
-                     for k, v in r.items() if k in cols or k in ("R", "matches", "matches_cc")}
+                     for k, v in r.items()
+                     if k in cols or k in ("R", "matches", "matches_cc", "manipulation")}
   with open(os.path.join(workdir, "scores.json"), "w") as f:
     json.dump({**info, "rows": {n: {"members": [plain(r) for r in rows], "summary": table[n]}
                                 for n, rows in scored.items()}}, f, indent=1)
