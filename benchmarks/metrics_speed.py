@@ -60,6 +60,8 @@ def main():
   ap.add_argument("--skip-reference", action="store_true", help="only the --members rows")
   ap.add_argument("--skip-gbt", action="store_true", help="--members: logistic DCI only")
   ap.add_argument("--members", type=int, default=0)
+  ap.add_argument("--dci-only", action="store_true", help="only the DCI rows")
+  ap.add_argument("--skip-jax-gbt", action="store_true", help="no row for the JAX trees")
   args = ap.parse_args()
   if args.members:
     members_speed(args)
@@ -71,6 +73,21 @@ def main():
   zt, ft = problem(n // 2, seed=1)
   rows = []
 
+  if not args.dci_only:
+    other_rows(z, f, args, rows)
+  if not args.skip_dci:
+    dci_rows(z, f, zt, ft, args, rows)
+  dev = jax.devices()[0]
+  print(f"\nmetrics on {n} samples x 10 latents x 5 factors | {dev.platform} "
+        f"({getattr(dev, 'device_kind', '')}), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+  print(f"{'metric':34s} {'lsx s':>9s} {'reference s':>12s} {'ratio':>8s} {'lsx compile s':>14s}  values lsx/ref")
+  for name, tl, tr, tc, note in rows:
+    print(f"{name:34s} {tl:9.3f} {tr:12.3f} {tr / tl:7.1f}x {tc:14.1f}  {note}")
+  for name, tl, tr, _, _ in rows:
+    print(f"ratio reference/lsx {name}: {tr / tl:.1f}")
+
+
+def other_rows(z, f, args, rows):
   t0 = time.perf_counter()
   lm.infomec(z, f)
   compile_s = time.perf_counter() - t0
@@ -86,28 +103,31 @@ def main():
   t_ref, b = timed(lambda: R.mig_reference(z, f), args.repeats)
   rows.append(("MIG", t_lsx, t_ref, compile_s, f"mig {a:.4f}/{b:.4f}"))
 
-  if not args.skip_dci:
-    t_ref, b = timed(lambda: R.dci_reference(z, f, zt, ft), 1)
-    jobs = os.cpu_count() or 1
-    t_gbt, a = timed(lambda: lm.dci(z, f, zt, ft, n_jobs=jobs), 1)
-    rows.append((f"DCI (gbt, {jobs} jobs)", t_gbt, t_ref, 0.0,
-                 f"D {a['disentanglement']:.3f}/{b['disentanglement']:.3f} "
-                 f"C {a['completeness']:.3f}/{b['completeness']:.3f}"))
-    t0 = time.perf_counter()
-    lm.dci(z, f, zt, ft, estimator="logistic")
-    compile_s = time.perf_counter() - t0
-    t_log, a = timed(lambda: lm.dci(z, f, zt, ft, estimator="logistic"), args.repeats)
-    rows.append(("DCI (logistic, other estimator)", t_log, t_ref, compile_s,
-                 f"D {a['disentanglement']:.3f} C {a['completeness']:.3f} (not comparable)"))
 
-  dev = jax.devices()[0]
-  print(f"\nmetrics on {n} samples x 10 latents x 5 factors | {dev.platform} "
-        f"({getattr(dev, 'device_kind', '')}), {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
-  print(f"{'metric':34s} {'lsx s':>9s} {'reference s':>12s} {'ratio':>8s} {'lsx compile s':>14s}  values lsx/ref")
-  for name, tl, tr, tc, note in rows:
-    print(f"{name:34s} {tl:9.3f} {tr:12.3f} {tr / tl:7.1f}x {tc:14.1f}  {note}")
-  for name, tl, tr, _, _ in rows:
-    print(f"ratio reference/lsx {name}: {tr / tl:.1f}")
+def dci_rows(z, f, zt, ft, args, rows):
+  t_ref, b = timed(lambda: R.dci_reference(z, f, zt, ft), 1)
+  jobs = os.cpu_count() or 1
+  t_gbt, a = timed(lambda: lm.dci(z, f, zt, ft, n_jobs=jobs), 1)
+  rows.append((f"DCI (gbt, {jobs} jobs)", t_gbt, t_ref, 0.0,
+               f"D {a['disentanglement']:.3f}/{b['disentanglement']:.3f} "
+               f"C {a['completeness']:.3f}/{b['completeness']:.3f}"))
+  t0 = time.perf_counter()
+  lm.dci(z, f, zt, ft, estimator="logistic")
+  compile_s = time.perf_counter() - t0
+  t_log, a = timed(lambda: lm.dci(z, f, zt, ft, estimator="logistic"), args.repeats)
+  rows.append(("DCI (logistic, other estimator)", t_log, t_ref, compile_s,
+               f"D {a['disentanglement']:.3f} C {a['completeness']:.3f} (not comparable)"))
+  if not args.skip_jax_gbt:  # the same trees in JAX: first call compiles (one per class count)
+    t0 = time.perf_counter()
+    lm.dci(z, f, zt, ft, estimator="jax_gbt")
+    first = time.perf_counter() - t0
+    t_jax, a = timed(lambda: lm.dci(z, f, zt, ft, estimator="jax_gbt"), 1)
+    imp_diff = np.abs(a["importance"] - b["importance"]).max()
+    rows.append(("DCI (gbt in JAX)", t_jax, t_ref, first - t_jax,
+                 f"D {a['disentanglement']:.3f}/{b['disentanglement']:.3f} "
+                 f"C {a['completeness']:.3f}/{b['completeness']:.3f} "
+                 f"I {a['informativeness_test']:.3f}/{b['informativeness_test']:.3f} "
+                 f"max |R - R_ref| {imp_diff:.3f}"))
 
 
 def members_speed(args):

@@ -8,6 +8,11 @@ accuracy on the train and test sets. Then, with the +1e-11 smoothing,
   C = sum_f rho_f (1 - H_d(R[:, f]))   rho_f = sum_j R[j, f] / sum R
 where H_b is the entropy in base b of a row (column) normalized to sum 1.
 
+`estimator="jax_gbt"` computes the same boosted trees in JAX (`lsx.metrics.gbt`: equal
+to scikit-learn's algorithm up to float32 sums and the order in which exact ties are
+broken — scikit-learn's is random), jittable; on a 2-core CPU it is about as fast as
+scikit-learn's, so `gbt` stays the default (benchmarks/metrics_speed.py measures both).
+
 `estimator="logistic"` is a different, much faster estimator, pure JAX and vmappable:
 an L2-regularized multinomial logistic regression on the standardized codes; R[j, f] is
 the mean over classes of |W_jk|, informativeness its accuracy. Its numbers are not
@@ -100,8 +105,12 @@ def dci(latents_train, factors_train, latents_test, factors_test, *, estimator: 
   """DCI; returns dict(disentanglement, completeness, informativeness_train,
   informativeness_test, importance [d, F])."""
   zt, ft, ze, fe = _check(latents_train, factors_train, latents_test, factors_test)
-  if estimator == "gbt":
-    imp, acc_t, acc_e = _gbt_importance(zt, ft, ze, fe, n_jobs)
+  if estimator in ("gbt", "jax_gbt"):
+    if estimator == "gbt":
+      imp, acc_t, acc_e = _gbt_importance(zt, ft, ze, fe, n_jobs)
+    else:
+      from lsx.metrics.gbt import gbt_importance
+      imp, acc_t, acc_e = gbt_importance(zt, ft, ze, fe)
     dis, com = scores_from_importance(imp)
     return {"disentanglement": float(dis), "completeness": float(com),
             "informativeness_train": float(acc_t.mean()),
@@ -113,5 +122,6 @@ def dci(latents_train, factors_train, latents_test, factors_test, *, estimator: 
         jnp.asarray(zt, jnp.float32), jnp.asarray(codes[:len(ft)]),
         jnp.asarray(ze, jnp.float32), jnp.asarray(codes[len(ft):]), kf=kf))
     return {k: (np.asarray(v) if k == "importance" else float(v)) for k, v in out.items()}
-  raise ValueError(f"Unknown DCI estimator {estimator!r}; choose 'gbt' (disentanglement_lib) "
-                   f"or 'logistic' (fast, pure JAX, a different estimator).")
+  raise ValueError(f"Unknown DCI estimator {estimator!r}; choose 'gbt' (disentanglement_lib), "
+                   f"'jax_gbt' (its trees in JAX) or 'logistic' (fast, pure JAX, a different "
+                   f"estimator).")
