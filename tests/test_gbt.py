@@ -102,7 +102,7 @@ def test_boosting_agrees_with_scikit_learn(k):
   assert np.mean(pt == sk.predict(x)) >= 0.97 and np.mean(pe == sk.predict(xe)) >= 0.95
 
 
-def test_jax_gbt_dci_on_the_reference_fixture():
+def test_default_dci_trees_on_the_reference_fixture():
   import json
   import os
   import sys
@@ -110,6 +110,6 @@ def test_jax_gbt_dci_on_the_reference_fixture():
   from make_reference import dci_case
   from lsx import metrics as lm
   ref = json.load(open(os.path.join(os.path.dirname(__file__), "reference", "metrics_reference.json")))
-  got = lm.dci(*dci_case(), estimator="jax_gbt")
+  got = lm.dci(*dci_case())  # default: the JAX trees
   for key in ("disentanglement", "completeness", "informativeness_test"):
     assert abs(got[key] - ref["dci"][key]) <= 1e-2, key

@@ -54,28 +54,62 @@ def prefix_sum(a):
   return (within + offset[..., None]).reshape(lead + (m * BLOCK,))[..., :n]
 
 
-def _best_splits(r_s, loc_s, candidate, w_node, s_node, j_n: int, batch: int = 8):
-  """The best position [C, d, J] and gain of every (class, feature, node): for each
-  (class, feature) row, prefix sums of each node's residuals and counts along the
-  feature's order give every candidate split's friedman_mse proxy. Rows go through
+def _best_splits(r_s, loc_s, candidate, w_node, s_node, j_n: int, parent=None,
+                 keep: bool = True, batch: int = 8):
+  """The best gain [C, d, J] of every (class, feature, node), and the prefix sums
+  [C*d, J, n] of each node's counts and residuals along each feature's order (the next
+  level's `parent`).
+
+  For each (class, feature) row, prefix sums of each node's residuals and counts along
+  the feature's order give every candidate split's friedman_mse proxy. A node's right
+  child's prefix sums are its parent's minus its left sibling's, so only the left
+  children are summed (at the root the counts are the positions). Rows go through
   `lax.map` in batches of `batch` (their [J, n] working set stays in cache)."""
   c, d, n = r_s.shape
   rows = (r_s.reshape(c * d, n), loc_s.reshape(c * d, n), jnp.tile(jnp.arange(d), c),
           jnp.repeat(jnp.arange(c), d))
+  if parent is not None:
+    rows = rows + parent
 
   def one(args):
-    rr, ll, f, k = args
-    member = ll[None, :] == jnp.arange(j_n)[:, None]  # [J, n]
-    wl = prefix_sum(member.astype(jnp.float32))
-    sl = prefix_sum(jnp.where(member, rr[None, :], 0.0))
-    wr, sr = w_node[k][:, None] - wl, s_node[k][:, None] - sl
+    rr, ll, f, k = args[:4]
+    if j_n == 1:
+      wl = (jnp.arange(n, dtype=jnp.float32) + 1.0)[None]
+      sl = prefix_sum(rr[None])
+    else:
+      pw, ps = args[4:]  # [J/2, n]
+      left = ll[None, :] == 2 * jnp.arange(j_n // 2)[:, None]
+      lw = prefix_sum(left.astype(jnp.float32))
+      ls = prefix_sum(jnp.where(left, rr[None, :], 0.0))
+      # interleave: node 2m (left child of m), node 2m + 1 (right child)
+      wl = jnp.stack([lw, pw - lw], 1).reshape(j_n, n)
+      sl = jnp.stack([ls, ps - ls], 1).reshape(j_n, n)
+    w, s = w_node[k][:, None], s_node[k][:, None]
+    wr = w - wl
     valid = candidate[f][None, :] & (wl >= 1) & (wr >= 1)
-    diff = wr * sl - wl * sr
+    diff = w * sl - s * wl  # = w_r s_l - w_l s_r
     proxy = jnp.where(valid, diff * diff / jnp.maximum(wl * wr, 1.0), -jnp.inf)
-    return jnp.argmax(proxy, -1), jnp.max(proxy, -1)
+    # the best gain only: an argmax over every position is slow on CPU, so the position
+    # is found afterwards for the chosen feature alone (`_best_position`)
+    out = (jnp.max(proxy, -1),)
+    return out + (wl, sl) if keep else out
 
-  p, v = jax.lax.map(one, rows, batch_size=batch)
-  return p.reshape(c, d, j_n), v.reshape(c, d, j_n)
+  out = jax.lax.map(one, rows, batch_size=batch)
+  return out[0].reshape(c, d, j_n), (out[1:] if keep else None)
+
+
+def _best_position(r_b, loc_b, cand_b, w_node, s_node):
+  """The first position [C, J] of the best split of each node along its chosen feature:
+  r_b, loc_b, cand_b [C, J, n] that feature's residuals, node ids and candidates."""
+  j_n = w_node.shape[1]
+  member = loc_b == jnp.arange(j_n)[None, :, None]
+  wl = prefix_sum(member.astype(jnp.float32))
+  sl = prefix_sum(jnp.where(member, r_b, 0.0))
+  w, s = w_node[..., None], s_node[..., None]
+  valid = cand_b & (wl >= 1) & (w - wl >= 1)
+  diff = w * sl - s * wl
+  proxy = jnp.where(valid, diff * diff / jnp.maximum(wl * (w - wl), 1.0), -jnp.inf)
+  return jnp.argmax(proxy, -1)
 
 
 def _grow_trees(x, xs, order, candidate, r):
@@ -93,23 +127,29 @@ def _grow_trees(x, xs, order, candidate, r):
   r_s = r[:, order]  # [C, d, n]: residuals in each feature's sorted order
   ranks = jnp.arange(n)
   rows = jnp.arange(c)[:, None]
+  parent = None
   for level in range(DEPTH):
     j_n, base = 2 ** level, 2 ** level - 1
     loc = nid - base
     loc = jnp.where((loc >= 0) & (loc < j_n), loc, j_n)  # j_n: not at a node of this level
-    seg = lambda f, v: jax.vmap(lambda vv, ll: f(vv, ll, j_n + 1))(v, loc)[:, :j_n]
-    w_node = seg(jax.ops.segment_sum, jnp.ones_like(r))  # [C, J]
-    s_node = seg(jax.ops.segment_sum, r)
+    # per-node reductions as masked reductions over a one-hot [C, J, n] (scatters are
+    # slow on CPU)
+    at = loc[:, None, :] == jnp.arange(j_n)[None, :, None]
+    total = lambda v: jnp.sum(jnp.where(at, v[:, None, :], 0.0), -1)
+    w_node = jnp.sum(at, -1).astype(jnp.float32)  # [C, J]
+    s_node = total(r)
     loc_s = loc[:, order]  # [C, d, n]
-    best_p, best_v = _best_splits(r_s, loc_s, candidate, w_node, s_node, j_n)
+    best_v, parent = _best_splits(r_s, loc_s, candidate, w_node, s_node, j_n, parent,
+                                  keep=level < DEPTH - 1)
     bf = jnp.argmax(best_v, 1)  # [C, J]: lowest feature index among equal gains
     gain = jnp.max(best_v, 1)
-    p_star = jnp.take_along_axis(best_p, bf[:, None, :], 1)[:, 0]  # [C, J]
+    lf = loc_s[rows, bf]  # [C, J, n]: node ids in the chosen feature's order
+    p_star = _best_position(r_s[rows, bf], lf, candidate[bf], w_node, s_node)  # [C, J]
     # a node whose residuals are all equal is a leaf (scikit-learn: impurity <= eps)
-    pure = seg(jax.ops.segment_max, r) <= seg(jax.ops.segment_min, r)
+    pure = (jnp.max(jnp.where(at, r[:, None, :], -jnp.inf), -1)
+            <= jnp.min(jnp.where(at, r[:, None, :], jnp.inf), -1))
     do = jnp.isfinite(gain) & (w_node >= 2) & ~pure
     # threshold: midpoint of the node's values on either side of the chosen position
-    lf = loc_s[rows, bf]  # [C, J, n]: node ids in the chosen feature's order
     xf = xs[bf]  # [C, J, n]
     here = lf == jnp.arange(j_n)[None, :, None]
     before = ranks[None, None, :] <= p_star[..., None]
@@ -125,8 +165,8 @@ def _grow_trees(x, xs, order, candidate, r):
     x_of = jnp.take_along_axis(x.T, f_of, 0)  # [C, n]: x[i, f_of[c, i]]
     left = x_of <= t_of
     # the weighted impurity decrease of each split (scikit-learn's importance)
-    w_l = seg(jax.ops.segment_sum, jnp.where(left, 1.0, 0.0))
-    s_l = seg(jax.ops.segment_sum, jnp.where(left, r, 0.0))
+    w_l = total(jnp.where(left, 1.0, 0.0))
+    s_l = total(jnp.where(left, r, 0.0))
     w_r, s_r = w_node - w_l, s_node - s_l
     safe = lambda s, w: s * s / jnp.maximum(w, 1.0)
     dec = safe(s_l, w_l) + safe(s_r, w_r) - safe(s_node, w_node)
@@ -183,8 +223,9 @@ def fit_predict(x, y, x_test, *, num_classes: int, stages: int = 100,
     r = (targets - p).T  # [C, n]: the negative gradient
     hess = (p * (1 - p)).T
     feat, thr, split, leaf, importance = _grow_trees(x, xs, order, candidate, r)
-    seg = lambda v: jax.vmap(lambda vv, ll: jax.ops.segment_sum(vv, ll, NODES))(v, leaf)
-    num, den = seg(r), seg(hess)
+    at = leaf[:, None, :] == jnp.arange(NODES)[None, :, None]  # [C, 15, n]
+    num = jnp.sum(jnp.where(at, r[:, None, :], 0.0), -1)
+    den = jnp.sum(jnp.where(at, hess[:, None, :], 0.0), -1)
     if not binary:
       num = num * (num_classes - 1) / num_classes
     value = jnp.where(jnp.abs(den) < 1e-30, 0.0, num / jnp.where(den == 0, 1.0, den))

@@ -68,10 +68,10 @@ def _check_args(metrics, num_samples, num_test, dci_estimator):
     if int(n) < least:
       raise ValueError(f"{name}={n}: the metrics need at least {least} samples "
                        f"(disentanglement_lib uses 10000 / 5000).")
-  if dci_estimator not in ("gbt", "jax_gbt", "logistic"):
+  if dci_estimator not in ("gbt", "sklearn", "logistic"):
     raise ValueError(f"Unknown DCI estimator {dci_estimator!r}; choose 'gbt' "
-                     f"(disentanglement_lib), 'jax_gbt' (its trees in JAX) or 'logistic' "
-                     f"(fast, pure JAX).")
+                     f"(disentanglement_lib's trees, in JAX), 'sklearn' (scikit-learn's "
+                     f"trees) or 'logistic' (fast, pure JAX).")
 
 
 def evaluate(represent: Callable, dataset, rng, *, discrete_latents: bool = False,
