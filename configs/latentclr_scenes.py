@@ -28,6 +28,7 @@ def get_config(arg: str = ""):
     c.hp.update(lr=1e-3, weight_decay=1e-3)
     c.train.update(steps=10000, batch_size=32, chunk=100, ckpt_every=1000)
     c.sweep.seed = (0, 1, 2)
+    c.eval.protocol = "reference"
     if "smoke" in parts:
       c.directions.num = 3
       c.sweep.seed = (0, 1)

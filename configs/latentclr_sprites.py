@@ -41,8 +41,12 @@ def get_config(arg: str = ""):
   # flops, 1 = exact) or 'classifier' (a factor CNN trained for oracle_steps steps)
   # readable_orientation: an orientation read from an image no turn changes (a round blob,
   # lsx.metrics.rotation_anisotropy) is not a change (False: every reading counts)
+  # protocol 'reference' adds the papers' protocols (lsx.directions.protocols): VP on
+  # vp_pairs pairs per direction from z ~ N(0, I) along full paths, every row's shift
+  # matched to the first method's image change, the manipulation table
   c.eval = dict(anchors=8, steps=3, span=2.0, vp_anchors=300, data=2000, oracle="grid",
-                oracle_pool=4, oracle_steps=3000, readable_orientation=True)
+                oracle_pool=4, oracle_steps=3000, readable_orientation=True, protocol="lsx",
+                vp_pairs=1000)
   c.compare = dict(methods=("latentclr", "noiseclr", "voynov", "pca", "ganspace", "sefa",
                             "jacobian"),
                    ae_workdir="workdirs/ae_sprites", ae_config="configs/ae_sprites.py",
@@ -54,7 +58,7 @@ def get_config(arg: str = ""):
     c.directions.num = 3
     c.sweep.seed = (0, 1)
     c.train.update(steps=4, chunk=2, ckpt_every=2, batch_size=4)
-    c.eval.update(anchors=2, steps=1, vp_anchors=20, data=64)
+    c.eval.update(anchors=2, steps=1, vp_anchors=20, data=64, vp_pairs=12)
     c.compare.random_seeds = 1
   c.lock()
   return c

@@ -31,6 +31,7 @@ def main(argv):
   del argv
   c, log = _CONFIG.value, viz.log
   lm.check_oracle(c.eval.oracle)
+  ld.protocols.check_protocol(c.eval)
   methods = tuple(c.compare.methods) if _COMPARE.value else (c.directions.method,)
   for m in methods:
     family.method_kind(m)  # an unknown name fails before anything trains
@@ -51,6 +52,9 @@ def main(argv):
   scored, readings = ld.score_traversals(sets, oracle, anchors=c.eval.anchors,
                                          vp_anchors=c.eval.vp_anchors,
                                          readable_orientation=c.eval.readable_orientation)
+  # eval.protocol='reference': the papers' protocols, every set's shift matched to the
+  # first method's image change
+  ld.protocols.add_protocol_scores(scored, sets, oracle, c.eval)
   trav, params, _ = sets[methods[0]]
   viz.save_traversal_grid(ld.traversal_frames(trav, ld.take(params, 0), dec.generate, dec.z[:3]),
                           os.path.join(c.workdir, "directions.png"))

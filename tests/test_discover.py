@@ -38,7 +38,7 @@ def test_discover_one_method_writes_grid_and_scores(decoders, tmp_path):
   # read by the factor-classifier oracle (a few steps: the path, not its accuracy)
   _run(decoders, tmp_path, "--config.directions.method=noiseclr",
        "--config.directions.kind=expm", "--config.eval.oracle=classifier",
-       "--config.eval.oracle_steps=5")
+       "--config.eval.oracle_steps=5", "--config.eval.protocol=reference")
   assert (tmp_path / "directions.png").stat().st_size > 0
   res = json.load(open(tmp_path / "scores.json"))
   assert res["oracle_info"]["kind"] == "classifier" and set(res["oracle_info"]["accuracy"]) == {
@@ -47,6 +47,10 @@ def test_discover_one_method_writes_grid_and_scores(decoders, tmp_path):
   assert list(res["rows"]) == ["noiseclr"] and len(members) == 2  # two seeds
   for row in members:
     assert 0.0 <= row["disentanglement"] <= 1.0 and 0.0 <= row["vp"] <= 1.0
+    # the papers' protocols (eval.protocol='reference'): VP from z ~ N(0, I) along full
+    # paths, the manipulation table per ordinal factor
+    assert 0.0 <= row["ref_vp"] <= 1.0 and row["ref_change"] > 0 and row["ref_scale"] == 1.0
+    assert set(row["manipulation"]) == {"scale", "orientation", "x", "y"}
   # trained through lsx.train: a sweep workdir whose members are the seeds
   from lsx import train as lt
   setup, state = lt.load_run(str(tmp_path))

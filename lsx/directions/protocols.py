@@ -198,3 +198,28 @@ def protocol_scores(sets: dict, oracle: Callable, *, rng, pairs_per_direction: i
                    "manipulation": man["factors"]})
     out[name] = rows
   return out
+
+
+def check_protocol(eval_config) -> str:
+  """`eval.protocol` ('lsx' or 'reference') and `eval.vp_pairs` (>= 1), checked."""
+  protocol = eval_config.get("protocol", "lsx")
+  if protocol not in ("lsx", "reference"):
+    raise ValueError(f"config.eval.protocol must be 'lsx' or 'reference', got {protocol!r}.")
+  pairs = eval_config.get("vp_pairs", 1000)
+  if isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 1:
+    raise ValueError(f"config.eval.vp_pairs must be an integer >= 1, got {pairs!r}.")
+  return protocol
+
+
+def add_protocol_scores(scored: dict, sets: dict, oracle: Callable, eval_config) -> dict:
+  """With `eval_config.protocol == 'reference'`, `protocol_scores` of `sets` merged into
+  the rows of `scored` (score_traversals' output; `eval_config.vp_pairs` pairs per
+  direction, `eval_config.anchors` manipulation anchors); else `scored` unchanged."""
+  if check_protocol(eval_config) == "reference":
+    prot = protocol_scores(sets, oracle, rng=jax.random.key(4321),
+                           pairs_per_direction=int(eval_config.get("vp_pairs", 1000)),
+                           manipulation_anchors=int(eval_config.anchors))
+    for name, rows in prot.items():
+      for row, extra in zip(scored[name], rows):
+        row.update(extra)
+  return scored

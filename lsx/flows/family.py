@@ -67,10 +67,8 @@ def build_flows(config):
   if f.laplacian not in ("exact", "hutchinson"):
     raise ValueError(f"config.flows.laplacian must be 'exact' or 'hutchinson', got "
                      f"{f.laplacian!r}.")
-  if config.eval.get("protocol", "lsx") not in ("lsx", "reference"):
-    raise ValueError(f"config.eval.protocol must be 'lsx' or 'reference', got "
-                     f"{config.eval.protocol!r}.")
-  validate.positive(config, "eval.vp_pairs")
+  from lsx.directions.protocols import check_protocol
+  check_protocol(config.eval)
   if f.get("convention", "lsx") not in CONVENTIONS:
     raise ValueError(f"config.flows.convention must be one of {CONVENTIONS}, got "
                      f"{f.convention!r}.")
@@ -137,14 +135,8 @@ def score_run(setup, params, oracle, *, references: bool = True, flow_sets=None)
   scored, _ = score_traversals(sets, oracle, anchors=e.anchors, vp_anchors=e.vp_anchors,
                                readable_orientation=e.readable_orientation,
                                null_permutations=int(e.null_permutations))
-  if e.get("protocol", "lsx") == "reference":  # the papers' protocols, at matched change
-    from lsx.directions.protocols import protocol_scores
-    prot = protocol_scores(sets, oracle, rng=jax.random.key(4321),
-                           pairs_per_direction=int(e.get("vp_pairs", 1000)),
-                           manipulation_anchors=int(e.anchors))
-    for name, rows in prot.items():
-      for row, extra in zip(scored[name], rows):
-        row.update(extra)
+  from lsx.directions.protocols import add_protocol_scores
+  add_protocol_scores(scored, sets, oracle, e)  # eval.protocol='reference': the protocols
   first = next(iter(flow_sets.values()))
   return scored, traversal_frames(trav, first, dec.generate, dec.z[:int(e.anchors)])
 
