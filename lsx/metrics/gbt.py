@@ -54,6 +54,16 @@ def prefix_sum(a):
   return (within + offset[..., None]).reshape(lead + (m * BLOCK,))[..., :n]
 
 
+def _proxy(wl, sl, w, s, candidate):
+  """scikit-learn's friedman_mse proxy (w_r s_l - w_l s_r)^2 / (w_l w_r) of the splits
+  with left counts/sums (wl, sl) of nodes with totals (w, s); -inf where there is no
+  candidate threshold or a side would be empty."""
+  wr = w - wl
+  diff = w * sl - s * wl  # = w_r s_l - w_l s_r
+  valid = candidate & (wl >= 1) & (wr >= 1)
+  return jnp.where(valid, diff * diff / jnp.maximum(wl * wr, 1.0), -jnp.inf)
+
+
 def _best_splits(r_s, loc_s, candidate, w_node, s_node, j_n: int, parent=None,
                  keep: bool = True, batch: int = 8):
   """The best gain [C, d, J] of every (class, feature, node), and the prefix sums
@@ -84,11 +94,7 @@ def _best_splits(r_s, loc_s, candidate, w_node, s_node, j_n: int, parent=None,
       # interleave: node 2m (left child of m), node 2m + 1 (right child)
       wl = jnp.stack([lw, pw - lw], 1).reshape(j_n, n)
       sl = jnp.stack([ls, ps - ls], 1).reshape(j_n, n)
-    w, s = w_node[k][:, None], s_node[k][:, None]
-    wr = w - wl
-    valid = candidate[f][None, :] & (wl >= 1) & (wr >= 1)
-    diff = w * sl - s * wl  # = w_r s_l - w_l s_r
-    proxy = jnp.where(valid, diff * diff / jnp.maximum(wl * wr, 1.0), -jnp.inf)
+    proxy = _proxy(wl, sl, w_node[k][:, None], s_node[k][:, None], candidate[f][None, :])
     # the best gain only: an argmax over every position is slow on CPU, so the position
     # is found afterwards for the chosen feature alone (`_best_position`)
     out = (jnp.max(proxy, -1),)
@@ -105,11 +111,7 @@ def _best_position(r_b, loc_b, cand_b, w_node, s_node):
   member = loc_b == jnp.arange(j_n)[None, :, None]
   wl = prefix_sum(member.astype(jnp.float32))
   sl = prefix_sum(jnp.where(member, r_b, 0.0))
-  w, s = w_node[..., None], s_node[..., None]
-  valid = cand_b & (wl >= 1) & (w - wl >= 1)
-  diff = w * sl - s * wl
-  proxy = jnp.where(valid, diff * diff / jnp.maximum(wl * (w - wl), 1.0), -jnp.inf)
-  return jnp.argmax(proxy, -1)
+  return jnp.argmax(_proxy(wl, sl, w_node[..., None], s_node[..., None], cand_b), -1)
 
 
 def _grow_trees(x, xs, order, candidate, r):
