@@ -95,9 +95,10 @@ def init_params(sae: SAE, rng, x_sample) -> dict:
   w_dec = rows / jnp.linalg.norm(rows, axis=-1, keepdims=True)
   p = {"W_enc": w_dec.T, "b_enc": jnp.zeros((m,)), "W_dec": w_dec,
        "b_dec": geometric_median(jnp.asarray(x_sample, jnp.float32)),
-       "stats": {"since_fired": jnp.zeros((m,)), "threshold": jnp.zeros(()), "step": jnp.zeros(())}}
+       "stats": {"since_fired": jnp.zeros((m,)), "threshold": jnp.zeros(())}}
   if sae.bottleneck == "jumprelu":
     p["log_threshold"] = jnp.full((m,), jnp.log(sae.threshold_init))
+    p["stats"]["step"] = jnp.zeros(())  # for the l0_coeff warm-up
   return p
 
 
@@ -373,7 +374,9 @@ def make_objective(sae: SAE, source_sample, *, median_samples: int = 4096) -> Ob
     if sae.bottleneck == "batchtopk":  # running mean of the smallest kept activation
       thr = jnp.where(thr > 0, (1 - sae.threshold_rate) * thr + sae.threshold_rate * post["min_kept"],
                       post["min_kept"])
-    params["stats"] = {"since_fired": since, "threshold": thr, "step": s["step"] + 1.0}
+    params["stats"] = {**s, "since_fired": since, "threshold": thr}
+    if "step" in s:
+      params["stats"]["step"] = s["step"] + 1.0
     return params
 
   bounds = {name: (0.0, True) for name in ("l1_coeff", "aux_coeff", "l0_coeff", "l0_warmup",
