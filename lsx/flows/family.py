@@ -111,9 +111,10 @@ def build_flows(config):
 def score_run(setup, params, oracle, *, references: bool = True, flow_sets=None):
   """Scores of a trained flows run (`params` of one member) with `score_traversals`: its
   flows (or the named parameter sets `flow_sets` of the same flow) next to, with
-  `references`, the same VAE's active latent axes and random directions; traversals
-  start from the codes of 2,000 data images (key 1234). Returns (scores, flows' frames
-  [K, N, S, H, W, C] of the first set)."""
+  `references`, the same VAE's active latent axes and random directions (with
+  eval.protocol='reference': its K most active axes and K random directions, the papers'
+  protocols added); traversals start from the codes of 2,000 data images (key 1234).
+  Returns (scores, flows' frames [K, N, S, H, W, C] of the first set)."""
   from lsx.directions import reference_sets, score_traversals, traversal_frames
   from lsx.directions.family import Decoder
   from lsx.flows import flow_traversal
@@ -130,7 +131,10 @@ def score_run(setup, params, oracle, *, references: bool = True, flow_sets=None)
   trav = flow_traversal(flow, int(e.steps))
   sets = {n: (trav, jax.tree.map(lambda a: a[None], p), dec) for n, p in flow_sets.items()}
   if references:
-    sets.update(reference_sets(dec, None, int(e.random_seeds), span=float(e.span) * dec.sd,
+    # the papers' protocols compare K directions of every method: the K most active
+    # latent axes (and K random directions) beside the K flows; lsx's, every active axis
+    num = flow.num if e.get("protocol", "lsx") == "reference" else None
+    sets.update(reference_sets(dec, num, int(e.random_seeds), span=float(e.span) * dec.sd,
                                num_steps=int(e.steps), suffix=""))
   scored, _ = score_traversals(sets, oracle, anchors=e.anchors, vp_anchors=e.vp_anchors,
                                readable_orientation=e.readable_orientation,
