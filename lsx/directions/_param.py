@@ -115,15 +115,20 @@ def fixed_directions(matrix) -> tuple[Directions, dict]:
   return make_directions("global", *matrix.shape), {"d": matrix}
 
 
+def walk_path(directions: Directions, params, z, k, num_steps: int, step_size):
+  """The points [num_steps, d] after z of the walk z <- z + step_size * unit(z) along
+  direction k (a negative step_size walks the other way)."""
+  def body(zz, _):
+    zz = zz + step_size * directions.unit(params, zz, k)
+    return zz, zz
+  return jax.lax.scan(body, z, None, length=num_steps)[1]
+
+
 def traverse(directions: Directions, params, z, k, num_steps: int, step_size):
   """The path [2*num_steps+1, d] through z along direction k, both ways: the negative
   branch (reversed), z, the positive branch. Conditional directions are followed as a
   field (re-evaluated at every step: z <- z +/- step_size * unit(z)); for global and
   orthogonal directions this is the straight line z + s * step_size * u_k."""
-  def walk(sign):
-    def body(zz, _):
-      zz = zz + sign * step_size * directions.unit(params, zz, k)
-      return zz, zz
-    return jax.lax.scan(body, z, None, length=num_steps)[1]
-
-  return jnp.concatenate([walk(-1.0)[::-1], z[None], walk(1.0)], 0)
+  back = walk_path(directions, params, z, k, num_steps, -step_size)
+  forth = walk_path(directions, params, z, k, num_steps, step_size)
+  return jnp.concatenate([back[::-1], z[None], forth], 0)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsx.directions._param import Directions, traverse
+from lsx.directions._param import Directions, traverse, walk_path
 from lsx.metrics.oracle import rotation_anisotropy
 
 
@@ -144,10 +144,8 @@ def linear_traversal(directions: Directions, num_steps: int, step_size: float) -
     return shift_pairs(directions, params, generate, anchors, rng, span, span / 4)
 
   def ends(params, z, k, sign=1.0, scale=1.0):
-    def one(zz, kk):
-      body = lambda q, _: (q + sign * scale * step_size * directions.unit(params, q, kk), None)
-      return jax.lax.scan(body, zz, None, length=num_steps)[0]
-    return jax.vmap(one)(z, k)
+    return jax.vmap(lambda zz, kk: walk_path(directions, params, zz, kk, num_steps,
+                                             sign * scale * step_size)[-1])(z, k)
 
   return Traversal(paths, pairs, np.arange(-num_steps, num_steps + 1), ends)
 

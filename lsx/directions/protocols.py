@@ -56,10 +56,12 @@ def path_ends(traversal: Traversal, params, z, k, *, sign: float = 1.0, scale: f
 
 
 def image_change(traversal: Traversal, params, generate: Callable, z, k, *, scale: float = 1.0,
-                 chunk: int = 1024):
-  """||G(z') - G(z)|| [n] for each code z moved to the end of its direction k's path."""
+                 chunk: int = 1024, x0=None):
+  """||G(z') - G(z)|| [n] for each code z moved to the end of its direction k's path
+  (`x0`: G(z) when already rendered)."""
   z1 = path_ends(traversal, params, z, k, scale=scale, chunk=chunk)
-  x0, x1 = _generate(generate, z, chunk), _generate(generate, z1, chunk)
+  x0 = _generate(generate, z, chunk) if x0 is None else x0
+  x1 = _generate(generate, z1, chunk)
   return jnp.sqrt(jnp.sum((x1 - x0).reshape(z.shape[0], -1) ** 2, -1))
 
 
@@ -76,8 +78,9 @@ def match_scale(traversal: Traversal, params, generate: Callable, dim: int, targ
   if not target > 0:
     raise ValueError(f"target image change must be > 0, got {target}.")
   z, k = _codes(rng, num_directions, probes_per_direction, dim)
+  x0 = _generate(generate, z, chunk)  # the codes' own images: rendered once, not per step
   mean_change = lambda s: float(jnp.mean(image_change(traversal, params, generate, z, k,
-                                                      scale=s, chunk=chunk)))
+                                                      scale=s, chunk=chunk, x0=x0)))
   lo, hi = np.log(bounds[0]), np.log(bounds[1])
   c_lo, c_hi = mean_change(np.exp(lo)), mean_change(np.exp(hi))
   if not c_lo <= target <= c_hi:
