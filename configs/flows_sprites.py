@@ -3,6 +3,7 @@
   python -m experiments.flows --config configs/flows_sprites.py
   python -m experiments.flows --config configs/flows_sprites.py:sweep  # lambda_pde x seed
   python -m experiments.flows --config configs/flows_sprites.py:reference  # the public setup
+  python -m experiments.flows --config configs/flows_sprites.py:reference,seeds  # x 3 seeds
 
 Learns K potentials and a frame classifier on the latent space of the frozen decoder in
 `decoder.workdir` (trained with `decoder.config` first when absent), through lsx.train
@@ -50,7 +51,7 @@ def eval_options(**kw):
 
 
 def get_config(arg: str = ""):
-  parts = common.check_arg(arg, ("smoke", "sweep", "reference"))
+  parts = common.check_arg(arg, ("smoke", "sweep", "reference", "seeds"))
   c = common.run_config()
   c.family = "flows"
   c.workdir = "workdirs/flows_sprites"
@@ -69,6 +70,9 @@ def get_config(arg: str = ""):
     c.hp.lr = 1e-4
     c.train.update(steps=10000, batch_size=256, chunk=50, ckpt_every=1000)
     c.eval.update(protocol="reference", steps=5)
+  if "seeds" in parts:  # three seeds as one program (the claims' mean +- std)
+    c.workdir += "_seeds"
+    c.sweep.seed = (0, 1, 2)
   if "sweep" in parts:
     c.workdir += "_sweep"
     c.sweep.seed = (0, 1)

@@ -167,13 +167,17 @@ def manipulation(traversal: Traversal, params, generate: Callable, oracle: Calla
 
 def protocol_scores(sets: dict, oracle: Callable, *, rng, pairs_per_direction: int = 1000,
                     train_fraction: float = 0.1, manipulation_anchors: int = 64,
-                    target_change: float | None = None, **vp_kwargs) -> dict:
+                    target_change: float | None = None, vp: bool = True, anchor_start: int = 0,
+                    **vp_kwargs) -> dict:
   """The protocols for every member of every set of `score_traversals`' form ({name:
   (traversal, stacked params [M, ...], Decoder)}), at matched image change: the target is
   `target_change`, else the mean image change of the first set's first member at scale 1
   (e.g. the flows); every scalable set's shift (linear directions) is scaled to it
-  (`match_scale`), a set without a scale (flows) keeps its own paths. Returns {name: [{"ref_vp", "ref_change", "ref_scale", "manip_change",
-  "manip_leakage", "manipulation": {factor: row}} per member]}."""
+  (`match_scale`), a set without a scale (flows) keeps its own paths. The manipulation
+  anchors are the decoder's codes z[anchor_start : anchor_start + manipulation_anchors];
+  `vp=False` skips VP. Returns {name: [{"ref_vp", "ref_change", "ref_scale",
+  "manip_change", "manip_leakage", "manipulation": {factor: row}} per member]} (without
+  "ref_vp" and "ref_change" when `vp` is False)."""
   from lsx.directions._score import take
   out, target = {}, target_change
   k_probe, k_vp = jax.random.split(rng)
@@ -191,14 +195,20 @@ def protocol_scores(sets: dict, oracle: Callable, *, rng, pairs_per_direction: i
         scale = 1.0  # the reference set's own members, and flows: their own paths
       else:
         scale = match_scale(trav, params, dec.generate, dim, target, k_probe, num_directions=num)
-      vp = vp_protocol(trav, params, dec.generate, dim, jax.random.fold_in(k_vp, 1000 * si + i),
-                       num_directions=num, pairs_per_direction=pairs_per_direction,
-                       train_fraction=train_fraction, scale=scale, **vp_kwargs)
+      row = {"ref_scale": scale}
+      if vp:
+        res = vp_protocol(trav, params, dec.generate, dim,
+                          jax.random.fold_in(k_vp, 1000 * si + i), num_directions=num,
+                          pairs_per_direction=pairs_per_direction,
+                          train_fraction=train_fraction, scale=scale, **vp_kwargs)
+        row.update(ref_vp=res["vp"], ref_change=res["change"])
+      start = int(anchor_start)
       man = manipulation(trav, params, dec.generate, oracle, dec.dataset,
-                         dec.z[:int(manipulation_anchors)], num_directions=num, scale=scale)
-      rows.append({"ref_vp": vp["vp"], "ref_change": vp["change"], "ref_scale": scale,
-                   "manip_change": man["change"], "manip_leakage": man["leakage"],
-                   "manipulation": man["factors"]})
+                         dec.z[start:start + int(manipulation_anchors)], num_directions=num,
+                         scale=scale)
+      row.update(manip_change=man["change"], manip_leakage=man["leakage"],
+                 manipulation=man["factors"])
+      rows.append(row)
     out[name] = rows
   return out
 

@@ -379,5 +379,5 @@ def flow_traversal(flow: Flow, num_steps: int):
 
 
 from lsx.flows.joint import (JOINT_HP_DEFAULTS, check_transforms,  # noqa: E402
-                             make_joint_objective, sequence_batch)
+                             equivariance_error, make_joint_objective, sequence_batch)
 from lsx.flows import family  # noqa: E402,F401  (the 'flows' training family)

@@ -101,7 +101,8 @@ def build_flows(config):
     return {"vae": model.init(k1), "flow": flow.init(k2)}
 
   hp = {k: v for k, v in JOINT_HP_DEFAULTS.items() if k != "lr"}
-  objective = Objective("flows_joint", init, loss, hp, info={"flow": flow})
+  objective = Objective("flows_joint", init, loss, hp,
+                        info={"flow": flow, "hp_bounds": {"flow_terms": (0.0, True)}})
   sample = lambda rng, n: (sequence_batch(ds, rng, n, transforms, speeds, path_len), None)
   return Setup(config, ds, model, objective, make_run_optimizer(config, objective),
                resolve_hp(config, objective), sample=sample, init_keys=_init_keys,

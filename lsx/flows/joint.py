@@ -23,7 +23,12 @@ fix how far each step moves, so configs/flows_joint_sprites.py sets lambda_jvp =
 Sequences run either way (`sign`): a factor that decreases is followed down the negative
 gradient, the traversal's reverse direction, so both directions are trained.
 
-with every weight (beta, lambda_latent, lambda_pde, lr) traced in `hp`. Unlike the public
+with every weight (beta, lambda_latent, lambda_pde, lr) traced in `hp`. `hp.flow_terms` = 0
+trains the same VAE on the same frames without any flow term (the control of the paper's
+likelihood claim): frame t+1 is reconstructed from its own posterior sample instead of
+the flow's z_{t+2} and every lambda is multiplied by 0, so the flows get no gradient;
+1 (default) is the objective above (values between select nothing meaningful: the codes
+are interpolated). Being traced, both can be members of one sweep. Unlike the public
 code each sample has its own potential and time, the Laplacian is exact (or Hutchinson),
 and the squared distances are summed over latent dimensions (the public code averages
 them over dimensions as well, a factor 1/d).
@@ -44,6 +49,7 @@ from lsx.latents import gaussian_kl
 from lsx.models.objectives import neg_log_likelihood
 
 JOINT_HP_DEFAULTS = {"beta": 1.0, "lambda_latent": 1.0, "lambda_pde": 1.0, "lambda_jvp": 1.0,
+                     "flow_terms": 1.0,
                      "lr": 1e-3}
 
 
@@ -135,7 +141,12 @@ def make_joint_objective(model, flow: Flow, *, path_len: int, likelihood: str = 
     paths = jax.vmap(lambda z, k, s: traverse(flow.potential, fp, z, k, path_len, s))(z0, ks, signs)
     take = lambda i: jnp.take_along_axis(paths, i[:, None, None], 1)[:, 0]
     z1, z2 = take(ts + 1), take(ts + 2)  # frames t and t+1
-    logits = model.decode(vp, jnp.concatenate([z0, z2], 0))
+    # flow_terms = 0: frame t+1 decoded from its own posterior sample (the control VAE);
+    # 1: from the flow's z_{t+2}. One decode either way (the codes are selected)
+    on = hp.get("flow_terms", 1.0)
+    z_own = model.bottleneck.sample({n: v[2 * b:] for n, v in stats.items()},
+                                    jax.random.fold_in(k_z, 1))
+    logits = model.decode(vp, jnp.concatenate([z0, on * z2 + (1.0 - on) * z_own], 0))
     rec = neg_log_likelihood(logits, jnp.concatenate([batch["x0"], batch["xt1"]], 0), likelihood)
     rec0, rec1 = rec[:b].mean(), rec[b:].mean()
     l_vae = rec0 + hp["beta"] * kl0.mean() + rec1 + hp["beta"] * kl1.mean()
@@ -147,9 +158,21 @@ def make_joint_objective(model, flow: Flow, *, path_len: int, likelihood: str = 
     image = lambda zz: model.generate(vp, zz)
     l_jvp = jvp_reward(flow, fp, image, z1, (ts + 1).astype(jnp.float32), ks, normalize_jvp,
                        jvp_reduction)
-    total = (l_vae + hp["lambda_latent"] * l_latent + hp["lambda_pde"] * (l_ic + l_pde)
-             - hp["lambda_jvp"] * l_jvp)
+    total = (l_vae + on * (hp["lambda_latent"] * l_latent + hp["lambda_pde"] * (l_ic + l_pde)
+                           - hp["lambda_jvp"] * l_jvp))
     return total, {"rec": rec0, "kl": kl0.mean(), "rec_next": rec1, "latent": l_latent,
                    "ic": l_ic, "pde": l_pde, "pde_rel": pde_rel, "jvp": l_jvp}
 
   return loss
+
+
+def equivariance_error(model, vae_params, flow: Flow, flow_params, batch: dict, path_len: int):
+  """||G(z_{t+2}) - x_{t+1}|| [n] (L2 over pixels of the decoder's mean image): each
+  `sequence_batch` sample's flow started at the posterior mean of x_0, followed along its
+  potential and sign to frame t+1's path point, decoded and compared with frame t+1."""
+  z0 = model.encode(vae_params, batch["x0"])["mean"]
+  paths = jax.vmap(lambda z, k, s: traverse(flow.potential, flow_params, z, k, int(path_len), s))(
+      z0, batch["k"], batch["sign"])
+  z2 = jnp.take_along_axis(paths, (batch["t"] + 2)[:, None, None], 1)[:, 0]
+  diff = model.generate(vae_params, z2) - batch["xt1"]
+  return jnp.sqrt(jnp.sum(diff.reshape(diff.shape[0], -1) ** 2, -1))

@@ -1,0 +1,81 @@
+"""The papers' claims measured over seeds (experiments.claims; lsx.claims has the rules).
+
+  python -m experiments.claims --config configs/claims.py           # the papers' budgets
+  python -m experiments.claims --config configs/claims.py:cpu       # the 2-core CPU budget
+  python -m experiments.claims --config configs/claims.py --config.claims=latentclr
+
+Sections: `claims` (which to measure), `seeds`, `out` (claims.json), `workdir` (runs the
+claims own: baselines, the joint sweep), `run_root` (when set, every run's workdir
+moves into it), `run_overrides` (config fields set in every run that
+has them, nested like a config: {"decoder": {"workdir": ...}}), and one section per claim; a section's
+`steps` of 0 keeps its run config's budget (the public setups'), `differs` is what still
+differs from the paper, written into its rows.
+"""
+import ml_collections
+
+from configs import common
+
+FLOWS_DIFFERS = (
+    "lsx's built-in procedural data and conv VAE decoders (the public code: dSprites / "
+    "Shapes3D and its own VAE); the frame classifier is lsx's MLP on the image pair (the "
+    "public reconstructor reparameterizes its logits); the VP classifier reads x' - x (the "
+    "public VP network reads the pair)")
+JOINT_DIFFERS = (
+    "lsx's joint objective (per-sample potential and time, exact Laplacian, squared "
+    "distances summed over latent dims; lambda_jvp = 0 in configs/flows_joint_sprites.py, "
+    "the public code weighs L_JVP with lambda_pde); held-out images are fresh draws of the "
+    "procedural sprites (no fixed test split exists)")
+CLR_DIFFERS = (
+    "the generator is lsx's style-modulated VAE decoder on the built-in scenes (the paper: "
+    "StyleGAN2 on FFHQ / cars / cats, BigGAN); lsx's nonlinear direction network is a "
+    "2-layer GELU MLP per direction (public: 3 layers with batch norm and ReLU); factor "
+    "changes are read by lsx's grid oracle (the paper reports attribute classifiers)")
+
+
+def get_config(arg: str = ""):
+  parts = common.check_arg(arg, ("smoke", "cpu"))
+  c = ml_collections.ConfigDict()
+  c.config_file = "configs/claims.py" + (f":{arg}" if arg else "")
+  c.claims = ("flows_posthoc", "flows_regularizer", "latentclr")
+  c.seeds = (0, 1, 2)
+  c.out = "docs/results/claims.json"
+  c.workdir = "workdirs/claims"
+  c.run_overrides = ml_collections.ConfigDict({})
+  c.run_root = ""  # '': every run in its config's workdir
+  # the flows' runs (public setup, one member per seed), the linear baselines fitted on
+  # the same decoder (config `baseline_config`:<method>, K = the flows' K)
+  c.flows_posthoc = dict(
+      runs={"sprites": "configs/flows_sprites.py:reference,seeds",
+            "scenes": "configs/flows_scenes.py:seeds"},
+      steps=0, ckpt_every=0,
+      baselines=("pca", "ganspace", "sefa", "jacobian", "voynov", "latentclr"),
+      baseline_config="configs/latentclr_sprites.py", baseline_steps=0,
+      vp_pairs=1000, anchors=64, differs=FLOWS_DIFFERS)
+  c.flows_regularizer = dict(run="configs/flows_joint_sprites.py", steps=0, iw_k=50,
+                             images=1000, heldout_seed=2024, differs=JOINT_DIFFERS)
+  c.latentclr = dict(run="configs/latentclr_scenes.py", steps=0,
+                     baselines=("ganspace", "sefa"),
+                     factors=("floor_hue", "wall_hue", "object_hue", "scale"), min_factors=3,
+                     anchors=64, differs=CLR_DIFFERS)
+  if "cpu" in parts:
+    # what 2 CPU cores measured in one session (REPRODUCTION.md section 10)
+    c.out = "docs/results/claims.json"
+    c.flows_posthoc.update(steps=1500, ckpt_every=250, baseline_steps=300)
+    c.flows_regularizer.steps = 1500
+    c.latentclr.steps = 1000
+    for sec, public in ((c.flows_posthoc, "10,000 iterations at batch 256"),
+                        (c.flows_regularizer, "the config's 3,000 steps"),
+                        (c.latentclr, "10,000 iterations")):
+      sec.differs += f"; CPU budget: {sec.steps} steps (public: {public})"
+  if "smoke" in parts:
+    c.seeds = (0, 1)
+    c.out = "workdirs/claims_smoke/claims.json"
+    c.workdir = "workdirs/claims_smoke"
+    c.run_root = "workdirs/claims_smoke/runs"
+    c.flows_posthoc.runs = ml_collections.ConfigDict(
+        {"sprites": "configs/flows_sprites.py:reference,seeds,smoke"})
+    c.flows_posthoc.update(baselines=("pca",), baseline_steps=2, vp_pairs=12, anchors=4)
+    c.flows_regularizer.update(run="configs/flows_joint_sprites.py:smoke", iw_k=3, images=16)
+    c.latentclr.update(run="configs/latentclr_scenes.py:smoke", anchors=4)
+  c.lock()
+  return c

@@ -1,0 +1,272 @@
+"""The direction and flow papers' claims on the built-in data, over seeds: claims.json.
+
+  python -m experiments.claims --config configs/claims.py
+  python -m experiments.claims --config configs/claims.py --config.claims=flows_regularizer
+  python -m experiments.claims --config configs/claims.py:cpu    # the budget measured on CPU
+
+Each claim trains what it needs through lsx.train (resumable: a rerun reuses finished runs)
+and writes one row per dataset to `config.out` (lsx.claims: the row format and the rules
+that decide `met`; rows of claims not rerun are kept):
+
+- flows_posthoc (Song et al. 2023: post-hoc potential flows are "more quantitatively
+  disentangled" than linear baselines): each run of `flows_posthoc.runs` (the public
+  setup, one member per seed) against the same decoder's latent axes, random directions
+  and every method of `flows_posthoc.baselines` (fitted on the same decoder, one member per
+  seed), by VP of the papers' protocol (lsx.directions.protocols.vp_protocol: pairs from
+  z ~ N(0, I) along full paths, 10% to train) with every linear shift matched to the
+  flows' mean image change; met when the flows exceed the best baseline by more than the
+  seeds' spread.
+- flows_regularizer (the same paper: flows as a VAE regularizer "improving model
+  likelihood"): the joint run of `flows_regularizer.run` as one sweep of 2 x seeds members,
+  hp.flow_terms = 1 (VAE + flows) and 0 (the same VAE, budget and frames, no flow term);
+  the held-out importance-weighted log-likelihood (k = iw_k) of each, with the
+  equivariance error ||G(z_{t+2}) - x_{t+1}|| and the flows' DFA disentanglement beside.
+- latentclr (Yuksel et al. 2021: "comparable to GANSpace and SeFa"): the manipulation
+  protocol's change of each named factor by LatentCLR's best direction (the run of
+  `latentclr.run`, reference loss) and by GANSpace's and SeFa's on the same decoder, at
+  LatentCLR's mean image change; met when comparable on >= min_factors factors.
+
+Budgets: `steps` of each section (0: the run config's own, the papers' setups) are
+recorded in every row with `differs`, what still differs from the paper.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from absl import flags
+from ml_collections import config_flags
+
+from lsx import claims as lc, cli, metrics as lm, viz
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Claims config file.",
+                                          lock_config=True)
+CLAIMS = ("flows_posthoc", "flows_regularizer", "latentclr")
+
+
+def _command(c, claim: str) -> str:
+  budget = {"flows_posthoc": ("steps", "baseline_steps"), "flows_regularizer": ("steps",),
+            "latentclr": ("steps",)}[claim]
+  sec = c[claim]
+  extra = "".join(f" --config.{claim}.{k}={int(sec[k])}" for k in budget if int(sec[k]))
+  return (f"python -m experiments.claims --config {c.config_file} --config.claims={claim}"
+          + extra)
+
+
+def _flat(tree: dict, prefix: str = "") -> list:
+  """[(dotted name, value)] of a nested dict's leaves."""
+  out = []
+  for k, v in tree.items():
+    out += _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+  return out
+
+
+def _run_config(spec: str, c, **fields):
+  """A run's config from its file, with the claims' seeds, `fields` (dotted names; 0 or
+  None values skipped) and `c.run_overrides` (nested like a config, applied where the run has
+  the field: e.g. {"decoder": {"workdir": ...}} for every run); with `c.run_root` its workdir moves there
+  (same base name)."""
+  from lsx.train import config as config_lib
+  rc = config_lib.load_config(spec)
+  with rc.unlocked():
+    rc.sweep.seed = tuple(int(s) for s in c.seeds)
+    for name, value in list(fields.items()) + _flat(c.run_overrides.to_dict()):
+      if value in (None, 0) and name in fields:
+        continue
+      *path, leaf = name.split(".")
+      node = rc
+      try:
+        for p in path:
+          node = node[p]
+        if leaf not in node:
+          raise KeyError(leaf)
+      except (KeyError, AttributeError):
+        if name in fields:
+          raise
+        continue
+      node[leaf] = value
+    if c.run_root:
+      rc.workdir = os.path.join(c.run_root, os.path.basename(rc.workdir.rstrip("/")))
+  return rc
+
+
+def _baseline_sets(c, sec, dec, dataset: str, num: int, log):
+  from lsx.directions import family as dfamily
+  sets = {}
+  for m in sec.baselines:
+    spec = f"{sec.baseline_config}:{m}"
+    bc = _run_config(spec, c, **{"train.steps": int(sec.baseline_steps)})
+    with bc.unlocked():
+      bc.directions.num = num
+    log(f"[{dataset}] baseline {m}")
+    trav, params = dfamily.fit(bc, m, dec, os.path.join(c.workdir, dataset, m), print_fn=log)
+    sets[m] = (trav, params, dec)
+  return sets
+
+
+def flows_posthoc(c, log) -> list[dict]:
+  from lsx.directions import reference_sets
+  from lsx.directions.family import Decoder
+  from lsx.flows import flow_traversal
+  from lsx.train import ensure_trained, train
+  sec, seeds, rows = c.flows_posthoc, tuple(c.seeds), []
+  for dataset, spec in sec.runs.items():
+    fc = _run_config(spec, c, **{"train.steps": int(sec.steps),
+                                  "train.ckpt_every": int(sec.ckpt_every)})
+    ensure_trained(fc.decoder.workdir, fc.decoder.config)
+    log(f"[{dataset}] flows: {spec} in {fc.workdir}")
+    state, setup = train(fc, fc.workdir, print_fn=log)
+    flow, frozen = setup.objective.info["flow"], setup.objective.info["decoder"]
+    dec = Decoder(frozen.model, frozen.params, frozen.dataset, 2000, data_seed=1234)
+    e = fc.eval
+    sets = {"potential flows": (flow_traversal(flow, int(e.steps)), state.params["flow"], dec)}
+    sets.update(reference_sets(dec, flow.num, len(seeds), span=float(e.span) * dec.sd,
+                               num_steps=int(e.steps)))
+    sets.update(_baseline_sets(c, sec, dec, dataset, flow.num, log))
+    oracle = lm.make_oracle(dec.dataset, e.oracle, pool=int(e.oracle_pool),
+                            steps=int(e.oracle_steps), rng=jax.random.key(7), log=log)
+    res = lc.per_seed_protocols(sets, oracle, len(seeds), vp_pairs=int(sec.vp_pairs),
+                                anchors=int(sec.anchors), log=log)
+    vp = {n: lc.spread([r["ref_vp"] for r in rs]) for n, rs in res.items()}
+    best = max((n for n in vp if n != "potential flows"), key=lambda n: vp[n]["mean"])
+    flows = vp["potential flows"]
+    rows.append(lc.claim_row(
+        "flows_posthoc", dataset, "potential flows (post hoc, convention "
+        f"'{fc.flows.convention}')", flows, best, vp[best], lc.exceeds(flows, vp[best]), seeds,
+        _command(c, "flows_posthoc"),
+        metric=f"VP (vp_protocol: {int(sec.vp_pairs)} pairs per direction from z ~ N(0, I) "
+               "along full paths, 10% to train; linear shifts matched to the flows' mean "
+               "image change)", rule="exceeds: flows mean - best mean > std + std",
+        all_methods=vp, image_change=lc.spread([r["ref_change"] for r in res["potential flows"]]),
+        manipulation_leakage={n: lc.spread([r["manip_leakage"] for r in rs])
+                              for n, rs in res.items()},
+        steps=int(fc.train.steps), batch_size=int(fc.train.batch_size),
+        differs=str(sec.differs)))
+  return rows
+
+
+def flows_regularizer(c, log) -> list[dict]:
+  from lsx.directions import take
+  from lsx.flows import equivariance_error, sequence_batch
+  from lsx.flows import family as ffamily
+  from lsx.models.objectives import importance_weighted_ll
+  from lsx.train import train
+  sec, seeds = c.flows_regularizer, tuple(c.seeds)
+  n = len(seeds)
+  jc = _run_config(sec.run, c, **{"train.steps": int(sec.steps)})
+  with jc.unlocked():
+    jc.workdir = os.path.join(c.workdir, "flows_regularizer")
+    jc.sweep.mode = "zip"
+    jc.sweep.seed = seeds * 2
+    jc.sweep.hp = {"flow_terms": (1.0,) * n + (0.0,) * n}
+  log(f"flows_regularizer: {sec.run} as {2 * n} members in {jc.workdir}")
+  state, setup = train(jc, jc.workdir, print_fn=log)
+  f = jc.flows
+  model, flow, ds = setup.model, setup.objective.info["flow"], setup.dataset
+  images, _ = ds.sample(jax.random.key(int(sec.heldout_seed)), int(sec.images))
+  batch = sequence_batch(ds, jax.random.key(int(sec.heldout_seed) + 1), int(sec.images),
+                         tuple(f.transforms), tuple(f.speeds), int(f.path_len))
+  eq_fn = jax.jit(lambda vp, fp: equivariance_error(model, vp, flow, fp, batch, int(f.path_len)))
+  oracle = lm.make_oracle(ds, jc.eval.oracle, pool=int(jc.eval.oracle_pool),
+                          steps=int(jc.eval.oracle_steps), rng=jax.random.key(7), log=log)
+  ll, eq, dfa = [], [], []
+  for i in range(2 * n):
+    p = take(state.params, i)
+    ll.append(float(np.mean(importance_weighted_ll(model, p["vae"], images,
+                                                   jax.random.key(99), int(sec.iw_k)))))
+    eq.append(float(np.mean(np.asarray(eq_fn(p["vae"], p["flow"])))))
+    scored, _ = ffamily.score_run(setup, p, oracle, references=False)
+    dfa.append(float(scored["flows"][0]["disentanglement"]))
+    log(f"member {i} (flow_terms {1.0 if i < n else 0.0}): log p(x) >= {ll[-1]:.2f}, "
+        f"equivariance {eq[-1]:.3f}, DFA {dfa[-1]:.3f}")
+  joint, plain = lc.spread(ll[:n]), lc.spread(ll[n:])
+  return [lc.claim_row(
+      "flows_regularizer", str(jc.data.name), "VAE + potential flows (joint)", joint,
+      "the same VAE without flow terms (hp.flow_terms = 0)", plain, lc.exceeds(joint, plain),
+      seeds, _command(c, "flows_regularizer"),
+      metric=f"held-out importance-weighted log-likelihood (nats per image, k = {int(sec.iw_k)}, "
+             f"{int(sec.images)} fresh images)", rule="exceeds: mean - mean > std + std",
+      equivariance_error={"joint": lc.spread(eq[:n]), "without flow terms": lc.spread(eq[n:])},
+      dfa={"joint": lc.spread(dfa[:n]), "without flow terms (untrained flows)": lc.spread(dfa[n:])},
+      beta=float(jc.hp.beta), steps=int(jc.train.steps), batch_size=int(jc.train.batch_size),
+      differs=str(sec.differs))]
+
+
+def latentclr(c, log) -> list[dict]:
+  from lsx.directions import family as dfamily
+  from lsx.train import ensure_trained
+  sec, seeds = c.latentclr, tuple(c.seeds)
+  rc = _run_config(sec.run, c, **{"train.steps": int(sec.steps)})
+  dec = dfamily.Decoder.load(ensure_trained(rc.decoder.workdir, rc.decoder.config),
+                             int(rc.eval.data))
+  log(f"latentclr: {sec.run} in {rc.workdir}")
+  sets = {"latentclr": (*dfamily.fit(rc, "latentclr", dec, rc.workdir, print_fn=log), dec)}
+  for m in sec.baselines:
+    sets[m] = (*dfamily.fit(rc, m, dec, os.path.join(c.workdir, "latentclr", m)), dec)
+  e, dataset_name = rc.eval, type(dec.dataset).__name__.lower()
+  oracle = lm.make_oracle(dec.dataset, e.oracle, pool=int(e.oracle_pool),
+                          steps=int(e.oracle_steps), rng=jax.random.key(7), log=log)
+  res = lc.per_seed_protocols(sets, oracle, len(seeds), anchors=int(sec.anchors), vp=False,
+                              log=log)
+  unknown = [f for f in sec.factors if f not in res["latentclr"][0]["manipulation"]]
+  if unknown:
+    raise ValueError(f"latentclr.factors {unknown} are not ordinal factors of "
+                     f"{dataset_name}: {sorted(res['latentclr'][0]['manipulation'])}.")
+  change = lambda rs, fac: lc.spread([(r["manipulation"][fac]["change_pos"]
+                                       + r["manipulation"][fac]["change_neg"]) / 2 for r in rs])
+  leak = lambda rs, fac: lc.spread([r["manipulation"][fac]["leakage"] for r in rs])
+  factors, ok = {}, 0
+  for fac in sec.factors:
+    ch = {m: change(rs, fac) for m, rs in res.items()}
+    good = lc.comparable(ch["latentclr"], [ch[m] for m in sec.baselines])
+    ok += good
+    factors[fac] = {"change": ch, "leakage": {m: leak(rs, fac) for m, rs in res.items()},
+                    "comparable": good}
+  mean_change = lambda rs: lc.spread([np.mean([(r["manipulation"][fac]["change_pos"]
+                                                + r["manipulation"][fac]["change_neg"]) / 2
+                                               for fac in sec.factors]) for r in rs])
+  best = max(sec.baselines, key=lambda m: mean_change(res[m])["mean"])
+  return [lc.claim_row(
+      "latentclr", dataset_name, f"LatentCLR (convention '{rc.directions.convention}', "
+      f"{rc.directions.kind} directions)", mean_change(res["latentclr"]), best,
+      mean_change(res[best]), ok >= int(sec.min_factors), seeds, _command(c, "latentclr"),
+      metric="manipulation protocol: the target factor's change by each method's best "
+             "direction (both signs, in units of the factor's range), mean over "
+             f"{list(sec.factors)}; shifts matched to LatentCLR's mean image change",
+      rule=f"comparable (mean >= the lowest baseline mean - std) on >= {int(sec.min_factors)} "
+           f"of {len(sec.factors)} factors", comparable_factors=int(ok), factors=factors,
+      steps=int(rc.train.steps), batch_size=int(rc.train.batch_size),
+      differs=str(sec.differs))]
+
+
+def run_claims(c, log=print) -> list[dict]:
+  """Measure `c.claims` and write their rows to `c.out` (returns every row written)."""
+  unknown = [k for k in c.claims if k not in CLAIMS]
+  if unknown:
+    raise ValueError(f"config.claims has {unknown}; known: {list(CLAIMS)}.")
+  if len(set(int(s) for s in c.seeds)) != len(c.seeds) or len(c.seeds) < 1:
+    raise ValueError(f"config.seeds must be distinct seeds, got {tuple(c.seeds)}.")
+  fns = {"flows_posthoc": flows_posthoc, "flows_regularizer": flows_regularizer,
+         "latentclr": latentclr}
+  rows = []
+  for name in c.claims:
+    rows += fns[name](c, log)
+    lc.write_claims(rows, c.out, replace=tuple(c.claims))  # after each claim: nothing lost
+  for r in rows:
+    log(f"{r['claim']} [{r['dataset']}]: {r['method']} {r['value']:.4g} +- {r['value_std']:.2g} "
+        f"vs {r['baseline']} {r['baseline_value']:.4g} +- {r['baseline_std']:.2g}: "
+        f"{'met' if r['met'] else 'not met'}")
+  return lc.write_claims(rows, c.out, replace=tuple(c.claims))
+
+
+def main(argv):
+  del argv
+  c = _CONFIG.value
+  run_claims(c, log=viz.log)
+  print(f"wrote {c.out}")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  cli.run(main)

@@ -1,0 +1,124 @@
+"""The direction and flow papers' own claims, measured over seeds (experiments.claims).
+
+A claim is one row of `docs/results/claims.json`:
+
+  {"claim", "dataset", "method", "value", "baseline", "baseline_value", "met", "seeds",
+   "command"}
+
+`value` and `baseline_value` are means over the seeds; each row also carries their spread
+(`value_std`, `baseline_std`: sample standard deviations, ddof = 1), the per-seed numbers,
+the `rule` that decides `met`, the training budget it was measured at and `differs`: what
+still differs from the paper's setup. The rules, decided on the seeds' spread so that a
+difference inside the noise of three runs does not count:
+
+- `exceeds(a, b)`: mean(a) - mean(b) > std(a) + std(b) ("above by more than the seeds'
+  spread": the two mean +- std intervals do not touch).
+- `comparable(a, refs)`: mean(a) >= min over refs of (mean - std) ("comparable to" the
+  references: not below the lowest of their intervals).
+
+`per_seed_protocols` runs the papers' protocols (`lsx.directions.protocols`) for one seed at
+a time: member i of every set against member i of the first set, whose mean image change
+every scalable set is matched to.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+ROW_KEYS = ("claim", "dataset", "method", "value", "baseline", "baseline_value", "met", "seeds",
+            "command")
+
+
+def spread(values: Sequence[float]) -> dict:
+  """{"mean", "std" (ddof = 1; 0 for one value), "per_seed"} of per-seed numbers."""
+  v = np.asarray(values, np.float64)
+  if v.ndim != 1 or v.size == 0:
+    raise ValueError(f"spread needs a non-empty list of per-seed numbers, got shape {v.shape}.")
+  if not np.all(np.isfinite(v)):
+    raise ValueError(f"per-seed numbers must be finite, got {v.tolist()}.")
+  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+          "per_seed": [float(x) for x in v]}
+
+
+def exceeds(a: dict, b: dict) -> bool:
+  """mean(a) - mean(b) > std(a) + std(b) (module doc); `a`, `b` from `spread`."""
+  return bool(a["mean"] - b["mean"] > a["std"] + b["std"])
+
+
+def comparable(a: dict, refs: Sequence[dict]) -> bool:
+  """mean(a) >= min over refs of mean - std (module doc)."""
+  if not refs:
+    raise ValueError("comparable needs at least one reference.")
+  return bool(a["mean"] >= min(r["mean"] - r["std"] for r in refs))
+
+
+def claim_row(claim: str, dataset: str, method: str, value: dict, baseline: str,
+              baseline_value: dict, met: bool, seeds: Sequence[int], command: str,
+              **extra) -> dict:
+  """One claims.json row (module doc) from two `spread`s; `extra` keys are appended."""
+  row = {"claim": claim, "dataset": dataset, "method": method, "value": value["mean"],
+         "baseline": baseline, "baseline_value": baseline_value["mean"], "met": bool(met),
+         "seeds": [int(s) for s in seeds], "command": command,
+         "value_std": value["std"], "baseline_std": baseline_value["std"],
+         "value_per_seed": value["per_seed"], "baseline_per_seed": baseline_value["per_seed"]}
+  clash = sorted(set(extra) & set(row))
+  if clash:
+    raise ValueError(f"extra keys {clash} clash with the row's own keys.")
+  row.update(extra)
+  return row
+
+
+def member(stacked, i: int):
+  """Member i of a stacked parameter pytree (i modulo its size: a one-member set, e.g. a
+  closed form or the latent axes, serves every seed), kept stacked [1, ...]."""
+  m = jax.tree.leaves(stacked)[0].shape[0]
+  return jax.tree.map(lambda a: a[i % m][None], stacked)
+
+
+def per_seed_protocols(sets: dict, oracle: Callable, num_seeds: int, *, vp_pairs: int = 1000,
+                       anchors: int = 64, vp: bool = True, rng_seed: int = 4321,
+                       log: Callable | None = None) -> dict:
+  """`lsx.directions.protocols.protocol_scores` once per seed i: the sets' member i (module
+  doc; the first set is the reference whose image change the others match), protocol key
+  rng_seed + i, manipulation anchors z[i * anchors : (i + 1) * anchors] of the decoder.
+  Returns {name: [protocol row of seed i]}."""
+  from lsx.directions.protocols import protocol_scores
+  out = {name: [] for name in sets}
+  for i in range(int(num_seeds)):
+    seeded = {n: (trav, member(stacked, i), dec) for n, (trav, stacked, dec) in sets.items()}
+    rows = protocol_scores(seeded, oracle, rng=jax.random.key(int(rng_seed) + i),
+                           pairs_per_direction=int(vp_pairs), manipulation_anchors=int(anchors),
+                           vp=vp, anchor_start=i * int(anchors))
+    for n, r in rows.items():
+      out[n].append(r[0])
+    if log:
+      log(f"seed {i}: " + ", ".join(
+          f"{n} {r[0]['ref_vp']:.3f}" if "ref_vp" in r[0] else f"{n} {r[0]['manip_change']:.3f}"
+          for n, r in rows.items()))
+  return out
+
+
+def write_claims(rows: list[dict], path: str, *, replace: Sequence[str] = ()) -> list[dict]:
+  """Write `rows` to the claims.json at `path` (atomically), keeping the rows already there
+  whose claim is not in `replace` (a rerun of one claim keeps the others). Returns the
+  written list."""
+  import json
+  import os
+  for r in rows:
+    missing = [k for k in ROW_KEYS if k not in r]
+    if missing:
+      raise ValueError(f"claims row for {r.get('claim')!r} lacks {missing}.")
+  kept = []
+  if os.path.exists(path):
+    with open(path) as f:
+      kept = [r for r in json.load(f) if r.get("claim") not in set(replace)]
+  out = kept + list(rows)
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(out, f, indent=1)
+    f.write("\n")
+  os.replace(tmp, path)
+  return out
