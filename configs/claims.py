@@ -60,8 +60,8 @@ def get_config(arg: str = ""):
   if "cpu" in parts:
     # what 2 CPU cores measured in one session (REPRODUCTION.md section 10)
     c.out = "docs/results/claims.json"
-    c.flows_posthoc.update(steps=1500, ckpt_every=250, baseline_steps=300)
-    c.flows_regularizer.steps = 1500
+    c.flows_posthoc.update(steps=1000, ckpt_every=250, baseline_steps=300)
+    c.flows_regularizer.steps = 1000
     c.latentclr.steps = 1000
     for sec, public in ((c.flows_posthoc, "10,000 iterations at batch 256"),
                         (c.flows_regularizer, "the config's 3,000 steps"),

@@ -52,6 +52,29 @@ def test_claim_rows_are_written_atomically_and_reruns_replace_their_claim(tmp_pa
     lc.write_claims([{"claim": "x"}], path)
 
 
+def test_claims_config_budgets_and_arguments():
+  from configs import claims
+  c, cpu = claims.get_config(), claims.get_config("cpu")
+  assert c.flows_posthoc.steps == 0 and c.latentclr.steps == 0  # the public budgets
+  assert set(c.claims) == {"flows_posthoc", "flows_regularizer", "latentclr"}
+  assert cpu.flows_posthoc.steps > 0 and "CPU budget" in cpu.flows_posthoc.differs
+  assert tuple(claims.get_config("smoke").seeds) == (0, 1)
+  with pytest.raises(ValueError, match="Unknown config argument"):
+    claims.get_config("gpu")
+
+
+def test_unknown_claim_and_repeated_seeds_fail_before_anything_runs(tmp_path):
+  from experiments.claims import run_claims
+  for field, value, match in (("claims", ("flows",), "config.claims has"),
+                              ("seeds", (0, 0), "distinct seeds")):
+    c = common.load("configs/claims.py:smoke")
+    with c.unlocked():
+      c[field], c.out = value, str(tmp_path / "x.json")
+    with pytest.raises(ValueError, match=match):
+      run_claims(c, log=QUIET)
+  assert not (tmp_path / "x.json").exists()
+
+
 @pytest.fixture(scope="module")
 def joint():
   from lsx.flows import family
