@@ -91,6 +91,17 @@ def _run_config(spec: str, c, **fields):
   return rc
 
 
+def _last_metrics(workdir: str) -> dict:
+  """The last row of a run's metrics.jsonl (means over members), {} when it has none."""
+  import json
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return {k: float(np.mean(v)) for k, v in rows[-1].items()} if rows else {}
+
+
 def _baseline_sets(c, sec, dec, dataset: str, num: int, log):
   from lsx.directions import family as dfamily
   sets = {}
@@ -141,8 +152,8 @@ def flows_posthoc(c, log) -> list[dict]:
         all_methods=vp, image_change=lc.spread([r["ref_change"] for r in res["potential flows"]]),
         manipulation_leakage={n: lc.spread([r["manip_leakage"] for r in rs])
                               for n, rs in res.items()},
-        steps=int(fc.train.steps), batch_size=int(fc.train.batch_size),
-        differs=str(sec.differs)))
+        training_end=_last_metrics(fc.workdir), steps=int(fc.train.steps),
+        batch_size=int(fc.train.batch_size), differs=str(sec.differs)))
   return rows
 
 
@@ -189,7 +200,7 @@ def flows_regularizer(c, log) -> list[dict]:
              f"{int(sec.images)} fresh images)", rule="exceeds: mean - mean > std + std",
       equivariance_error={"joint": lc.spread(eq[:n]), "without flow terms": lc.spread(eq[n:])},
       dfa={"joint": lc.spread(dfa[:n]), "without flow terms (untrained flows)": lc.spread(dfa[n:])},
-      beta=float(jc.hp.beta), steps=int(jc.train.steps), batch_size=int(jc.train.batch_size),
+      training_end=_last_metrics(jc.workdir), beta=float(jc.hp.beta), steps=int(jc.train.steps), batch_size=int(jc.train.batch_size),
       differs=str(sec.differs))]
 
 
@@ -197,7 +208,12 @@ def latentclr(c, log) -> list[dict]:
   from lsx.directions import family as dfamily
   from lsx.train import ensure_trained
   sec, seeds = c.latentclr, tuple(c.seeds)
-  rc = _run_config(sec.run, c, **{"train.steps": int(sec.steps)})
+  rc = _run_config(sec.run, c, **{"train.steps": int(sec.steps),
+                                   "decoder.workdir": sec.decoder_workdir or None,
+                                   "decoder.config": sec.decoder_config or None})
+  if sec.decoder_workdir:  # another generator: its own run, not the config's workdir
+    with rc.unlocked():
+      rc.workdir = f"{rc.workdir}_on_{os.path.basename(sec.decoder_workdir.rstrip('/'))}"
   dec = dfamily.Decoder.load(ensure_trained(rc.decoder.workdir, rc.decoder.config),
                              int(rc.eval.data))
   log(f"latentclr: {sec.run} in {rc.workdir}")

@@ -168,7 +168,8 @@ def claims_run(tmp_path_factory):
                                     str(root / "runs"))
     c.run_overrides = {"decoder": {"workdir": str(root / "vae")},
                        "directions": {"features": "decoder:Dense_0"},
-                       "train": {"batch_size": 4}, "eval": {"oracle_pool": 2}}
+                       "train": {"batch_size": 4},
+                       "eval": {"oracle_pool": 2, "null_permutations": 0}}
     # the tiny decoder is a sprites VAE: its ordinal factors
     c.latentclr.factors = ("scale", "orientation", "x", "y")
   return run_claims(c, log=QUIET), root

@@ -327,3 +327,22 @@ def test_step_decay_scales_the_update_at_its_boundaries():
     np.testing.assert_allclose(ud["w"], want * up["w"], rtol=1e-6)
   with pytest.raises(ValueError, match="lr_decay_steps"):
     lt.train(set_fields(tiny_config(), **{"optim.lr_decay_steps": (5, 2)}), "/nonexistent/x")
+
+
+def test_ensure_trained_resumes_an_unfinished_run(tmp_path):
+  # a decoder run killed before its last step (here: stopped at 4 of 8) is finished by
+  # the next experiment that needs it, with its own config, not taken as trained
+  import json
+  wd = str(tmp_path / "run")
+  lt.train(tiny_config(**{"train.steps": 4}), wd, write_figures=False, print_fn=lambda s: None)
+  path = tmp_path / "run" / "config.json"
+  cfg = json.load(open(path))
+  cfg["train"]["steps"] = 8
+  json.dump(cfg, open(path, "w"))
+  said = []
+  lt.ensure_trained(wd, "configs/nonexistent.py", print_fn=said.append)
+  assert any("stopped at step 4 of 8" in s for s in said)
+  assert sorted(int(n) for n in os.listdir(tmp_path / "run" / "checkpoints")) == [4, 8]
+  said.clear()
+  lt.ensure_trained(wd, "configs/nonexistent.py", print_fn=said.append)  # finished: nothing
+  assert said == []

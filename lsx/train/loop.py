@@ -499,14 +499,24 @@ def write_run_figures(setup: Setup, params, workdir: str) -> None:
 
 def ensure_trained(workdir: str, config_spec: str, print_fn=None) -> str:
   """`workdir` holding a trained run: trained first with the config file `config_spec`
-  ('path/to/config.py[:arg]') when it holds none. Returns `workdir`."""
-  if not os.path.exists(os.path.join(workdir, "config.json")):
+  ('path/to/config.py[:arg]') when it holds none, and an unfinished run there (killed
+  before its last step) resumed to its end with its own config.json. Returns `workdir`."""
+  log = print_fn or (lambda s: print(s, file=sys.stderr, flush=True))
+  cfg_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(cfg_path):
     from lsx.train.config import load_config
-    (print_fn or (lambda s: print(s, file=sys.stderr, flush=True)))(
-        f"no trained model in {workdir}: training one with {config_spec}")
+    log(f"no trained model in {workdir}: training one with {config_spec}")
     cfg = load_config(config_spec)
     with cfg.unlocked():
       cfg.workdir = workdir
+    train(cfg, workdir, print_fn=print_fn)
+    return workdir
+  ckpts = os.path.join(workdir, "checkpoints")
+  done = max((int(n) for n in (os.listdir(ckpts) if os.path.isdir(ckpts) else ())
+              if n.isdigit()), default=0)
+  cfg = config_from_json(cfg_path)
+  if done < int(cfg.train.steps):
+    log(f"the run in {workdir} stopped at step {done} of {int(cfg.train.steps)}: resuming it")
     train(cfg, workdir, print_fn=print_fn)
   return workdir
 
