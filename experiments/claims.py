@@ -102,7 +102,9 @@ def _last_metrics(workdir: str) -> dict:
   return {k: float(np.mean(v)) for k, v in rows[-1].items()} if rows else {}
 
 
-def _baseline_sets(c, sec, dec, dataset: str, num: int, log):
+def _baseline_sets(c, sec, dec, decoder_spec, dataset: str, num: int, log):
+  """The linear baselines of `sec.baselines` fitted on `dec` (the flows' decoder, whose
+  run `decoder_spec` their configs record), K = `num`."""
   from lsx.directions import family as dfamily
   sets = {}
   for m in sec.baselines:
@@ -110,6 +112,7 @@ def _baseline_sets(c, sec, dec, dataset: str, num: int, log):
     bc = _run_config(spec, c, **{"train.steps": int(sec.baseline_steps)})
     with bc.unlocked():
       bc.directions.num = num
+      bc.decoder = decoder_spec
     log(f"[{dataset}] baseline {m}")
     trav, params = dfamily.fit(bc, m, dec, os.path.join(c.workdir, dataset, m), print_fn=log)
     sets[m] = (trav, params, dec)
@@ -134,7 +137,7 @@ def flows_posthoc(c, log) -> list[dict]:
     sets = {"potential flows": (flow_traversal(flow, int(e.steps)), state.params["flow"], dec)}
     sets.update(reference_sets(dec, flow.num, len(seeds), span=float(e.span) * dec.sd,
                                num_steps=int(e.steps)))
-    sets.update(_baseline_sets(c, sec, dec, dataset, flow.num, log))
+    sets.update(_baseline_sets(c, sec, dec, fc.decoder.to_dict(), dataset, flow.num, log))
     oracle = lm.make_oracle(dec.dataset, e.oracle, pool=int(e.oracle_pool),
                             steps=int(e.oracle_steps), rng=jax.random.key(7), log=log)
     res = lc.per_seed_protocols(sets, oracle, len(seeds), vp_pairs=int(sec.vp_pairs),
@@ -279,7 +282,8 @@ def run_claims(c, log=print) -> list[dict]:
 def main(argv):
   del argv
   c = _CONFIG.value
-  run_claims(c, log=viz.log)
+  rows = run_claims(c, log=viz.log)
+  print(lc.markdown(rows))
   print(f"wrote {c.out}")
 
 

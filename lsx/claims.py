@@ -100,6 +100,19 @@ def per_seed_protocols(sets: dict, oracle: Callable, num_seeds: int, *, vp_pairs
   return out
 
 
+def markdown(rows: list[dict]) -> str:
+  """The rows as a markdown table: claim, dataset, method and baseline with mean +- std
+  over the seeds, met, budget."""
+  out = ["| claim | dataset | method | value | baseline | baseline value | met | steps |",
+         "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for r in rows:
+    out.append(f"| {r['claim']} | {r['dataset']} | {r['method']} | {r['value']:.4g} ± "
+               f"{r['value_std']:.2g} | {r['baseline']} | {r['baseline_value']:.4g} ± "
+               f"{r['baseline_std']:.2g} | {'yes' if r['met'] else 'no'} | "
+               f"{r.get('steps', '')} |")
+  return "\n".join(out) + "\n"
+
+
 def write_claims(rows: list[dict], path: str, *, replace: Sequence[str] = ()) -> list[dict]:
   """Write `rows` to the claims.json at `path` (atomically), keeping the rows already there
   whose claim is not in `replace` (a rerun of one claim keeps the others). Returns the

@@ -46,6 +46,8 @@ def test_claim_rows_are_written_atomically_and_reruns_replace_their_claim(tmp_pa
   r = out[1]
   assert set(lc.ROW_KEYS) <= set(r) and r["value"] == pytest.approx(1.1) and r["met"] is True
   assert r["value_std"] == pytest.approx(math.sqrt(0.02)) and r["steps"] == 3
+  table = lc.markdown(out).splitlines()
+  assert len(table) == 4 and table[3].startswith("| x | scenes | m | 1.1 ± 0.14 | base | 0.15 ±")
   with pytest.raises(ValueError, match="clash"):
     lc.claim_row("x", "d", "m", a, "b", b, True, [0], "c", value_std=1)
   with pytest.raises(ValueError, match="lacks"):

@@ -51,6 +51,12 @@ def test_plan_product_zip_and_errors():
     sweep.plan(c, hp)
   with pytest.raises(ValueError, match="Unknown sweep strategy"):
     sweep.resolve_strategy("pmap")
+  # 'auto' shards only members that split evenly over the devices; else one device's way
+  # (a 3-member sweep in a process an earlier 6-member sweep split into 2 devices)
+  assert sweep.resolve_strategy("auto", 2, num_members=6) == "sharded"
+  assert sweep.resolve_strategy("auto", 2, num_members=3) == "map"
+  assert sweep.resolve_strategy("auto", 4, num_members=6, data=2) == "sharded"
+  assert sweep.resolve_strategy("auto", 1, num_members=6) == "map"
 
 
 @pytest.fixture(scope="module")

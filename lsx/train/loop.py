@@ -322,7 +322,9 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
   t = config.train
   mesh, strategy = None, None
   if members is not None:
-    strategy = sweep_lib.resolve_strategy(config.get("sweep_strategy", "auto"))
+    strategy = sweep_lib.resolve_strategy(config.get("sweep_strategy", "auto"),
+                                          num_members=members.size,
+                                          data=int(config.get("mesh", {}).get("data", 1)))
     if strategy == "sharded":
       mesh = sweep_lib.make_mesh(members.size, int(config.get("mesh", {}).get("data", 1)))
   mngr = ckpt.manager(os.path.join(workdir, "checkpoints"), max_to_keep=t.get("keep", 2))

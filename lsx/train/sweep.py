@@ -164,13 +164,19 @@ def split_host(config) -> int:
   return n
 
 
-def resolve_strategy(strategy: str, num_devices: int | None = None) -> str:
+def resolve_strategy(strategy: str, num_devices: int | None = None,
+                     num_members: int | None = None, data: int = 1) -> str:
+  """The strategy 'auto' stands for: 'sharded' over several devices when the members split
+  evenly over the mesh's member axis (devices / data), else the one-device strategy (a
+  later sweep of, say, 3 members in a process whose host was split in 2 devices for an
+  earlier one of 6)."""
   if strategy not in STRATEGIES:
     raise ValueError(f"Unknown sweep strategy {strategy!r}; choose one of {STRATEGIES}.")
   if strategy != "auto":
     return strategy
   num_devices = jax.device_count() if num_devices is None else num_devices
-  if num_devices > 1:
+  groups = num_devices // max(int(data), 1)
+  if num_devices > 1 and (num_members is None or (groups >= 1 and num_members % groups == 0)):
     return "sharded"
   # measured: on CPU `map` beat `vmap` for conv and MLP models alike
   return _one_device(jax.default_backend())
