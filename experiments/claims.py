@@ -91,15 +91,17 @@ def _run_config(spec: str, c, **fields):
   return rc
 
 
-def _last_metrics(workdir: str) -> dict:
-  """The last row of a run's metrics.jsonl (means over members), {} when it has none."""
+def _last_metrics(workdir: str, members=None) -> dict:
+  """The last row of a run's metrics.jsonl (means over its members, or over the member
+  indices `members`), {} when it has none."""
   import json
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return {}
   with open(path) as f:
     rows = [json.loads(line) for line in f if line.strip()]
-  return {k: float(np.mean(v)) for k, v in rows[-1].items()} if rows else {}
+  pick = lambda v: np.asarray(v)[list(members)] if members is not None and np.ndim(v) else v
+  return {k: float(np.mean(pick(v))) for k, v in rows[-1].items()} if rows else {}
 
 
 def _baseline_sets(c, sec, dec, decoder_spec, dataset: str, num: int, log):
@@ -203,7 +205,8 @@ def flows_regularizer(c, log) -> list[dict]:
              f"{int(sec.images)} fresh images)", rule="exceeds: mean - mean > std + std",
       equivariance_error={"joint": lc.spread(eq[:n]), "without flow terms": lc.spread(eq[n:])},
       dfa={"joint": lc.spread(dfa[:n]), "without flow terms (untrained flows)": lc.spread(dfa[n:])},
-      training_end=_last_metrics(jc.workdir), beta=float(jc.hp.beta), steps=int(jc.train.steps), batch_size=int(jc.train.batch_size),
+      training_end={"joint": _last_metrics(jc.workdir, range(n)),
+                    "without flow terms": _last_metrics(jc.workdir, range(n, 2 * n))}, beta=float(jc.hp.beta), steps=int(jc.train.steps), batch_size=int(jc.train.batch_size),
       differs=str(sec.differs))]
 
 
