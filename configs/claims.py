@@ -51,7 +51,7 @@ def get_config(arg: str = ""):
       steps=0, ckpt_every=0,
       baselines=("pca", "ganspace", "sefa", "jacobian", "voynov", "latentclr"),
       baseline_config="configs/latentclr_sprites.py", baseline_steps=0,
-      vp_pairs=1000, anchors=64, differs=FLOWS_DIFFERS)
+      vp_pairs=1000, anchors=64, oracle_pool=4, differs=FLOWS_DIFFERS)
   c.flows_regularizer = dict(run="configs/flows_joint_sprites.py", steps=0, iw_k=50,
                              images=1000, heldout_seed=2024, differs=JOINT_DIFFERS)
   c.latentclr = dict(run="configs/latentclr_scenes.py", steps=0,

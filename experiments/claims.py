@@ -140,7 +140,7 @@ def flows_posthoc(c, log) -> list[dict]:
     sets.update(reference_sets(dec, flow.num, len(seeds), span=float(e.span) * dec.sd,
                                num_steps=int(e.steps)))
     sets.update(_baseline_sets(c, sec, dec, fc.decoder.to_dict(), dataset, flow.num, log))
-    oracle = lm.make_oracle(dec.dataset, e.oracle, pool=int(e.oracle_pool),
+    oracle = lm.make_oracle(dec.dataset, e.oracle, pool=int(sec.oracle_pool or e.oracle_pool),
                             steps=int(e.oracle_steps), rng=jax.random.key(7), log=log)
     res = lc.per_seed_protocols(sets, oracle, len(seeds), vp_pairs=int(sec.vp_pairs),
                                 anchors=int(sec.anchors), log=log)

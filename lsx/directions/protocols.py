@@ -145,7 +145,9 @@ def manipulation(traversal: Traversal, params, generate: Callable, oracle: Calla
   k = jnp.repeat(jnp.arange(kdir), n)
   ends = [path_ends(traversal, params, z, k, sign=s, scale=scale, chunk=chunk) for s in (1.0, -1.0)]
   images = [_generate(generate, anchors, chunk)] + [_generate(generate, e, chunk) for e in ends]
-  f0, fp, fn = (np.asarray(oracle(x)[0]) for x in images)
+  # one oracle pass over all three image sets (a grid oracle renders its grid once per call)
+  read = np.asarray(oracle(jnp.concatenate(images))[0])
+  f0, fp, fn = np.split(read, np.cumsum([x.shape[0] for x in images])[:-1])
   f0 = np.tile(f0, (kdir, 1))
   change = np.stack([factor_change(dataset, f0, fp), factor_change(dataset, f0, fn)])
   change = change.reshape(2, kdir, n, -1).mean(2)  # [sign, K, F]
