@@ -258,6 +258,7 @@ def latentclr(c, log) -> list[dict]:
              f"{list(sec.factors)}; shifts matched to LatentCLR's mean image change",
       rule=f"comparable (mean >= the lowest baseline mean - std) on >= {int(sec.min_factors)} "
            f"of {len(sec.factors)} factors", comparable_factors=int(ok), factors=factors,
+      training_end=_last_metrics(rc.workdir),
       steps=int(rc.train.steps), batch_size=int(rc.train.batch_size),
       differs=str(sec.differs))]
 
