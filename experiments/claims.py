@@ -94,12 +94,8 @@ def _run_config(spec: str, c, **fields):
 def _last_metrics(workdir: str, members=None) -> dict:
   """The last row of a run's metrics.jsonl (means over its members, or over the member
   indices `members`), {} when it has none."""
-  import json
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  from lsx.train import read_metrics
+  rows = read_metrics(workdir)
   pick = lambda v: np.asarray(v)[list(members)] if members is not None and np.ndim(v) else v
   return {k: float(np.mean(pick(v))) for k, v in rows[-1].items()} if rows else {}
 

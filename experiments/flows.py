@@ -12,7 +12,6 @@ VP, off-manifold; chance-corrected `*_cc` with eval.null_permutations > 0). Reru
 finished run only scores it again. --export_vae writes a joint run's VAE as an ordinary
 autoencoder workdir (experiments.discover and experiments.evaluate load it).
 """
-import json
 import os
 
 import jax
@@ -22,7 +21,7 @@ from ml_collections import config_flags
 from lsx import cli, metrics as lm, viz
 from lsx.directions import take
 from lsx.flows import family
-from lsx.train import ensure_trained, sweep, train
+from lsx.train import ensure_trained, read_metrics, sweep, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Flows config file.",
                                           lock_config=True)
@@ -44,8 +43,7 @@ def main(argv):
   if c.flows.mode == "posthoc":
     ensure_trained(c.decoder.workdir, c.decoder.config)
   state, setup = train(c, c.workdir)
-  with open(os.path.join(c.workdir, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  rows = read_metrics(c.workdir)
   viz.save_metric_curves(rows, setup.log_keys, os.path.join(c.workdir, "flows_losses.png"),
                          TITLES)
   oracle = lm.make_oracle(setup.dataset, c.eval.oracle, pool=int(c.eval.oracle_pool),

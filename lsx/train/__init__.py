@@ -8,7 +8,8 @@ one run or a sweep (`lsx.train.sweep`) under any strategy.
 from lsx.train import sweep
 from lsx.train.loop import (FAMILIES, NonFiniteError, Setup, build, check_train,
                             config_from_json, config_to_json, ensure_trained, extract_member,
-                            load_run, make_run_optimizer, resolve_hp, train, write_config,
+                            load_run, make_run_optimizer, read_metrics, resolve_hp, train,
+                            write_config,
                             write_run_figures)
 from lsx.train.state import (GroupOptimizer, TrainState, make_optimizer, make_train_chunk,
                              make_train_step, objective_optimizer)
@@ -16,5 +17,5 @@ from lsx.train.state import (GroupOptimizer, TrainState, make_optimizer, make_tr
 __all__ = ["TrainState", "make_optimizer", "make_train_step", "make_train_chunk", "Setup",
            "build", "train", "resolve_hp", "NonFiniteError", "write_run_figures", "load_run",
            "config_from_json", "config_to_json", "write_config", "extract_member", "sweep",
-           "FAMILIES", "check_train", "ensure_trained", "make_run_optimizer",
+           "FAMILIES", "check_train", "read_metrics", "ensure_trained", "make_run_optimizer",
            "GroupOptimizer", "objective_optimizer"]

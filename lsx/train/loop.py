@@ -221,6 +221,15 @@ def _parse(line: str):
     return None
 
 
+def read_metrics(workdir: str) -> list[dict]:
+  """The rows of a run's metrics.jsonl ([] without one; a line a kill tore is skipped)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [r for r in (_parse(l) for l in f if l.strip()) if r is not None]
+
+
 def _truncate_jsonl(path: str, max_step: int, print_fn=None) -> None:
   """Make metrics.jsonl match the state resumed at `max_step`: drop the lines written
   after that checkpoint and a line a kill tore (reported)."""
