@@ -25,10 +25,18 @@ def flow_options(**kw):
   convention: 'lsx' (per-sample k and t, exact Laplacian, the path as data) or
   'reference' (the public code's post-hoc objective: one k and t per batch, Hessian row
   sums, the gradient kept along the path, L_JVP at z_{t*+1}, reflected pairs for the
-  classifier; path_len = num_support_timesteps // 2)."""
+  classifier; path_len = num_support_timesteps // 2); codes: what the flows train from,
+  'encoder' (the encoder means of data images) or 'prior' (z ~ N(0, I), the public
+  trainer); potential_net: 'lsx' (one shared 16-dim time branch before the first tanh) or
+  'reference' (the public MLP: its own d-dim time branch per potential after the first
+  tanh, output bias); hidden: the potentials' width (0: the latent width); speed: the wave
+  speed learned as 'log' c (lsx) or 'direct'ly (public); classifier: the frame classifier,
+  'mlp' (lsx) or 'conv' (the public reconstructor, reparameterized logits) of width
+  classifier_width (0: 128 for 'mlp', the latent width for 'conv' as the public code)."""
   f = dict(mode="posthoc", num_potentials=8, path_len=10, laplacian="exact", num_probes=8,
            normalize_jvp=False, flow_output="tanh", jvp_reduction="mean", transforms=(),
-           speeds=(), convention="lsx")
+           speeds=(), convention="lsx", codes="encoder", potential_net="lsx", hidden=0,
+           speed="log", classifier="mlp", classifier_width=0)
   f.update(kw)
   return f
 
@@ -63,10 +71,12 @@ def get_config(arg: str = ""):
   if "reference" in parts:
     # the public post-hoc setup (PDETraversal scripts/mnist.sh, lib/trainer_vae.py): the
     # public objective, K = 16, D = 10 time steps (5 rolled out), batch 256, 10,000
-    # iterations of Adam 1e-4, on a plain VAE with a wide latent; z ~ N(0, I)
+    # iterations of Adam 1e-4, on a plain VAE with a wide latent; z ~ N(0, I); the public
+    # potential MLP, wave speed and conv frame classifier
     c.workdir += "_reference"
     c.decoder = dict(workdir="workdirs/vae_sprites_wide", config="configs/vae_sprites_wide.py")
-    c.flows.update(convention="reference", num_potentials=16, path_len=5)
+    c.flows.update(convention="reference", num_potentials=16, path_len=5, codes="prior",
+                   potential_net="reference", speed="direct", classifier="conv")
     c.hp.lr = 1e-4
     c.train.update(steps=10000, batch_size=256, chunk=50, ckpt_every=1000)
     c.eval.update(protocol="reference", steps=5)
@@ -79,6 +89,8 @@ def get_config(arg: str = ""):
     c.sweep.hp = {"lambda_pde": (0.1, 1.0)}
   if "smoke" in parts:
     c.flows.num_potentials, c.flows.path_len = 3, 4
+    if "reference" in parts:
+      c.flows.classifier_width = 8  # the public width (the latent's) is for real runs
     c.train.update(steps=4, chunk=2, batch_size=4, ckpt_every=2)
     c.eval.update(anchors=2, steps=2, vp_anchors=10, random_seeds=1, oracle_pool=2, vp_pairs=12)
   c.lock()

@@ -125,7 +125,8 @@ def flows_posthoc(c, log) -> list[dict]:
   sec, seeds, rows = c.flows_posthoc, tuple(c.seeds), []
   for dataset, spec in sec.runs.items():
     fc = _run_config(spec, c, **{"train.steps": int(sec.steps),
-                                  "train.ckpt_every": int(sec.ckpt_every)})
+                                  "train.ckpt_every": int(sec.ckpt_every),
+                                  "flows.classifier_width": int(sec.classifier_width)})
     ensure_trained(fc.decoder.workdir, fc.decoder.config)
     log(f"[{dataset}] flows: {spec} in {fc.workdir}")
     state, setup = train(fc, fc.workdir, print_fn=log)
@@ -141,21 +142,42 @@ def flows_posthoc(c, log) -> list[dict]:
     res = lc.per_seed_protocols(sets, oracle, len(seeds), vp_pairs=int(sec.vp_pairs),
                                 anchors=int(sec.anchors), log=log)
     vp = {n: lc.spread([r["ref_vp"] for r in rs]) for n, rs in res.items()}
-    best = max((n for n in vp if n != "potential flows"), key=lambda n: vp[n]["mean"])
-    flows = vp["potential flows"]
+    flows = vp.pop("potential flows")
+    verdicts = lc.per_baseline(flows, vp, "exceeds")
+    best = max(vp, key=lambda n: vp[n]["mean"])
     rows.append(lc.claim_row(
         "flows_posthoc", dataset, "potential flows (post hoc, convention "
-        f"'{fc.flows.convention}')", flows, best, vp[best], lc.exceeds(flows, vp[best]), seeds,
+        f"'{fc.flows.convention}')", flows, best, vp[best], lc.all_hold(verdicts), seeds,
         _command(c, "flows_posthoc"),
         metric=f"VP (vp_protocol: {int(sec.vp_pairs)} pairs per direction from z ~ N(0, I) "
                "along full paths, 10% to train; linear shifts matched to the flows' mean "
-               "image change)", rule="exceeds: flows mean - best mean > std + std",
-        all_methods=vp, image_change=lc.spread([r["ref_change"] for r in res["potential flows"]]),
+               "image change)", rule="exceeds each baseline: " + lc.RULE_TEXT["exceeds"],
+        per_baseline=verdicts, image_change=lc.spread([r["ref_change"] for r in res["potential flows"]]),
         manipulation_leakage={n: lc.spread([r["manip_leakage"] for r in rs])
                               for n, rs in res.items()},
-        training_end=_last_metrics(fc.workdir), steps=int(fc.train.steps),
+        training_end=_flows_training_end(setup, state, seeds),
+        training_codes=str(fc.flows.codes), steps=int(fc.train.steps),
         batch_size=int(fc.train.batch_size), differs=str(sec.differs)))
   return rows
+
+
+def _flows_training_end(setup, state, seeds) -> dict:
+  """The post-hoc flows' trajectory at its ends, per seed and as mean +- std: the frame
+  classifier's accuracy and the image change of one flow step at the last step, the image
+  change at step 0 (the same seeds' initial parameters), on the same 4 fresh batches."""
+  from lsx.directions import take
+  from lsx.flows import family as ffamily
+  from lsx.train import sweep as sweep_lib
+  start = sweep_lib.stack_init(setup.init_state, seeds).params
+  end = [ffamily.training_diagnostics(setup, take(state.params, i)) for i in range(len(seeds))]
+  begin = [ffamily.training_diagnostics(setup, take(start, i)) for i in range(len(seeds))]
+  out = {"classifier_accuracy": lc.spread([e["cls_acc"] for e in end]),
+         "image_change": lc.spread([e["image_change"] for e in end]),
+         "image_change_start": lc.spread([b["image_change"] for b in begin])}
+  for k in ("ic", "pde", "jvp", "cls", "speed"):
+    if k in end[0]:
+      out[k] = lc.spread([e[k] for e in end])
+  return out
 
 
 def flows_regularizer(c, log) -> list[dict]:
@@ -193,12 +215,14 @@ def flows_regularizer(c, log) -> list[dict]:
     log(f"member {i} (flow_terms {1.0 if i < n else 0.0}): log p(x) >= {ll[-1]:.2f}, "
         f"equivariance {eq[-1]:.3f}, DFA {dfa[-1]:.3f}")
   joint, plain = lc.spread(ll[:n]), lc.spread(ll[n:])
+  base = "the same VAE without flow terms (hp.flow_terms = 0)"
+  verdicts = lc.per_baseline(joint, {base: plain}, "exceeds")
   return [lc.claim_row(
       "flows_regularizer", str(jc.data.name), "VAE + potential flows (joint)", joint,
-      "the same VAE without flow terms (hp.flow_terms = 0)", plain, lc.exceeds(joint, plain),
-      seeds, _command(c, "flows_regularizer"),
+      base, plain, lc.all_hold(verdicts), seeds, _command(c, "flows_regularizer"),
       metric=f"held-out importance-weighted log-likelihood (nats per image, k = {int(sec.iw_k)}, "
-             f"{int(sec.images)} fresh images)", rule="exceeds: mean - mean > std + std",
+             f"{int(sec.images)} fresh images)", rule="exceeds: " + lc.RULE_TEXT["exceeds"],
+      per_baseline=verdicts, lambda_jvp=float(jc.hp.get("lambda_jvp", 0.0)),
       equivariance_error={"joint": lc.spread(eq[:n]), "without flow terms": lc.spread(eq[n:])},
       dfa={"joint": lc.spread(dfa[:n]), "without flow terms (untrained flows)": lc.spread(dfa[n:])},
       training_end={"joint": _last_metrics(jc.workdir, range(n)),
@@ -225,8 +249,9 @@ def latentclr(c, log) -> list[dict]:
   e, dataset_name = rc.eval, type(dec.dataset).__name__.lower()
   oracle = lm.make_oracle(dec.dataset, e.oracle, pool=int(e.oracle_pool),
                           steps=int(e.oracle_steps), rng=jax.random.key(7), log=log)
+  select = int(sec.select_anchors)
   res = lc.per_seed_protocols(sets, oracle, len(seeds), anchors=int(sec.anchors), vp=False,
-                              log=log)
+                              select_anchors=select, log=log)
   unknown = [f for f in sec.factors if f not in res["latentclr"][0]["manipulation"]]
   if unknown:
     raise ValueError(f"latentclr.factors {unknown} are not ordinal factors of "
@@ -234,26 +259,41 @@ def latentclr(c, log) -> list[dict]:
   change = lambda rs, fac: lc.spread([(r["manipulation"][fac]["change_pos"]
                                        + r["manipulation"][fac]["change_neg"]) / 2 for r in rs])
   leak = lambda rs, fac: lc.spread([r["manipulation"][fac]["leakage"] for r in rs])
-  factors, ok = {}, 0
+  floor = float(sec.informative_floor)
+  factors, informative, ok = {}, [], 0
   for fac in sec.factors:
     ch = {m: change(rs, fac) for m, rs in res.items()}
-    good = lc.comparable(ch["latentclr"], [ch[m] for m in sec.baselines])
-    ok += good
-    factors[fac] = {"change": ch, "leakage": {m: leak(rs, fac) for m, rs in res.items()},
-                    "comparable": good}
-  mean_change = lambda rs: lc.spread([np.mean([(r["manipulation"][fac]["change_pos"]
-                                                + r["manipulation"][fac]["change_neg"]) / 2
-                                               for fac in sec.factors]) for r in rs])
-  best = max(sec.baselines, key=lambda m: mean_change(res[m])["mean"])
+    row = {"change": ch, "leakage": {m: leak(rs, fac) for m, rs in res.items()},
+           "informative": lc.informative(ch, floor)}
+    if row["informative"]:
+      informative.append(fac)
+      row["per_baseline"] = lc.per_baseline(ch["latentclr"], {m: ch[m] for m in sec.baselines},
+                                            "non_inferior")
+      row["comparable"] = lc.all_hold(row["per_baseline"])
+      ok += row["comparable"]
+    factors[fac] = row
+  mean_change = lambda rs, facs: lc.spread([np.mean([(r["manipulation"][fac]["change_pos"]
+                                                      + r["manipulation"][fac]["change_neg"]) / 2
+                                                     for fac in facs]) for r in rs])
+  facs = informative or list(sec.factors)
+  clr = mean_change(res["latentclr"], facs)
+  means = {m: mean_change(res[m], facs) for m in sec.baselines}
+  best = max(sec.baselines, key=lambda m: means[m]["mean"])
+  need = int(sec.min_factors)
   return [lc.claim_row(
       "latentclr", dataset_name, f"LatentCLR (convention '{rc.directions.convention}', "
-      f"{rc.directions.kind} directions)", mean_change(res["latentclr"]), best,
-      mean_change(res[best]), ok >= int(sec.min_factors), seeds, _command(c, "latentclr"),
+      f"{rc.directions.kind} directions)", clr, best, means[best],
+      len(informative) >= need and ok >= need, seeds, _command(c, "latentclr"),
       metric="manipulation protocol: the target factor's change by each method's best "
-             "direction (both signs, in units of the factor's range), mean over "
-             f"{list(sec.factors)}; shifts matched to LatentCLR's mean image change",
-      rule=f"comparable (mean >= the lowest baseline mean - std) on >= {int(sec.min_factors)} "
-           f"of {len(sec.factors)} factors", comparable_factors=int(ok), factors=factors,
+             "direction (both signs, in units of the factor's range; the direction chosen on "
+             f"{select} anchors, the change measured on {int(sec.anchors) - select} others), "
+             f"mean over the informative factors of {list(sec.factors)}; shifts matched to "
+             "LatentCLR's mean image change",
+      rule=(f"non-inferior to each baseline ({lc.RULE_TEXT['non_inferior']}) on >= {need} "
+            f"informative factors; a factor is informative when some method changes it by "
+            f"more than {floor:g} of its range (below: uninformative, counted neither way)"),
+      per_baseline=lc.per_baseline(clr, means, "non_inferior"),
+      informative_factors=informative, comparable_factors=int(ok), factors=factors,
       training_end=_last_metrics(rc.workdir),
       steps=int(rc.train.steps), batch_size=int(rc.train.batch_size),
       differs=str(sec.differs))]

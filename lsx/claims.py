@@ -7,14 +7,19 @@ A claim is one row of `docs/results/claims.json`:
 
 `value` and `baseline_value` are means over the seeds; each row also carries their spread
 (`value_std`, `baseline_std`: sample standard deviations, ddof = 1), the per-seed numbers,
-the `rule` that decides `met`, the training budget it was measured at and `differs`: what
-still differs from the paper's setup. The rules, decided on the seeds' spread so that a
-difference inside the noise of three runs does not count:
+`per_baseline` ({baseline: {"mean", "std", "verdict"}} for every baseline its rule tests),
+the `rule` that decides `met` from `per_baseline`, the training budget it was measured at
+and `differs`: what still differs from the paper's setup. The rules are tested against
+each baseline, decided on the seeds' spread so that a difference inside the noise of
+three runs does not count, and can be recomputed from the row:
 
 - `exceeds(a, b)`: mean(a) - mean(b) > std(a) + std(b) ("above by more than the seeds'
-  spread": the two mean +- std intervals do not touch).
-- `comparable(a, refs)`: mean(a) >= min over refs of (mean - std) ("comparable to" the
-  references: not below the lowest of their intervals).
+  spread": the two mean +- std intervals do not touch). A claim "above the baselines" is
+  met when a exceeds each baseline.
+- `non_inferior(a, b)`: mean(a) - mean(b) >= -(std(a) + std(b)) (not below b by more than
+  the spread). A claim "comparable to the baselines" is met when a is non-inferior to each.
+- A factor that no method moves above a stated resolution floor (`informative`) says
+  nothing about the claim: it is listed as uninformative and counts neither way.
 
 `per_seed_protocols` runs the papers' protocols (`lsx.directions.protocols`) for one seed at
 a time: member i of every set against member i of the first set, whose mean image change
@@ -47,11 +52,44 @@ def exceeds(a: dict, b: dict) -> bool:
   return bool(a["mean"] - b["mean"] > a["std"] + b["std"])
 
 
+def non_inferior(a: dict, b: dict) -> bool:
+  """mean(a) - mean(b) >= -(std(a) + std(b)) (module doc); `a`, `b` from `spread`."""
+  return bool(a["mean"] - b["mean"] >= -(a["std"] + b["std"]))
+
+
+RULES = {"exceeds": exceeds, "non_inferior": non_inferior}
+RULE_TEXT = {"exceeds": "mean - baseline mean > std + baseline std, against each baseline",
+             "non_inferior": "mean - baseline mean >= -(std + baseline std), against each "
+                             "baseline"}
+
+
+def per_baseline(a: dict, baselines: dict, rule: str) -> dict:
+  """{baseline: {"mean", "std", "verdict"}}: `rule` ('exceeds' | 'non_inferior') of `a`
+  against each of `baselines` ({name: spread})."""
+  if rule not in RULES:
+    raise ValueError(f"rule must be one of {sorted(RULES)}, got {rule!r}.")
+  if not baselines:
+    raise ValueError("a claim's rule needs at least one baseline.")
+  return {n: {"mean": b["mean"], "std": b["std"], "verdict": RULES[rule](a, b)}
+          for n, b in baselines.items()}
+
+
+def all_hold(verdicts: dict) -> bool:
+  """True when every baseline's verdict in `per_baseline`'s output holds."""
+  return bool(verdicts) and all(v["verdict"] for v in verdicts.values())
+
+
 def comparable(a: dict, refs: Sequence[dict]) -> bool:
-  """mean(a) >= min over refs of mean - std (module doc)."""
+  """`a` non-inferior to each of `refs` (module doc)."""
   if not refs:
     raise ValueError("comparable needs at least one reference.")
-  return bool(a["mean"] >= min(r["mean"] - r["std"] for r in refs))
+  return all(non_inferior(a, r) for r in refs)
+
+
+def informative(changes: dict, floor: float) -> bool:
+  """Whether some method moves a factor: the largest mean change in `changes` ({method:
+  spread}) is above `floor` (the protocol's resolution floor, module doc)."""
+  return bool(max(c["mean"] for c in changes.values()) > float(floor))
 
 
 def claim_row(claim: str, dataset: str, method: str, value: dict, baseline: str,
@@ -79,10 +117,11 @@ def member(stacked, i: int):
 
 def per_seed_protocols(sets: dict, oracle: Callable, num_seeds: int, *, vp_pairs: int = 1000,
                        anchors: int = 64, vp: bool = True, rng_seed: int = 4321,
-                       log: Callable | None = None) -> dict:
+                       select_anchors: int = 0, log: Callable | None = None) -> dict:
   """`lsx.directions.protocols.protocol_scores` once per seed i: the sets' member i (module
   doc; the first set is the reference whose image change the others match), protocol key
-  rng_seed + i, manipulation anchors z[i * anchors : (i + 1) * anchors] of the decoder.
+  rng_seed + i, manipulation anchors z[i * anchors : (i + 1) * anchors] of the decoder
+  (the first `select_anchors` of them choose each factor's direction, the rest score it).
   Returns {name: [protocol row of seed i]}."""
   from lsx.directions.protocols import protocol_scores
   out = {name: [] for name in sets}
@@ -90,7 +129,8 @@ def per_seed_protocols(sets: dict, oracle: Callable, num_seeds: int, *, vp_pairs
     seeded = {n: (trav, member(stacked, i), dec) for n, (trav, stacked, dec) in sets.items()}
     rows = protocol_scores(seeded, oracle, rng=jax.random.key(int(rng_seed) + i),
                            pairs_per_direction=int(vp_pairs), manipulation_anchors=int(anchors),
-                           vp=vp, anchor_start=i * int(anchors))
+                           vp=vp, anchor_start=i * int(anchors),
+                           select_anchors=int(select_anchors))
     for n, r in rows.items():
       out[n].append(r[0])
     if log:

@@ -25,9 +25,26 @@ def test_spread_and_rules_on_closed_cases():
   a, b = lc.spread([0.9, 1.0, 1.1]), lc.spread([0.5, 0.6, 0.7])  # 0.4 apart, stds 0.1
   assert lc.exceeds(a, b) and not lc.exceeds(b, a)
   assert not lc.exceeds(lc.spread([0.66, 0.68, 0.7]), b)  # 0.08 apart < 0.02 + 0.1
-  # comparable: not below the lowest reference's mean - std
-  assert lc.comparable(lc.spread([0.52, 0.52]), [b, a])  # 0.52 >= 0.6 - 0.1
-  assert not lc.comparable(lc.spread([0.45, 0.45]), [b, a])
+  # non-inferior: not below a baseline by more than the two spreads; comparable: to each
+  c = lc.spread([0.52, 0.52])
+  assert lc.non_inferior(c, b) and not lc.non_inferior(c, a)  # 0.52 - 1.0 < -(0 + 0.1)
+  assert not lc.comparable(c, [b, a])  # below the best baseline: not comparable to it
+  assert lc.comparable(lc.spread([0.95, 0.95]), [b, a]) and lc.comparable(a, [a])
+  v = lc.per_baseline(c, {"b": b, "a": a}, "non_inferior")
+  assert v == {"b": {"mean": b["mean"], "std": b["std"], "verdict": True},
+               "a": {"mean": a["mean"], "std": a["std"], "verdict": False}}
+  assert not lc.all_hold(v) and lc.all_hold({"b": v["b"]})
+  # exceeds is tested against each baseline, not only the one with the highest mean
+  wide = lc.spread([0.7, 1.3])  # mean 1.0, std 0.42
+  e = lc.per_baseline(lc.spread([1.5, 1.5]), {"a": a, "wide": wide}, "exceeds")
+  assert e["a"]["verdict"] and not e["wide"]["verdict"]  # wide's mean equals a's
+  with pytest.raises(ValueError, match="rule"):
+    lc.per_baseline(c, {"b": b}, "beats")
+  # a factor nothing moves above the floor is uninformative (counts neither way)
+  zero = lc.spread([0.0, 0.0])
+  assert not lc.informative({"x": zero, "y": lc.spread([0.004, 0.006])}, 0.01)
+  assert lc.informative({"x": zero, "y": lc.spread([0.02, 0.03])}, 0.01)
+  assert lc.non_inferior(zero, zero)  # why such a factor must not count as "comparable"
   with pytest.raises(ValueError, match="finite"):
     lc.spread([1.0, float("nan")])
   with pytest.raises(ValueError, match="at least one"):
@@ -188,16 +205,30 @@ def test_every_claim_end_to_end(claims_run):
     assert "--config.claims=" + r["claim"] in r["command"] and r["differs"]
   flows, joint, clr = rows
   # the flows against the latent axes, random directions and the fitted baselines
-  assert set(flows["all_methods"]) == {"potential flows", "latent axes", "random", "pca"}
-  assert flows["baseline"] != "potential flows"
-  assert flows["baseline_value"] == max(v["mean"] for n, v in flows["all_methods"].items()
-                                        if n != "potential flows")
+  assert set(flows["per_baseline"]) == {"latent axes", "random", "pca"}
+  assert flows["baseline_value"] == max(v["mean"] for v in flows["per_baseline"].values())
   assert all(0.0 <= v <= 1.0 for v in flows["value_per_seed"])
+  # met follows from per_baseline by the rule, recomputed here from the numbers alone
+  for r in (flows, joint):
+    assert r["met"] == all(r["value"] - b["mean"] > r["value_std"] + b["std"]
+                           for b in r["per_baseline"].values())
+    assert all(b["verdict"] == (r["value"] - b["mean"] > r["value_std"] + b["std"])
+               for b in r["per_baseline"].values())
+  end = flows["training_end"]
+  assert {"classifier_accuracy", "image_change", "image_change_start"} <= set(end)
+  assert all(len(end[k]["per_seed"]) == 2 and end[k]["mean"] >= 0 for k in end)
+  assert end["image_change_start"]["mean"] > 0  # untrained flows move the images
+  assert flows["training_codes"] == "prior"
   # the joint sweep: log-likelihoods are negative nats per image, both conditions scored
   assert joint["value"] < 0 and joint["baseline_value"] < 0
   assert set(joint["equivariance_error"]) == {"joint", "without flow terms"}
   assert set(clr["factors"]) == {"scale", "orientation", "x", "y"}
-  assert clr["comparable_factors"] == sum(f["comparable"] for f in clr["factors"].values())
-  assert clr["met"] == (clr["comparable_factors"] >= 3)
+  informative = [n for n, f in clr["factors"].items() if f["informative"]]
+  assert clr["informative_factors"] == informative
+  for n, f in clr["factors"].items():  # an uninformative factor carries no verdict
+    assert ("comparable" in f) == f["informative"]
+    assert f["informative"] == (max(s["mean"] for s in f["change"].values()) > 0.01)
+  assert clr["comparable_factors"] == sum(clr["factors"][n]["comparable"] for n in informative)
+  assert clr["met"] == (len(informative) >= 3 and clr["comparable_factors"] >= 3)
   for f in clr["factors"].values():
     assert set(f["change"]) == {"latentclr", "ganspace", "sefa"}

@@ -31,8 +31,11 @@ def test_every_config_builds_without_compiling(path):
   if cfg.family == "flows" and cfg.flows.mode == "posthoc":  # needs a trained decoder
     import jax
     from lsx import flows
-    flow = flows.make_flow(10, cfg.flows.num_potentials)
-    assert jax.eval_shape(flow.init, jax.random.key(0))["log_c"].shape == (cfg.flows.num_potentials,)
+    f = cfg.flows
+    flow = flows.make_flow(10, f.num_potentials, net=f.potential_net, speed=f.speed)
+    speed = "c" if f.speed == "direct" else "log_c"
+    assert jax.eval_shape(flow.init, jax.random.key(0))[speed].shape == (f.num_potentials,)
+    assert f.codes in ("encoder", "prior") and f.classifier in flows.CLASSIFIERS
     return
   if cfg.family == "sae" and cfg.source.kind != "toy":  # activations that are not here
     with cfg.unlocked():

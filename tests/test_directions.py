@@ -453,6 +453,12 @@ def test_protocols_closed_forms_on_an_axis_world():
     unit = 4.5 if name == "orientation" else 8.0
     assert row["direction"] == j and row["leakage"] == 0.0
     assert row["change_pos"] == pytest.approx(2 / unit) and row["change_neg"] == pytest.approx(2 / unit)
+  # held out: the direction chosen on 2 anchors, its change measured on the other 3
+  held = protocols.manipulation(trav, params, gen, oracle, world, anchors, num_directions=d,
+                                select=2)
+  assert held == m  # every anchor moves alike here, so choosing on 2 changes nothing
+  with pytest.raises(ValueError, match="select"):
+    protocols.manipulation(trav, params, gen, oracle, world, anchors, num_directions=d, select=5)
   # a circular factor's change is the shorter way round: 9 - 7 = 2 steps
   np.testing.assert_allclose(protocols.factor_change(world, [[0, 0, 1]], [[0, 0, 8]]),
                              [[0, 0, 2 / 4.5]])

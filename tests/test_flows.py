@@ -399,3 +399,102 @@ def test_reference_flow_objective_reflects_half_of_the_batches():
   assert 0 < sum(flips) < len(flips)  # both the positive and the reflected pairs occur
   with pytest.raises(ValueError, match="convention"):
     flows.make_flow_objective(flow, decode, (8, 8, 1), convention="public")
+
+
+def _np_gelu(x):
+  from math import erf
+  return 0.5 * x * (1 + np.vectorize(erf)(x / np.sqrt(2)))
+
+
+def test_reference_potentials_equal_the_public_mlp_written_in_numpy():
+  """The public MLP (PDETraversal lib/WavePDE.py `MLP`) from its formulas, float64: its own
+  d-dim time branch (base 10,000, Linear -> exact GELU -> Linear) added after the first
+  tanh, output bias, tanh output; the wave speed c learned directly."""
+  d, num = 6, 3
+  flow = flows.make_flow(d, num, net="reference", speed="direct")
+  params = flow.init(jax.random.key(0))
+  assert params["c"].tolist() == [1.0] * num and "log_c" not in params
+  p = {k: np.asarray(v, np.float64) for k, v in params["net"].items()}
+  z = np.random.default_rng(0).normal(size=d)
+  half = d // 2
+  for k, t in ((0, 0.0), (2, 3.0), (1, 1.5)):
+    lin = lambda x, n: x @ p[f"{n}_w"][k] + p[f"{n}_b"][k]
+    freqs = np.exp(-np.log(10000.0) * np.arange(half) / (half - 1))
+    pe = np.concatenate([np.sin(t * freqs), np.cos(t * freqs)])
+    h = np.tanh(lin(z, "x"))
+    e = lin(_np_gelu(lin(pe, "time1")), "time2")
+    want = np.tanh(lin(np.tanh(lin(h + e, "fusion")), "out"))[0]
+    got = float(flow.potential(params, jnp.asarray(z, jnp.float32), t, k))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # PyTorch's default init: weights and biases uniform within 1/sqrt(fan_in)
+  assert np.abs(p["x_w"]).max() <= 1 / np.sqrt(d) and np.abs(p["x_b"]).max() > 0
+  np.testing.assert_allclose(float(flow.speed({"c": jnp.asarray([0.5, -2.0, 3.0])}, 1)), -2.0)
+  with pytest.raises(ValueError, match="even"):
+    flows.make_flow(5, 2, net="reference")
+  with pytest.raises(ValueError, match="potential net"):
+    flows.make_flow(4, 2, net="public")
+
+
+def _np_conv4s2(x, w, b):
+  """Conv2d(kernel 4, stride 2, padding 1) by loops: x [N,H,W,C], w [4,4,C,O]."""
+  n, h, wd, c = x.shape
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  out = np.zeros((n, h // 2, wd // 2, w.shape[-1]))
+  for i in range(h // 2):
+    for j in range(wd // 2):
+      out[:, i, j] = np.einsum("nabc,abco->no", xp[:, 2 * i:2 * i + 4, 2 * j:2 * j + 4], w) + b
+  return out
+
+
+def test_conv_frame_classifier_equals_the_public_reconstructor_in_numpy():
+  """ConvEncoder2 (PDETraversal models/vae.py) on the channel-stacked pair, its logits
+  reparameterized: mean + eps exp(logvar / 2), written with loops in numpy."""
+  clf = flows.FrameClassifier(5, 3, kind="conv")
+  xa = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1))
+  xb = jax.random.uniform(jax.random.key(1), (2, 8, 8, 1))
+  rng = jax.random.key(2)
+  params = clf.init(jax.random.key(3), xa, xb, rng)["params"]
+  got = np.asarray(clf.apply({"params": params}, xa, xb, rng))
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  x = np.concatenate([np.asarray(xa), np.asarray(xb)], -1).astype(np.float64)
+  relu = lambda v: np.maximum(v, 0)
+  x = relu(_np_conv4s2(x, p["conv0_kernel"], p["conv0_bias"]))
+  x = relu(_np_conv4s2(x, p["conv1_kernel"], p["conv1_bias"]))  # [2, 2, 2, 6]
+  # the valid conv with a kernel over the whole 2x2 map, then two 1x1 convs
+  x = relu(np.einsum("nhwc,hwco->no", x, p["dense0_kernel"].reshape(2, 2, 6, 9)) + p["dense0_bias"])
+  x = relu(x @ p["dense1_kernel"] + p["dense1_bias"])
+  x = x @ p["dense2_kernel"] + p["dense2_bias"]
+  mean = x @ p["means"]["kernel"] + p["means"]["bias"]
+  log_var = x @ p["log_var"]["kernel"] + p["log_var"]["bias"]
+  eps = np.asarray(jax.random.normal(rng, mean.shape), np.float64)
+  np.testing.assert_allclose(got, mean + eps * np.exp(0.5 * log_var), rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="rng"):
+    clf.apply({"params": params}, xa, xb)
+
+
+def test_reference_objective_logs_the_trajectory_and_lambda_jvp_scales_the_reward():
+  d, num = 4, 3
+  flow, params = _analytic_flow(d, num)
+  w = jax.random.normal(jax.random.key(0), (d, 8 * 8)) * 0.3
+  decode = lambda z: jax.nn.sigmoid(z @ w).reshape(-1, 8, 8, 1)
+  init_clf, loss = flows.make_flow_objective(flow, decode, (8, 8, 1), path_len=3,
+                                             convention="reference", classifier="conv",
+                                             classifier_width=2)
+  p = {"flow": params, "classifier": init_clf(jax.random.key(1))}
+  z0 = jax.random.normal(jax.random.key(2), (5, d)) * 0.5
+  hp = {"lambda_cls": jnp.float32(1.0), "lambda_pde": jnp.float32(1.0)}
+  rng = jax.random.key(3)
+  total, aux = loss(p, z0, rng, hp)
+  total2, _ = loss(p, z0, rng, {**hp, "lambda_jvp": jnp.float32(3.0)})
+  np.testing.assert_allclose(total - total2, 2.0 * aux["jvp"], rtol=1e-4)
+  # the image change of the pair the classifier read: one flow step, recomputed here
+  k_k, k_t, k_r = jax.random.split(rng, 3)
+  k, t = int(jax.random.randint(k_k, (), 0, num)), int(jax.random.randint(k_t, (), 0, 2))
+  _, lat1, lat2, parts = flows.reference_wave_loss(flow, params, decode, z0, k, t, 3)
+  za, zb = (2 * z0 - lat2, 2 * z0 - lat1) if bool(jax.random.bernoulli(k_r, 0.5)) else (lat1, lat2)
+  want = np.mean(np.linalg.norm((decode(zb) - decode(za)).reshape(5, -1), axis=1))
+  np.testing.assert_allclose(aux["image_change"], want, rtol=1e-5)
+  assert 0.0 <= float(aux["cls_acc"]) <= 1.0 and float(aux["speed"]) > 0
+  # jvp_reduction 'sum' = the per-pixel mean times the pixel count
+  s = flows.reference_wave_loss(flow, params, decode, z0, k, t, 3, "sum")[3]["jvp"]
+  np.testing.assert_allclose(s, 64 * parts["jvp"], rtol=1e-5)

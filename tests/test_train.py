@@ -346,3 +346,29 @@ def test_ensure_trained_resumes_an_unfinished_run(tmp_path):
   said.clear()
   lt.ensure_trained(wd, "configs/nonexistent.py", print_fn=said.append)  # finished: nothing
   assert said == []
+
+
+def test_adam_l2_is_torch_adam_with_coupled_weight_decay():
+  """'adam_l2' = torch.optim.Adam(weight_decay=wd): g + wd * p through Adam's moments
+  (numpy from the update rule), unlike AdamW's decoupled decay."""
+  from lsx.train.state import make_optimizer, _set_opt_hparams
+  p = jnp.asarray([0.5, -1.0, 2.0])
+  grads = [jnp.asarray([0.1, 0.2, -0.3]), jnp.asarray([-0.2, 0.05, 0.1]), jnp.asarray([0.3, 0.0, 0.2])]
+  lr, wd, b1, b2, eps = 1e-2, 0.1, 0.9, 0.999, 1e-8
+  hp = {"lr": jnp.float32(lr), "weight_decay": jnp.float32(wd)}
+  results = {}
+  for name in ("adam_l2", "adamw"):
+    opt = make_optimizer(name)
+    state = _set_opt_hparams(opt.init(p), hp)
+    q = p
+    for g in grads:
+      u, state = opt.update(g, state, q)
+      q = q + u
+    results[name] = np.asarray(q)
+  q, m, v = np.asarray(p, np.float64), 0.0, 0.0
+  for i, g in enumerate(grads, 1):
+    g = np.asarray(g, np.float64) + wd * q
+    m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+    q = q - lr * (m / (1 - b1 ** i)) / (np.sqrt(v / (1 - b2 ** i)) + eps)
+  np.testing.assert_allclose(results["adam_l2"], q, rtol=1e-5, atol=1e-6)
+  assert np.abs(results["adamw"] - q).max() > 1e-4

@@ -32,6 +32,9 @@ CONTRASTIVE_HP = {"temperature": 0.5, "alpha": 1.0, "alpha_max": 1.0}
 VOYNOV_HP = {"shift_min": 0.5, "shift_max": 6.0, "shift_weight": 0.25}
 
 
+CODES = ("encoder", "prior")  # a method's training codes: encoder means, or z ~ N(0, I)
+
+
 @dataclasses.dataclass(eq=False)
 class Decoder:
   """A trained autoencoder seen as a generator `generate(z) -> images`, with a sample of
@@ -64,6 +67,17 @@ class Decoder:
   def sample(self, rng, n):
     """A training batch of codes: the encoder means of `n` fresh data images."""
     return self.model.represent(self.params, self.dataset.sample(rng, n)[0]), None
+
+  def sample_prior(self, rng, n):
+    """A training batch of codes z ~ N(0, I) [n, d] (the prior the generator samples)."""
+    return jax.random.normal(rng, (n, self.model.latent_dim)), None
+
+  def sampler(self, codes: str, where: str = "codes"):
+    """`sample` ('encoder': encoder means of data images) or `sample_prior` ('prior')."""
+    if codes not in CODES:
+      raise ValueError(f"config.{where} must be one of {CODES} (the codes a method trains "
+                       f"from: the encoder means of data images, or z ~ N(0, I)), got {codes!r}.")
+    return self.sample if codes == "encoder" else self.sample_prior
 
   def first_layer_kernel(self):
     """The decoder's first dense kernel [d, width] (the layer SeFa factorizes)."""
@@ -189,7 +203,8 @@ def build_directions(config, decoder: Decoder | None = None):
                                     config.directions.get("convention", "lsx"))
   return Setup(config, decoder.dataset, decoder.model, objective,
                make_run_optimizer(config, objective), resolve_hp(config, objective),
-               sample=decoder.sample, init_keys=_init_keys, finish=None,
+               sample=decoder.sampler(d.get("codes", "encoder"), "directions.codes"),
+               init_keys=_init_keys, finish=None,
                log_keys=("cos_same_direction", "cos_other_directions", "ce", "accuracy"))
 
 

@@ -132,12 +132,17 @@ def factor_change(dataset, before, after) -> np.ndarray:
 
 def manipulation(traversal: Traversal, params, generate: Callable, oracle: Callable, dataset,
                  anchors, *, num_directions: int, scale: float = 1.0, ordinal_only: bool = True,
-                 chunk: int = 1024) -> dict:
+                 chunk: int = 1024, select: int = 0) -> dict:
   """For each factor, the direction that changes it most and by how much, in both signs,
   and how much it changes the other factors (module doc). `anchors` [N, d]; `oracle`
-  (lsx.metrics.make_oracle) reads factor indices from images. Returns {"factors": {name:
-  {"direction", "change_pos", "change_neg", "leakage"}}, "change", "leakage"} (the last
-  two: means over the factors)."""
+  (lsx.metrics.make_oracle) reads factor indices from images. `select` > 0: the best
+  direction is chosen on the first `select` anchors and its changes are measured on the
+  other N - select (held out, so the choice does not inflate the score); 0: both on all
+  N (the papers' protocol). Returns {"factors": {name: {"direction", "change_pos",
+  "change_neg", "leakage"}}, "change", "leakage"} (the last two: means over the factors)."""
+  if not 0 <= int(select) < anchors.shape[0]:
+    raise ValueError(f"select must be in [0, {anchors.shape[0]}) anchors (the rest score the "
+                     f"chosen direction), got {select}.")
   from lsx.metrics.directions import ordinal_mask
   anchors = jnp.asarray(anchors, jnp.float32)
   n, kdir = anchors.shape[0], int(num_directions)
@@ -149,15 +154,19 @@ def manipulation(traversal: Traversal, params, generate: Callable, oracle: Calla
   read = np.asarray(oracle(jnp.concatenate(images))[0])
   f0, fp, fn = np.split(read, np.cumsum([x.shape[0] for x in images])[:-1])
   f0 = np.tile(f0, (kdir, 1))
-  change = np.stack([factor_change(dataset, f0, fp), factor_change(dataset, f0, fn)])
-  change = change.reshape(2, kdir, n, -1).mean(2)  # [sign, K, F]
-  keep = np.asarray(ordinal_mask(dataset)) if ordinal_only else np.ones(change.shape[-1], bool)
+  per_anchor = np.stack([factor_change(dataset, f0, fp), factor_change(dataset, f0, fn)])
+  per_anchor = per_anchor.reshape(2, kdir, n, -1)  # [sign, K, N, F]
+  keep = np.asarray(ordinal_mask(dataset)) if ordinal_only else np.ones(per_anchor.shape[-1], bool)
   names = [nm for nm, kp in zip(dataset.factor_names, keep) if kp]
-  change = change[..., keep]
+  per_anchor = per_anchor[..., keep]
+  s = int(select)
+  choose = per_anchor[:, :, :s].mean(2).mean(0) if s else None  # [K, F] on the held-out picks
+  change = per_anchor[:, :, s:].mean(2)  # [sign, K, F]
   both = change.mean(0)  # [K, F]
+  choose = both if choose is None else choose
   rows = {}
   for j, name in enumerate(names):
-    best = int(np.argmax(both[:, j]))
+    best = int(np.argmax(choose[:, j]))
     others = [g for g in range(len(names)) if g != j]
     rows[name] = {"direction": best, "change_pos": float(change[0, best, j]),
                   "change_neg": float(change[1, best, j]),
@@ -170,14 +179,15 @@ def manipulation(traversal: Traversal, params, generate: Callable, oracle: Calla
 def protocol_scores(sets: dict, oracle: Callable, *, rng, pairs_per_direction: int = 1000,
                     train_fraction: float = 0.1, manipulation_anchors: int = 64,
                     target_change: float | None = None, vp: bool = True, anchor_start: int = 0,
-                    **vp_kwargs) -> dict:
+                    select_anchors: int = 0, **vp_kwargs) -> dict:
   """The protocols for every member of every set of `score_traversals`' form ({name:
   (traversal, stacked params [M, ...], Decoder)}), at matched image change: the target is
   `target_change`, else the mean image change of the first set's first member at scale 1
   (e.g. the flows); every scalable set's shift (linear directions) is scaled to it
   (`match_scale`), a set without a scale (flows) keeps its own paths. The manipulation
   anchors are the decoder's codes z[anchor_start : anchor_start + manipulation_anchors];
-  `vp=False` skips VP. Returns {name: [{"ref_vp", "ref_change", "ref_scale",
+  `vp=False` skips VP; `select_anchors` of them choose each factor's direction and the rest
+  score it (`manipulation`'s `select`). Returns {name: [{"ref_vp", "ref_change", "ref_scale",
   "manip_change", "manip_leakage", "manipulation": {factor: row}} per member]} (without
   "ref_vp" and "ref_change" when `vp` is False)."""
   from lsx.directions._score import take
@@ -207,7 +217,7 @@ def protocol_scores(sets: dict, oracle: Callable, *, rng, pairs_per_direction: i
       start = int(anchor_start)
       man = manipulation(trav, params, dec.generate, oracle, dec.dataset,
                          dec.z[start:start + int(manipulation_anchors)], num_directions=num,
-                         scale=scale)
+                         scale=scale, select=int(select_anchors))
       row.update(manip_change=man["change"], manip_leakage=man["leakage"],
                  manipulation=man["factors"])
       rows.append(row)

@@ -25,28 +25,69 @@ import jax
 import jax.numpy as jnp
 
 
-def time_embedding(t, dim: int = 16):
-  """Sinusoidal embedding of scalar time t -> [dim]."""
+def time_embedding(t, dim: int = 16, base: float = 1000.0):
+  """Sinusoidal embedding of scalar time t -> [2 * (dim // 2)]: sin and cos of t * f_i,
+  f_i = base^(-i / (dim // 2 - 1)) (lsx's potentials: dim 16, base 1,000; the public
+  potentials: dim = the latent width, base 10,000)."""
   half = dim // 2
-  freqs = jnp.exp(-math.log(1000.0) * jnp.arange(half) / max(half - 1, 1))
+  freqs = jnp.exp(-math.log(float(base)) * jnp.arange(half) / max(half - 1, 1))
   a = jnp.asarray(t, jnp.float32) * freqs
   return jnp.concatenate([jnp.sin(a), jnp.cos(a)])
 
 
+def torch_linear_init(fan_in: int):
+  """PyTorch's default nn.Linear / nn.Conv2d initialization, for weights and biases alike:
+  U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5))."""
+  bound = 1.0 / math.sqrt(max(int(fan_in), 1))
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+POTENTIAL_NETS = ("lsx", "reference")
+
+
 class Potentials(nn.Module):
   """K scalar potentials u_k(z, t), evaluated for one (z [d], t, k); `output` 'tanh'
-  bounds u_k to (-1, 1) (the paper's MLP), 'linear' leaves it unbounded."""
+  bounds u_k to (-1, 1) (the paper's MLP), 'linear' leaves it unbounded.
+
+  `net` 'lsx': h = tanh(W1 z + b1 + e(t)), h = tanh(W2 h + b2), u = w3 h, with one time
+  branch e(t) = GELU(Dense(16-dim embedding, base 1,000)) shared by all K potentials,
+  LeCun-normal weights and zero biases.
+  `net` 'reference' (the public MLP, PDETraversal @82083f5 lib/WavePDE.py `MLP`): per
+  potential h = tanh(W_x z + b_x); e(t) = W_t2 GELU(W_t1 pe(t) + b_t1) + b_t2 with pe the
+  d-dimensional embedding of base 10,000; h = tanh(W_f (h + e(t)) + b_f);
+  u = tanh(w_o h + b_o): its own time branch each, added after the first tanh, an output
+  bias, exact (erf) GELU, PyTorch's default initialization; width d (needs even d)."""
   num: int
   hidden: int
   time_dim: int = 16
   output: str = "tanh"
+  net: str = "lsx"
+
+  def _stack(self, name, shape, init):
+    return self.param(name, init, (self.num,) + tuple(shape))
 
   @nn.compact
   def __call__(self, z, t, k):
+    d = z.shape[-1]
+    if self.net == "reference":
+      h_dim = self.hidden
+      lin = lambda name, fan_in, fan_out: (
+          self._stack(f"{name}_w", (fan_in, fan_out), torch_linear_init(fan_in))[k],
+          self._stack(f"{name}_b", (fan_out,), torch_linear_init(fan_in))[k])
+      wx, bx = lin("x", d, h_dim)
+      wt1, bt1 = lin("time1", h_dim, h_dim)
+      wt2, bt2 = lin("time2", h_dim, h_dim)
+      wf, bf = lin("fusion", h_dim, h_dim)
+      wo, bo = lin("out", h_dim, 1)
+      h = jnp.tanh(z @ wx + bx)
+      e = nn.gelu(time_embedding(t, h_dim, 10000.0) @ wt1 + bt1, approximate=False) @ wt2 + bt2
+      h = jnp.tanh((h + e) @ wf + bf)
+      u = (h @ wo + bo)[0]
+      return jnp.tanh(u) if self.output == "tanh" else u
     emb = nn.gelu(nn.Dense(self.hidden)(time_embedding(t, self.time_dim)))
     # one MLP per potential: stacked weights indexed by k (vmap over potentials is free)
     init = nn.initializers.lecun_normal()
-    w1 = self.param("w1", init, (self.num, z.shape[-1], self.hidden))
+    w1 = self.param("w1", init, (self.num, d, self.hidden))
     b1 = self.param("b1", nn.initializers.zeros, (self.num, self.hidden))
     w2 = self.param("w2", init, (self.num, self.hidden, self.hidden))
     b2 = self.param("b2", nn.initializers.zeros, (self.num, self.hidden))
@@ -57,35 +98,51 @@ class Potentials(nn.Module):
     return jnp.tanh(u) if self.output == "tanh" else u
 
 
+SPEEDS = ("log", "direct")
+
+
 class Flow(NamedTuple):
-  """Pure functions of `params = {"net": ..., "log_c": [K]}`."""
+  """Pure functions of `params = {"net": ..., "log_c" | "c": [K]}`."""
   init: Callable
   potential: Callable  # (params, z [d], t, k) -> scalar
   num: int
   dim: int
 
   def speed(self, params, k):
-    return jnp.exp(params["log_c"][k])
+    """The wave speed c_k: exp(log_c) (lsx) or the parameter c itself (the public code)."""
+    return params["c"][k] if "c" in params else jnp.exp(params["log_c"][k])
 
 
 FLOW_OUTPUTS = ("linear", "tanh")
 JVP_REDUCTIONS = ("sum", "mean")
 
 
-def make_flow(dim: int, num: int, hidden: int | None = None, output: str = "tanh") -> Flow:
+def make_flow(dim: int, num: int, hidden: int | None = None, output: str = "tanh",
+              net: str = "lsx", speed: str = "log") -> Flow:
   """K potentials on a d-dimensional latent space. `output`: 'tanh' (u_k in (-1, 1), as
   the paper's MLP, whose last layer is a tanh: a bounded potential cannot grow its slopes
-  without limit) or 'linear' (unbounded; lsx's default before 2026-11-24)."""
+  without limit) or 'linear' (unbounded; lsx's default before 2026-11-24). `net`: the
+  potentials' network ('lsx' | 'reference', `Potentials`); `speed`: the wave speed learned
+  as log c ('log', lsx) or as c itself ('direct', the public code; init 1 either way)."""
   if output not in FLOW_OUTPUTS:
     raise ValueError(f"flow output must be one of {FLOW_OUTPUTS}, got {output!r}.")
-  net = Potentials(int(num), int(hidden or dim), output=output)
+  if net not in POTENTIAL_NETS:
+    raise ValueError(f"flow potential net must be one of {POTENTIAL_NETS}, got {net!r}.")
+  if speed not in SPEEDS:
+    raise ValueError(f"flow wave speed must be one of {SPEEDS}, got {speed!r}.")
+  width = int(hidden or dim)
+  if net == "reference" and width % 2:
+    raise ValueError(f"the reference potentials embed time in their width ({width}), which "
+                     f"must be even (sin and cos halves); set flows.hidden to an even width.")
+  pot = Potentials(int(num), width, output=output, net=net)
 
   def init(rng):
-    p = net.init(rng, jnp.zeros((dim,)), 0.0, 0)["params"]
-    return {"net": p, "log_c": jnp.zeros((num,))}
+    p = pot.init(rng, jnp.zeros((dim,)), 0.0, 0)["params"]
+    c = {"c": jnp.ones((num,))} if speed == "direct" else {"log_c": jnp.zeros((num,))}
+    return {"net": p, **c}
 
   def potential(params, z, t, k):
-    return net.apply({"params": params["net"]}, z, t, k)
+    return pot.apply({"params": params["net"]}, z, t, k)
 
   return Flow(init, potential, int(num), int(dim))
 
@@ -198,12 +255,20 @@ CONVENTIONS = ("lsx", "reference")
 def hessian_row_sums(fn: Callable, z):
   """H(z) 1 for a scalar fn at z [d]: the public code's `grad(u_z.sum(), z)` (one
   Hessian-vector product), which it uses in place of the Laplacian trace(H)."""
-  return jax.jvp(jax.grad(fn), (z,), (jnp.ones_like(z),))[1]
+  return grad_and_row_sums(fn, z)[1]
 
 
-def reference_wave_loss(flow: Flow, params, image_fn: Callable, z0, k, t_star, steps: int):
+def grad_and_row_sums(fn: Callable, z):
+  """(grad fn(z), H(z) 1) of a scalar fn at z [d] in one forward-over-reverse pass (the
+  gradient is the primal output of the Hessian-vector product)."""
+  return jax.jvp(jax.grad(fn), (z,), (jnp.ones_like(z),))
+
+
+def reference_wave_loss(flow: Flow, params, image_fn: Callable, z0, k, t_star, steps: int,
+                        jvp_reduction: str = "mean"):
   """The wave loss of the public code (PDETraversal @82083f5, lib/WavePDE.py `forward`)
-  for one potential `k` and one time `t_star` shared by the batch z0 [B, d].
+  for one potential `k` and one time `t_star` (0 <= t* <= steps - 2, as the public
+  trainer draws it) shared by the batch z0 [B, d].
 
   Rolls z_{i+1} = z_i + grad u_k(z_i, i) for i < `steps` (= num_support_timesteps // 2),
   keeping the gradient through the path, and returns (loss, z_{t*+1}, z_{t*+2}, parts):
@@ -212,52 +277,103 @@ def reference_wave_loss(flow: Flow, params, image_fn: Callable, z0, k, t_star, s
             U_tt(i) = sum over the batch of d2u/dt2 (t is one tensor shared by the batch,
             so autograd sums the per-sample derivatives) and H_b 1 the row sums of each
             sample's Hessian;
-    L_JVP = mean over batch and pixels of (J_G(z_{t*+1}) grad u_k(z_{t*+1}, t*+1))^2;
-    loss  = L_IC + L_PDE - L_JVP."""
+    L_JVP = mean over batch and pixels of (J_G(z_{t*+1}) grad u_k(z_{t*+1}, t*+1))^2
+            (`jvp_reduction` 'sum': summed over pixels, an lsx option);
+    loss  = L_IC + L_PDE - L_JVP.
+  The velocity is computed once per path point (with the Hessian row sums, in one pass):
+  L_IC reads the velocity at point 0 and L_JVP the one at point t*+1 (the public code
+  recomputes both). `parts` adds "speed", the mean |grad u| over the path (a diagnostic
+  outside the gradient)."""
   pot = lambda z, t: flow.potential(params, z, t, k)
-  vel = lambda z, t: jax.vmap(lambda zz: jax.grad(pot)(zz, t))(z)
   c2 = flow.speed(params, k) ** 2
-  l_ic = jnp.mean(vel(z0, jnp.float32(0.0)) ** 2)
-
-  z, path, l_pde, num, den = z0, [], 0.0, 0.0, 0.0
+  z, points, vels = z0, [z0], []
+  l_pde, num, den = 0.0, 0.0, 0.0
   for i in range(int(steps)):
     t = jnp.float32(i)
+    v, rows = jax.vmap(lambda zz: grad_and_row_sums(lambda q: pot(q, t), zz))(z)
     u_tt = jnp.sum(jax.vmap(lambda zz: d2_dt2(lambda tt: pot(zz, tt), t))(z))
-    c2_rows = c2 * jax.vmap(lambda zz: hessian_row_sums(lambda q: pot(q, t), zz))(z)
-    l_pde = l_pde + jnp.mean((u_tt - c2_rows) ** 2)
-    num = num + jnp.sum((u_tt - c2_rows) ** 2)
-    den = den + jnp.sum(u_tt ** 2 + c2_rows ** 2)
-    path.append(z)
-    z = z + vel(z, t)
+    res2 = (u_tt - c2 * rows) ** 2
+    l_pde = l_pde + jnp.mean(res2)
+    num = num + jnp.sum(res2)
+    den = den + jnp.sum(u_tt ** 2 + (c2 * rows) ** 2)
+    z = z + v
+    vels.append(v)
+    points.append(z)
+  l_ic = jnp.mean(vels[0] ** 2)
   l_pde = l_pde / int(steps)
-  # the public code computes L_JVP and the pair at i == t* inside the loop; the same
-  # numbers from the kept path point z_{t*} (its gradient flows back along the path)
-  t = jnp.asarray(t_star, jnp.float32)
-  z_t = jnp.stack(path)[t_star]
-  lat1 = z_t + vel(z_t, t)
-  v1 = vel(lat1, t + 1.0)
-  l_jvp = jnp.mean(jax.jvp(image_fn, (lat1,), (v1,))[1] ** 2)
-  lat2 = lat1 + v1
-  pde_rel = jax.lax.stop_gradient(num / (den + 1e-30))
-  return l_ic + l_pde - l_jvp, lat1, lat2, {"ic": l_ic, "pde": l_pde, "pde_rel": pde_rel,
-                                            "jvp": l_jvp}
+  # the public code computes L_JVP and the pair at i == t* inside the loop: the same
+  # numbers from the kept path (z_{t*+1} = z_{t*} + v_{t*}, its velocity v_{t*+1})
+  points, vels = jnp.stack(points), jnp.stack(vels)
+  lat1, v1, lat2 = points[t_star + 1], vels[t_star + 1], points[t_star + 2]
+  jv = jax.jvp(image_fn, (lat1,), (v1,))[1] ** 2
+  l_jvp = jnp.mean(jv) if jvp_reduction == "mean" else jnp.sum(jv) / jv.shape[0]
+  speed = jnp.mean(jnp.linalg.norm(vels, axis=-1))
+  sg = jax.lax.stop_gradient
+  return l_ic + l_pde - l_jvp, lat1, lat2, {"ic": l_ic, "pde": l_pde, "pde_rel": sg(num / (den + 1e-30)),
+                                            "jvp": l_jvp, "speed": sg(speed)}
+
+
+CLASSIFIERS = ("mlp", "conv")
 
 
 class FrameClassifier(nn.Module):
-  """R(x_a, x_b) -> logits over the K potentials, from two consecutive decoded frames."""
+  """R(x_a, x_b) -> logits over the K potentials, from two consecutive decoded frames.
+
+  `kind` 'mlp' (lsx): Dense(hidden) -> ReLU -> Dense(K) on [x_a, x_b - x_a] flattened.
+  `kind` 'conv' (the public reconstructor of the VAE experiments, PDETraversal @82083f5
+  models/vae.py `ConvEncoder2`, n_cin = 2 channels): on the pair stacked along channels,
+  Conv(w, 4, stride 2, pad 1) -> ReLU -> Conv(2w, 4, 2, 1) -> ReLU -> Conv(3w, kernel the
+  remaining H/4 x W/4, valid) -> ReLU -> Conv(2w, 1) -> ReLU -> Conv(2w, 1); a mean and a
+  log-variance head of `num` logits each, and logits = mean + eps exp(logvar / 2) with
+  eps ~ N(0, I) (reparameterized; `rng` required). The public code sets w = `num` = the
+  latent width (s_dim); PyTorch's default initialization."""
   num: int
   hidden: int = 128
+  kind: str = "mlp"
 
   @nn.compact
-  def __call__(self, xa, xb):
-    x = jnp.concatenate([xa.reshape(xa.shape[0], -1), (xb - xa).reshape(xa.shape[0], -1)], 1)
-    return nn.Dense(self.num)(nn.relu(nn.Dense(self.hidden)(x)))
+  def __call__(self, xa, xb, rng=None):
+    b = xa.shape[0]
+    if self.kind == "mlp":
+      x = jnp.concatenate([xa.reshape(b, -1), (xb - xa).reshape(b, -1)], 1)
+      return nn.Dense(self.num)(nn.relu(nn.Dense(self.hidden)(x)))
+    if rng is None:
+      raise ValueError("the conv frame classifier samples its logits: pass an rng.")
+    from lsx.nn.conv import conv4s2
+    w = self.hidden
+    x = jnp.concatenate([xa, xb], -1)
+
+    def param(name, shape, fan_in):
+      return self.param(name, torch_linear_init(fan_in), shape)
+
+    # the stride-2 4x4 convolutions as GEMMs (lsx.nn.conv: same function, fast on XLA:CPU)
+    for i, feat in enumerate((w, 2 * w)):
+      c = x.shape[-1]
+      x = nn.relu(conv4s2(x, param(f"conv{i}_kernel", (4, 4, c, feat), 16 * c),
+                          param(f"conv{i}_bias", (feat,), 16 * c)))
+    # a convolution whose kernel covers the whole remaining map (valid) is a dense layer
+    x = x.reshape(b, -1)
+    for i, feat in enumerate((3 * w, 2 * w, 2 * w)):
+      n = x.shape[-1]
+      x = x @ param(f"dense{i}_kernel", (n, feat), n) + param(f"dense{i}_bias", (feat,), n)
+      x = nn.relu(x) if i < 2 else x
+    dense = lambda name: nn.Dense(self.num, name=name, kernel_init=torch_linear_init(x.shape[-1]),
+                                  bias_init=torch_linear_init(x.shape[-1]))
+    mean, log_var = dense("means")(x), dense("log_var")(x)
+    return mean + jax.random.normal(rng, mean.shape) * jnp.exp(0.5 * log_var)
+
+
+def image_change(xa, xb):
+  """Mean over the batch of ||x_b - x_a|| (the L2 norm over an image's pixels): how far one
+  flow step moves the decoded image (the protocols' image change, for one step)."""
+  return jnp.mean(jnp.sqrt(jnp.sum((xb - xa).reshape(xa.shape[0], -1) ** 2, -1)))
 
 
 def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: int = 10,
                         laplacian_mode: str = "exact", num_probes: int = 8,
                         normalize_jvp: bool = False, jvp_reduction: str = "mean",
-                        convention: str = "lsx"):
+                        convention: str = "lsx", classifier: str = "mlp",
+                        classifier_width: int = 0):
   """(init_classifier, loss) for training K potentials on a frozen generator `decode`.
 
   `loss(params, z0 [B, d], rng, hp) -> (scalar, aux)` with params = {"flow", "classifier"}
@@ -275,8 +391,18 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
   `reference_wave_loss` (Hessian row sums for the Laplacian, the batch-summed u_tt, the
   gradient kept along the path, L_JVP at z_{t*+1} with the velocity at t*+1), and in half
   of the batches (a coin per batch) the classifier sees the reflected pair
-  (G(2 z0 - z_{t*+2}), G(2 z0 - z_{t*+1})). `laplacian_mode`, `normalize_jvp` and
-  `jvp_reduction` are lsx's options and do not apply to it.
+  (G(2 z0 - z_{t*+2}), G(2 z0 - z_{t*+1})). `laplacian_mode` and `normalize_jvp` are
+  lsx's options and do not apply to it; `jvp_reduction` 'mean' is the public one.
+
+  hp "lambda_jvp" (traced, default 1 = the public weight) scales L_JVP inside the wave
+  term: lambda_cls L_cls + lambda_pde (L_IC + L_PDE - lambda_jvp L_JVP).
+
+  `classifier`: the frame classifier R, 'mlp' (lsx; K logits) or 'conv' (the public
+  reconstructor: d logits, reparameterized; `FrameClassifier`), of width
+  `classifier_width` (0: 128 for 'mlp', the latent width d for 'conv', as the public code).
+  The pair is decoded in one call. aux: the loss terms, "cls_acc" (the classifier's batch
+  accuracy), "image_change" (`image_change` of the pair the classifier reads: one flow
+  step) and, for the reference form, "speed" (mean |grad u| along the path).
   """
   import optax
 
@@ -290,27 +416,44 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
     raise ValueError(f"path_len must be >= 3 (the classifier reads frames t*+1, t*+2), got {path_len}.")
   if jvp_reduction not in JVP_REDUCTIONS:
     raise ValueError(f"jvp_reduction must be one of {JVP_REDUCTIONS}, got {jvp_reduction!r}.")
-  clf = FrameClassifier(flow.num)
+  if classifier not in CLASSIFIERS:
+    raise ValueError(f"flows classifier must be one of {CLASSIFIERS}, got {classifier!r}.")
+  if int(classifier_width) < 0:
+    raise ValueError(f"classifier_width must be >= 0 (0: the form's default), got {classifier_width}.")
+  if classifier == "conv":
+    clf = FrameClassifier(flow.dim, int(classifier_width) or flow.dim, kind="conv")
+  else:
+    clf = FrameClassifier(flow.num, int(classifier_width) or 128, kind="mlp")
 
   def init_classifier(rng):
     x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
-    return clf.init(rng, x, x)["params"]
+    return clf.init(rng, x, x, rng)["params"]
+
+  def classify(params, za, zb, labels, rng):
+    """Decode the pair in one call; (cross-entropy, accuracy, image change)."""
+    x = decode(jnp.concatenate([za, zb], 0))
+    xa, xb = x[:za.shape[0]], x[za.shape[0]:]
+    logits = clf.apply({"params": params["classifier"]}, xa, xb, rng)
+    l_cls = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    acc = jnp.mean(jnp.argmax(logits, 1) == labels)
+    return l_cls, acc, jax.lax.stop_gradient(image_change(xa, xb))
 
   def reference_loss(params, z0, rng, hp):
     fp = params["flow"]
     b = z0.shape[0]
     k_k, k_t, k_r = jax.random.split(rng, 3)
+    k_c = jax.random.fold_in(rng, 1)  # the conv classifier's noise (the mlp takes none)
     k = jax.random.randint(k_k, (), 0, flow.num)
     t_star = jax.random.randint(k_t, (), 0, int(path_len) - 1)
-    wave, lat1, lat2, parts = reference_wave_loss(flow, fp, decode, z0, k, t_star, int(path_len))
+    _, lat1, lat2, parts = reference_wave_loss(flow, fp, decode, z0, k, t_star, int(path_len),
+                                               jvp_reduction)
     flip = jax.random.bernoulli(k_r, 0.5)
     za = jnp.where(flip, 2 * z0 - lat2, lat1)
     zb = jnp.where(flip, 2 * z0 - lat1, lat2)
-    logits = clf.apply({"params": params["classifier"]}, decode(za), decode(zb))
-    labels = jnp.full((b,), k)
-    l_cls = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    l_cls, acc, change = classify(params, za, zb, jnp.full((b,), k), k_c)
+    wave = parts["ic"] + parts["pde"] - hp.get("lambda_jvp", 1.0) * parts["jvp"]
     total = hp["lambda_cls"] * l_cls + hp["lambda_pde"] * wave
-    return total, {**parts, "cls": l_cls, "cls_acc": jnp.mean(jnp.argmax(logits, 1) == labels)}
+    return total, {**parts, "cls": l_cls, "cls_acc": acc, "image_change": change}
 
   def loss(params, z0, rng, hp):
     if convention == "reference":
@@ -318,6 +461,7 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
     fp = params["flow"]
     b = z0.shape[0]
     k_k, k_t, k_h = jax.random.split(rng, 3)
+    k_c = jax.random.fold_in(rng, 1)
     ks = jax.random.randint(k_k, (b,), 0, flow.num)
     ts = jax.random.randint(k_t, (b,), 0, path_len - 2)
     paths = jax.vmap(lambda z, k: traverse(flow.potential, fp, z, k, path_len))(z0, ks)
@@ -329,12 +473,11 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
                        jvp_reduction)
     z1 = jnp.take_along_axis(paths, (ts + 1)[:, None, None], 1)[:, 0]
     z2 = jnp.take_along_axis(paths, (ts + 2)[:, None, None], 1)[:, 0]
-    logits = clf.apply({"params": params["classifier"]}, decode(z1), decode(z2))
-    l_cls = optax.softmax_cross_entropy_with_integer_labels(logits, ks).mean()
-    total = hp["lambda_cls"] * l_cls + hp["lambda_pde"] * (l_ic + l_pde - l_jvp)
-    acc = jnp.mean(jnp.argmax(logits, 1) == ks)
+    l_cls, acc, change = classify(params, z1, z2, ks, k_c)
+    total = hp["lambda_cls"] * l_cls + hp["lambda_pde"] * (
+        l_ic + l_pde - hp.get("lambda_jvp", 1.0) * l_jvp)
     return total, {"ic": l_ic, "pde": l_pde, "pde_rel": pde_rel, "jvp": l_jvp, "cls": l_cls,
-                   "cls_acc": acc}
+                   "cls_acc": acc, "image_change": change}
 
   return init_classifier, loss
 

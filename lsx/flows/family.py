@@ -25,7 +25,9 @@ from lsx.flows import (CONVENTIONS, JOINT_HP_DEFAULTS, check_transforms, make_fl
 from lsx.objective import Objective
 
 MODES = ("posthoc", "joint")
-POSTHOC_HP_DEFAULTS = {"lambda_cls": 1.0, "lambda_pde": 1.0}
+TRAINING_KEYS = ("ic", "pde", "jvp", "cls_acc", "image_change")
+# lambda_jvp scales the rewarded L_JVP inside the wave term (1: the public objective)
+POSTHOC_HP_DEFAULTS = {"lambda_cls": 1.0, "lambda_pde": 1.0, "lambda_jvp": 1.0}
 
 
 def _init_keys(rng):
@@ -41,14 +43,16 @@ def posthoc_objective(config, flow, decode, image_shape, path_len=None) -> Objec
       flow, decode, image_shape, path_len=int(path_len or f.path_len),
       laplacian_mode=f.laplacian, num_probes=int(f.num_probes),
       normalize_jvp=bool(f.normalize_jvp), jvp_reduction=f.jvp_reduction,
-      convention=f.get("convention", "lsx"))
+      convention=f.get("convention", "lsx"), classifier=f.get("classifier", "mlp"),
+      classifier_width=int(f.get("classifier_width", 0)))
 
   def init(rng):
     k1, k2 = jax.random.split(rng)
     return {"flow": flow.init(k1), "classifier": init_clf(k2)}
 
   return Objective("flows_posthoc", init, loss, POSTHOC_HP_DEFAULTS,
-                   info={"flow": flow, "init_classifier": init_clf})
+                   info={"flow": flow, "init_classifier": init_clf,
+                         "hp_bounds": {"lambda_jvp": (0.0, True)}})
 
 
 def build_flows(config):
@@ -75,15 +79,24 @@ def build_flows(config):
   if f.get("convention", "lsx") == "reference" and f.mode != "posthoc":
     raise ValueError("config.flows.convention='reference' is the public post-hoc objective; "
                      "use it with flows.mode='posthoc'.")
+  from lsx.directions.family import CODES
+  if f.get("codes", "encoder") not in CODES:
+    raise ValueError(f"config.flows.codes must be one of {CODES} (the codes the flows train "
+                     f"from: the encoder means of data images, or z ~ N(0, I) as the public "
+                     f"trainer), got {f.codes!r}.")
+  flow_kw = dict(output=f.flow_output, net=f.get("potential_net", "lsx"),
+                 speed=f.get("speed", "log"), hidden=int(f.get("hidden", 0)) or None)
   if f.mode == "posthoc":
     dec = Decoder.load(config.decoder.workdir, 256)
-    flow = make_flow(dec.model.latent_dim, int(f.num_potentials), output=f.flow_output)
+    flow = make_flow(dec.model.latent_dim, int(f.num_potentials), **flow_kw)
     objective = posthoc_objective(config, flow, dec.generate, dec.dataset.image_shape)
     objective.info["decoder"] = dec
+    sample = dec.sampler(f.get("codes", "encoder"), "flows.codes")
     return Setup(config, dec.dataset, dec.model, objective, make_run_optimizer(config, objective),
-                 resolve_hp(config, objective), sample=dec.sample, init_keys=_init_keys,
-                 log_keys=("pde", "pde_rel", "ic", "jvp", "cls"),
-                 finish=None)
+                 resolve_hp(config, objective), sample=sample, init_keys=_init_keys,
+                 log_keys=("pde", "pde_rel", "ic", "jvp", "cls", "cls_acc", "image_change"),
+                 finish=write_training_figure,
+                 finish_sweep=lambda s, p, w, m: write_training_figure(s, p, w))
   ds = get_dataset(config.data.name, size=int(config.data.size))
   require_render(ds, "joint flow training (one-factor sequences)")
   path_len = int(f.path_len)
@@ -91,7 +104,7 @@ def build_flows(config):
   m = config.model
   model = models.make_autoencoder(ds.image_shape, int(m.latent_dim), m.arch,
                                   hidden=tuple(m.hidden) or None)
-  flow = make_flow(model.latent_dim, len(transforms), output=f.flow_output)
+  flow = make_flow(model.latent_dim, len(transforms), **flow_kw)
   loss = make_joint_objective(model, flow, path_len=path_len, laplacian_mode=f.laplacian,
                               num_probes=int(f.num_probes), normalize_jvp=bool(f.normalize_jvp),
                               jvp_reduction=f.jvp_reduction)
@@ -107,6 +120,44 @@ def build_flows(config):
   return Setup(config, ds, model, objective, make_run_optimizer(config, objective),
                resolve_hp(config, objective), sample=sample, init_keys=_init_keys,
                log_keys=("rec", "latent", "pde", "pde_rel", "jvp"), finish=None)
+
+
+TRAINING_TITLES = {"ic": "L_IC (velocity at t = 0)", "pde": "L_PDE (wave residual)",
+                   "jvp": "L_JVP (rewarded)", "cls_acc": "frame classifier accuracy",
+                   "image_change": "image change of one step ||G(z_t+1) - G(z_t)||",
+                   "speed": "mean |grad u| along the path"}
+
+
+def write_training_figure(setup, params, workdir: str) -> str:
+  """flows_training.png: the trajectory of a post-hoc run from its metrics.jsonl (L_IC,
+  L_PDE, L_JVP, the frame classifier's accuracy, the image change of one flow step and,
+  for the reference form, the mean speed), one curve per member of a sweep."""
+  del params
+  from lsx import viz
+  from lsx.train import read_metrics
+  rows = read_metrics(workdir)
+  keys = [k for k in TRAINING_KEYS + ("speed",) if rows and k in rows[-1]]
+  return viz.save_metric_curves(rows, keys, os.path.join(workdir, "flows_training.png"),
+                                TRAINING_TITLES, log_keys=("ic", "pde", "jvp", "image_change",
+                                                           "speed"))
+
+
+def training_diagnostics(setup, params, *, seed: int = 0, batches: int = 4,
+                         batch_size: int | None = None) -> dict:
+  """The post-hoc objective's terms at `params` (one member), averaged over `batches`
+  fresh training batches (key `seed`): {"ic", "pde", "jvp", "cls", "cls_acc"
+  (classifier_accuracy), "image_change", ...}. At a run's initial parameters it is the
+  trajectory's start (step 0), at its last the end, on the same batches."""
+  if setup.config.flows.mode != "posthoc":
+    raise ValueError("training_diagnostics reads the post-hoc objective (flows.mode='posthoc').")
+  n = int(batch_size or setup.config.train.batch_size)
+  loss = jax.jit(lambda p, z, r: setup.objective.loss(p, z, r, setup.hp)[1])
+  rows = []
+  for i in range(int(batches)):
+    k_z, k_l = jax.random.split(jax.random.fold_in(jax.random.key(int(seed)), i))
+    z, _ = setup.sample(k_z, n)
+    rows.append(jax.device_get(loss(params, z, k_l)))
+  return {k: float(sum(float(r[k]) for r in rows) / len(rows)) for k in rows[0]}
 
 
 def score_run(setup, params, oracle, *, references: bool = True, flow_sets=None):

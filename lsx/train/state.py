@@ -23,13 +23,18 @@ class TrainState(flax.struct.PyTreeNode):
                rng=jax.random.key_data(rng))
 
 
-OPTIMIZER_HPS = {"adam": ("lr",), "adamw": ("lr", "weight_decay")}
+# adamw: decoupled weight decay (Loshchilov & Hutter); adam_l2: coupled L2, the decay
+# added to the gradient before Adam's moments (torch.optim.Adam's `weight_decay`)
+OPTIMIZER_HPS = {"adam": ("lr",), "adamw": ("lr", "weight_decay"),
+                 "adam_l2": ("lr", "weight_decay")}
 
 
 def make_optimizer(name: str = "adam", grad_clip: float = 0.0, b1: float = 0.9,
                    b2: float = 0.999, eps: float = 1e-8, lr_decay_steps=(),
                    lr_decay_factor: float = 1.0) -> optax.GradientTransformation:
-  """Adam/AdamW whose learning rate (and weight decay) are injected hyperparameters.
+  """Adam, AdamW or Adam with coupled L2 ('adam_l2': weight_decay * params added to the
+  gradient before Adam, as torch.optim.Adam(weight_decay=...)) whose learning rate (and
+  weight decay) are injected hyperparameters.
 
   They live in `opt_state.hyperparams`, are overwritten from the traced `hp` each step
   (so a sweep can vary them) and are saved with the checkpoint. `lr_decay_steps`: a step
@@ -41,8 +46,13 @@ def make_optimizer(name: str = "adam", grad_clip: float = 0.0, b1: float = 0.9,
   decay = tuple(int(s) for s in lr_decay_steps or ())
 
   def build(learning_rate, weight_decay=0.0):
-    core = (optax.adam(learning_rate, b1, b2, eps) if name == "adam" else
-            optax.adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay))
+    if name == "adam":
+      core = optax.adam(learning_rate, b1, b2, eps)
+    elif name == "adamw":
+      core = optax.adamw(learning_rate, b1, b2, eps, weight_decay=weight_decay)
+    else:
+      core = optax.chain(optax.add_decayed_weights(weight_decay),
+                         optax.adam(learning_rate, b1, b2, eps))
     if decay:
       sched = optax.piecewise_constant_schedule(1.0, {s: float(lr_decay_factor) for s in decay})
       core = optax.chain(core, optax.scale_by_schedule(sched))

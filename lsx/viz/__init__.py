@@ -169,19 +169,25 @@ def _save_score_plot(scored, table, path):
 
 def save_metric_curves(rows, keys, path: str, titles=None, log_keys=("pde",)) -> str:
   """One panel per metric of metrics.jsonl rows against the step (log scale for
-  `log_keys`)."""
+  `log_keys`); a sweep's rows (per-member lists) draw one labelled curve per member."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  keys = [k for k in keys if k in rows[0]]
+  keys = [k for k in keys if rows and k in rows[0]]
+  if not keys:
+    raise ValueError(f"no metric to plot in {path}: the rows have none of the keys asked for.")
   fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 2.8), squeeze=False)
   steps = [r["step"] for r in rows]
   for ax, key in zip(axes[0], keys):
-    ax.plot(steps, [np.mean(r[key]) for r in rows])
-    ax.set_title((titles or {}).get(key, key))
+    values = np.asarray([np.atleast_1d(np.asarray(r[key], np.float64)) for r in rows])
+    for i in range(values.shape[1]):
+      ax.plot(steps, values[:, i], label=f"member {i}" if values.shape[1] > 1 else None)
+    ax.set_title((titles or {}).get(key, key), fontsize=9)
     ax.set_xlabel("step")
-    if key in log_keys:
+    if key in log_keys and np.all(values > 0):
       ax.set_yscale("log")
+    if values.shape[1] > 1:
+      ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
