@@ -29,9 +29,12 @@ def get_config(arg: str = ""):
   # convention: 'lsx' or 'reference' (the public code's loss: LatentCLR multiplies by its
   # temperature and differences unit features; NoiseCLR takes the log of a ratio of means)
   # codes: what the directions train from, 'encoder' (encoder means of data images) or
-  # 'prior' (z ~ N(0, I), as the public LatentCLR samples its generator's latents)
+  # 'prior' (z ~ N(0, I), as the public LatentCLR samples its generator's latents);
+  # negatives: NoiseCLR's reference estimator's negative directions a step (its
+  # tokens_per_iter; 0: every other direction)
   c.directions = dict(method=method, num=10, kind="global", hidden=0,
-                      features="decoder:ConvT4S2_0", convention="lsx", codes="encoder")
+                      features="decoder:ConvT4S2_0", convention="lsx", codes="encoder",
+                      negatives=0)
   c.optim.name = "adamw"
   # traced: the optimizer's and the method's (lsx.directions.family; alpha in units of the
   # latent prior's std)

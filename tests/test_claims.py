@@ -4,6 +4,7 @@ the importance-weighted likelihood against a numpy transcription, and every clai
 end on tiny runs."""
 import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,7 @@ def test_spread_and_rules_on_closed_cases():
                "a": {"mean": a["mean"], "std": a["std"], "verdict": False}}
   assert not lc.all_hold(v) and lc.all_hold({"b": v["b"]})
   # exceeds is tested against each baseline, not only the one with the highest mean
-  wide = lc.spread([0.7, 1.3])  # mean 1.0, std 0.42
+  wide = lc.spread([0.5, 1.5])  # mean 1.0, std 0.71
   e = lc.per_baseline(lc.spread([1.5, 1.5]), {"a": a, "wide": wide}, "exceeds")
   assert e["a"]["verdict"] and not e["wide"]["verdict"]  # wide's mean equals a's
   with pytest.raises(ValueError, match="rule"):
@@ -219,6 +220,13 @@ def test_every_claim_end_to_end(claims_run):
   assert all(len(end[k]["per_seed"]) == 2 and end[k]["mean"] >= 0 for k in end)
   assert end["image_change_start"]["mean"] > 0  # untrained flows move the images
   assert flows["training_codes"] == "prior"
+  # the trajectory is visible in the flows run's workdir: a curve per logged term
+  import glob
+  (run,) = glob.glob(str(root / "runs" / "flows_sprites*"))
+  last = lt.read_metrics(run)[-1]
+  assert {"ic", "pde", "jvp", "cls_acc", "image_change", "speed"} <= set(last)
+  assert len(last["image_change"]) == 2  # one value per seed
+  assert os.path.getsize(os.path.join(run, "flows_training.png")) > 0
   # the joint sweep: log-likelihoods are negative nats per image, both conditions scored
   assert joint["value"] < 0 and joint["baseline_value"] < 0
   assert set(joint["equivariance_error"]) == {"joint", "without flow terms"}
@@ -232,3 +240,28 @@ def test_every_claim_end_to_end(claims_run):
   assert clr["met"] == (len(informative) >= 3 and clr["comparable_factors"] >= 3)
   for f in clr["factors"].values():
     assert set(f["change"]) == {"latentclr", "ganspace", "sefa"}
+
+
+def test_rejudge_recomputes_verdicts_from_a_rows_own_numbers():
+  """A row of the earlier rules: LatentCLR 'met' on 4 of 4 factors of which two no method
+  moves; by the rules tested against each baseline it is 2 informative factors < 3."""
+  s = lambda m, sd: {"mean": m, "std": sd, "per_seed": [m]}
+  fac = lambda clr, gan, sefa: {"change": {"latentclr": s(*clr), "ganspace": s(*gan),
+                                           "sefa": s(*sefa)}, "comparable": True}
+  row = {"claim": "latentclr", "value": 0.06, "value_std": 0.01, "met": True,
+         "factors": {"floor_hue": fac((0.003, 0.002), (0.001, 0.0005), (0.006, 0.002)),
+                     "wall_hue": fac((0.0, 0.0), (0.0, 0.0), (0.002, 0.001)),
+                     "object_hue": fac((0.08, 0.02), (0.02, 0.01), (0.06, 0.02)),
+                     "scale": fac((0.15, 0.02), (0.06, 0.02), (0.25, 0.01))}}
+  r = lc.rejudge(row)
+  assert r["informative_factors"] == ["object_hue", "scale"]
+  assert r["factors"]["object_hue"]["comparable"] is True
+  assert r["factors"]["scale"]["per_baseline"]["sefa"]["verdict"] is False  # 0.15 vs 0.25
+  assert "comparable" not in r["factors"]["wall_hue"] and r["met"] is False
+  assert row["met"] is True  # the input is not changed
+  flows = {"claim": "flows_posthoc", "value": 0.70, "value_std": 0.01,
+           "all_methods": {"potential flows": s(0.70, 0.01), "pca": s(0.60, 0.01),
+                           "wide": s(0.66, 0.05)}}
+  r = lc.rejudge(flows)
+  assert r["per_baseline"]["pca"]["verdict"] and not r["per_baseline"]["wide"]["verdict"]
+  assert r["met"] is False and "all_methods" not in r

@@ -113,12 +113,37 @@ def _noiseclr_log_means(features, temperature, axes):
   return (_log_mean_exp(s, same_k & ~same_i, axes), _log_mean_exp(s, ~same_k & same_i, axes))
 
 
-def noiseclr_loss_reference(features, temperature):
+def noiseclr_loss_reference(features, temperature, anchor=None, negatives=None):
   """The public NoiseCLR loss (core/loss.py): exp(cos / temperature) summed over the
-  positive and the negative pairs of the whole batch, L = -log(mean_pos / mean_neg): the
-  log of a ratio of means, not a mean of per-row log ratios."""
-  pos, neg = _noiseclr_log_means(features, temperature, (0, 1, 2, 3))
+  positive and the negative pairs, L = -log(mean_pos / mean_neg): the log of a ratio of
+  means, not a mean of per-row log ratios.
+
+  With `anchor` (a direction index) the public trainer's estimator (core/trainer.py): the
+  positives are the anchor direction on every pair of inputs i < j, the negatives the
+  directions `negatives` ([M] indices, none the anchor; default every other one) on the
+  same input as the anchor. Without it, every direction is an anchor and all pairs of the
+  batch are pooled."""
+  if anchor is None:
+    pos, neg = _noiseclr_log_means(features, temperature, (0, 1, 2, 3))
+    return -(pos - neg)
+  k, n = features.shape[:2]
+  if k < 2 or n < 2:
+    raise ValueError(f"the contrastive loss needs >= 2 directions and >= 2 samples, got "
+                     f"K={k}, N={n}.")
+  if negatives is None:
+    negatives = (anchor + 1 + jnp.arange(k - 1)) % k
+  fa = features[anchor]  # [N, D]
+  s_pos = fa @ fa.T / temperature
+  pos = _log_mean_exp(s_pos, ~jnp.eye(n, dtype=bool), (0, 1))  # i != j: the i < j mean
+  s_neg = jnp.einsum("id,mid->mi", fa, features[negatives]) / temperature
+  neg = jax.nn.logsumexp(s_neg) - jnp.log(s_neg.size)
   return -(pos - neg)
+
+
+def sample_negatives(rng, num: int, anchor, count: int):
+  """`count` distinct directions other than `anchor` among `num`, uniformly (the public
+  trainer's random.sample of `tokens_per_iter` other directions)."""
+  return (anchor + 1 + jax.random.permutation(rng, num - 1)[:count]) % num
 
 
 def noiseclr_loss(features, temperature):
@@ -130,19 +155,23 @@ def noiseclr_loss(features, temperature):
 
 
 def make_contrastive_objective(directions: Directions, feature_fn: Callable,
-                               form: str = "latentclr",
-                               convention: str = "lsx") -> tuple[Callable, Callable]:
+                               form: str = "latentclr", convention: str = "lsx",
+                               negatives: int = 0) -> tuple[Callable, Callable]:
   """(init(rng) -> params, loss(params, z [N, d], rng, hp) -> (loss, aux)).
 
   hp: temperature, alpha (the shift length), alpha_max (alpha is drawn per batch from
   U[alpha, alpha_max] when alpha_max > alpha; an lsx option: a per-batch alpha).
   `convention`: 'lsx' (exp(S / temperature), the raw feature difference, NoiseCLR's
   per-row log ratios) or 'reference' (the public code: LatentCLR's exp(S * temperature)
-  on differences of unit features, NoiseCLR's log of a ratio of batch means)."""
+  on differences of unit features, NoiseCLR's log of a ratio of means with one random
+  anchor direction per step against `negatives` random other directions, 0: all K - 1;
+  `noiseclr_loss_reference`)."""
   if form not in FORMS:
     raise ValueError(f"Unknown contrastive form {form!r}; choose one of {FORMS}.")
   if convention not in CONVENTIONS:
     raise ValueError(f"Unknown convention {convention!r}; choose one of {CONVENTIONS}.")
+  if int(negatives) < 0:
+    raise ValueError(f"negatives must be >= 0 (0: every other direction), got {negatives}.")
   ref = convention == "reference"
   loss_of = {("latentclr", False): latentclr_loss, ("noiseclr", False): noiseclr_loss,
              ("latentclr", True): latentclr_loss_reference,
@@ -156,7 +185,14 @@ def make_contrastive_objective(directions: Directions, feature_fn: Callable,
     alpha = hp["alpha"] + (hi - hp["alpha"]) * jax.random.uniform(rng)
     f = contrastive_features(feature_fn, directions, params["directions"], z, alpha,
                              normalize_first=ref and form == "latentclr")
-    value = loss_of(f, hp["temperature"])
+    if ref and form == "noiseclr":  # one anchor a step, sampled negatives
+      k_a, k_n = jax.random.split(jax.random.fold_in(rng, 1))
+      num = directions.num
+      anchor = jax.random.randint(k_a, (), 0, num)
+      count = min(int(negatives) or num - 1, num - 1)
+      value = loss_of(f, hp["temperature"], anchor, sample_negatives(k_n, num, anchor, count))
+    else:
+      value = loss_of(f, hp["temperature"])
     # diagnostics: mean |cos| between the same direction on different samples, and
     # between different directions on the same sample
     c = jnp.abs(jnp.einsum("kid,ljd->kilj", f, f))

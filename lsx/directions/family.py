@@ -97,9 +97,10 @@ def _latentclr(directions, decoder, *, features="decoder:ConvT4S2_0", convention
 
 
 @METHODS.register("noiseclr", kind="learned", hp=CONTRASTIVE_HP)
-def _noiseclr(directions, decoder, *, features="decoder:ConvT4S2_0", convention="lsx"):
+def _noiseclr(directions, decoder, *, features="decoder:ConvT4S2_0", convention="lsx",
+              negatives=0):
   feat = make_feature_map(features, decoder.model, decoder.params)
-  return make_contrastive_objective(directions, feat, "noiseclr", convention)
+  return make_contrastive_objective(directions, feat, "noiseclr", convention, negatives)
 
 
 @METHODS.register("voynov", kind="learned", hp=VOYNOV_HP)
@@ -138,13 +139,16 @@ def method_hp(method: str) -> dict:
 
 
 def make_method_objective(method: str, directions, decoder: Decoder,
-                          features="decoder:ConvT4S2_0", convention: str = "lsx") -> Objective:
-  """A learned method's `Objective` over {"directions": ..., [its own networks]}."""
+                          features="decoder:ConvT4S2_0", convention: str = "lsx",
+                          negatives: int = 0) -> Objective:
+  """A learned method's `Objective` over {"directions": ..., [its own networks]};
+  `negatives`: NoiseCLR's reference estimator's negative directions a step (0: all)."""
   if method_kind(method) != "learned":
     raise ValueError(f"{method!r} is a closed-form method: nothing to train; fit it with "
                      f"lsx.directions.closed_form.")
   init, loss = METHODS.build(method, directions, decoder,
-                             options={"features": features, "convention": convention},
+                             options={"features": features, "convention": convention,
+                                      "negatives": int(negatives)},
                              strict=False)
   return Objective(method, init, loss, method_hp(method), info={"directions": directions})
 
@@ -200,7 +204,8 @@ def build_directions(config, decoder: Decoder | None = None):
   require_render(decoder.dataset, "scoring directions")
   dirs = make_config_directions(config, decoder)
   objective = make_method_objective(method, dirs, decoder, config.directions.features,
-                                    config.directions.get("convention", "lsx"))
+                                    config.directions.get("convention", "lsx"),
+                                    int(config.directions.get("negatives", 0)))
   return Setup(config, decoder.dataset, decoder.model, objective,
                make_run_optimizer(config, objective), resolve_hp(config, objective),
                sample=decoder.sampler(d.get("codes", "encoder"), "directions.codes"),
