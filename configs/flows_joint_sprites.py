@@ -23,8 +23,10 @@ def get_config(arg: str = ""):
   # transforms: the factors that move in the sequences (indices into the dataset's
   # factors: sprites' scale, orientation, x, y), speeds: index units per frame; one
   # potential each; path_len T: flow steps per sequence (frames 0..T-1)
+  # potential_init 'stacked': the init REPRODUCTION.md sections 5 and 11 measured the joint
+  # runs with (lsx's former; 'per_potential' is each potential's own fan-in)
   c.flows = flow_options(mode="joint", num_potentials=0, path_len=5, transforms=(1, 2, 3, 4),
-                         speeds=(1, 2, 3, 3))
+                         speeds=(1, 2, 3, 3), potential_init="stacked")
   # lambda_jvp: weight of the rewarded image change (the paper: = lambda_pde); 0 here, the
   # sequences set how far each step moves and the unbounded reward destabilized training
   c.hp = ml_collections.ConfigDict({"lr": 1e-3, "beta": 4.0, "lambda_latent": 1.0,

@@ -32,11 +32,15 @@ def flow_options(**kw):
   tanh, output bias); hidden: the potentials' width (0: the latent width); speed: the wave
   speed learned as 'log' c (lsx) or 'direct'ly (public); classifier: the frame classifier,
   'mlp' (lsx) or 'conv' (the public reconstructor, reparameterized logits) of width
-  classifier_width (0: 128 for 'mlp', the latent width for 'conv' as the public code)."""
+  classifier_width (0: 128 for 'mlp', the latent width for 'conv' as the public code);
+  potential_init: the lsx net's LeCun init with each potential's own fan-in
+  ('per_potential') or all K's together ('stacked', lsx's former init: the velocity
+  ~K^(3/2) x smaller; the figures of REPRODUCTION.md sections 5 and 11 before
+  2026-12-04 were measured with it)."""
   f = dict(mode="posthoc", num_potentials=8, path_len=10, laplacian="exact", num_probes=8,
            normalize_jvp=False, flow_output="tanh", jvp_reduction="mean", transforms=(),
            speeds=(), convention="lsx", codes="encoder", potential_net="lsx", hidden=0,
-           speed="log", classifier="mlp", classifier_width=0)
+           speed="log", classifier="mlp", classifier_width=0, potential_init="per_potential")
   f.update(kw)
   return f
 

@@ -369,15 +369,22 @@ def test_reference_wave_loss_equals_the_public_computation_in_numpy(k, t_star):
     assert abs(float(jax.grad(lambda q: jax_loss(q, detach=True))(params["q"][k])) - g) > 1e-3 * abs(g)
 
 
-def test_reference_flow_objective_reflects_half_of_the_batches():
+def _tiny_reference_objective(**kw):
+  """The reference objective of the analytic flow (d = 4, K = 3) on an 8 x 8 sigmoid
+  decoder: (flow, params, decode, loss, full params, z0 [5, d])."""
   d, num = 4, 3
   flow, params = _analytic_flow(d, num)
   w = jax.random.normal(jax.random.key(0), (d, 8 * 8)) * 0.3
   decode = lambda z: jax.nn.sigmoid(z @ w).reshape(-1, 8, 8, 1)
   init_clf, loss = flows.make_flow_objective(flow, decode, (8, 8, 1), path_len=3,
-                                             convention="reference")
+                                             convention="reference", **kw)
   p = {"flow": params, "classifier": init_clf(jax.random.key(1))}
-  z0 = jax.random.normal(jax.random.key(2), (5, d)) * 0.5
+  return flow, params, decode, loss, p, jax.random.normal(jax.random.key(2), (5, d)) * 0.5
+
+
+def test_reference_flow_objective_reflects_half_of_the_batches():
+  num = 3
+  flow, params, decode, loss, p, z0 = _tiny_reference_objective()
   hp = {"lambda_cls": jnp.float32(1.0), "lambda_pde": jnp.float32(1.0)}
   clf = flows.FrameClassifier(num)
   import optax
@@ -473,15 +480,9 @@ def test_conv_frame_classifier_equals_the_public_reconstructor_in_numpy():
 
 
 def test_reference_objective_logs_the_trajectory_and_lambda_jvp_scales_the_reward():
-  d, num = 4, 3
-  flow, params = _analytic_flow(d, num)
-  w = jax.random.normal(jax.random.key(0), (d, 8 * 8)) * 0.3
-  decode = lambda z: jax.nn.sigmoid(z @ w).reshape(-1, 8, 8, 1)
-  init_clf, loss = flows.make_flow_objective(flow, decode, (8, 8, 1), path_len=3,
-                                             convention="reference", classifier="conv",
-                                             classifier_width=2)
-  p = {"flow": params, "classifier": init_clf(jax.random.key(1))}
-  z0 = jax.random.normal(jax.random.key(2), (5, d)) * 0.5
+  num = 3
+  flow, params, decode, loss, p, z0 = _tiny_reference_objective(classifier="conv",
+                                                                classifier_width=2)
   hp = {"lambda_cls": jnp.float32(1.0), "lambda_pde": jnp.float32(1.0)}
   rng = jax.random.key(3)
   total, aux = loss(p, z0, rng, hp)
@@ -498,3 +499,23 @@ def test_reference_objective_logs_the_trajectory_and_lambda_jvp_scales_the_rewar
   # jvp_reduction 'sum' = the per-pixel mean times the pixel count
   s = flows.reference_wave_loss(flow, params, decode, z0, k, t, 3, "sum")[3]["jvp"]
   np.testing.assert_allclose(s, 64 * parts["jvp"], rtol=1e-5)
+
+
+def test_lsx_potentials_are_initialized_with_each_potentials_own_fan_in():
+  """'per_potential': each of the K stacked MLPs has LeCun-normal weights of its own
+  fan-in (std 1/sqrt(d)); 'stacked' (lsx's former init) took all K as one fan-in, every
+  layer 1/sqrt(K) smaller, so its velocity starts ~K^(3/2) x smaller."""
+  d, num = 64, 16
+  z = jax.random.normal(jax.random.key(1), (32, d))
+  speeds = {}
+  for init in flows.POTENTIAL_INITS:
+    flow = flows.make_flow(d, num, init=init)
+    p = flow.init(jax.random.key(0))
+    std = float(jnp.std(p["net"]["w1"]))
+    want = 1 / np.sqrt(d) if init == "per_potential" else 1 / np.sqrt(d * num)
+    assert std == pytest.approx(want, rel=0.1), init
+    v = jax.vmap(lambda zz: flows.velocity(flow.potential, p, zz, 0.0, 3))(z)
+    speeds[init] = float(jnp.linalg.norm(v, axis=1).mean())
+  assert speeds["per_potential"] > 10 * speeds["stacked"]
+  with pytest.raises(ValueError, match="potential init"):
+    flows.make_flow(d, num, init="torch")

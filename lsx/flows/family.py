@@ -85,7 +85,8 @@ def build_flows(config):
                      f"from: the encoder means of data images, or z ~ N(0, I) as the public "
                      f"trainer), got {f.codes!r}.")
   flow_kw = dict(output=f.flow_output, net=f.get("potential_net", "lsx"),
-                 speed=f.get("speed", "log"), hidden=int(f.get("hidden", 0)) or None)
+                 speed=f.get("speed", "log"), hidden=int(f.get("hidden", 0)) or None,
+                 init=f.get("potential_init", "stacked"))
   if f.mode == "posthoc":
     dec = Decoder.load(config.decoder.workdir, 256)
     flow = make_flow(dec.model.latent_dim, int(f.num_potentials), **flow_kw)
