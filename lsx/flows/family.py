@@ -129,7 +129,7 @@ TRAINING_TITLES = {"ic": "L_IC (velocity at t = 0)", "pde": "L_PDE (wave residua
                    "speed": "mean |grad u| along the path"}
 
 
-def write_training_figure(setup, params, workdir: str) -> str:
+def write_training_figure(setup, params, workdir: str) -> str | None:
   """flows_training.png: the trajectory of a post-hoc run from its metrics.jsonl (L_IC,
   L_PDE, L_JVP, the frame classifier's accuracy, the image change of one flow step and,
   for the reference form, the mean speed), one curve per member of a sweep."""
@@ -138,6 +138,8 @@ def write_training_figure(setup, params, workdir: str) -> str:
   from lsx.train import read_metrics
   rows = read_metrics(workdir)
   keys = [k for k in TRAINING_KEYS + ("speed",) if rows and k in rows[-1]]
+  if not keys:  # no logged step (metrics.jsonl removed, or a run of older keys): no figure
+    return None
   return viz.save_metric_curves(rows, keys, os.path.join(workdir, "flows_training.png"),
                                 TRAINING_TITLES, log_keys=("ic", "pde", "jvp", "image_change",
                                                            "speed"))
