@@ -26,11 +26,16 @@ JOINT_DIFFERS = (
     "lsx's config: beta = 4, 10 latents, lr 1e-3, batch 32, 3,000 steps (the public "
     "joint run: beta = 1, d = 226, lr 1e-4, batch 128, 100,000 iterations); held-out "
     "images are fresh draws of the procedural sprites (no fixed test split exists)")
+PUBLIC_WEIGHTS_DIFFERS = (
+    "this row's loss weights are the public joint run's (beta = 1, lambda_jvp = "
+    "lambda_pde = 1, lambda_latent = 0.1: the public mean over latent dims where lsx sums "
+    "over its 10); the rest of the setup is lsx's config as above")
 CLR_GENERATOR = ("the generator is lsx's style-modulated VAE decoder on the built-in scenes "
                  "(the paper: StyleGAN2 on FFHQ / cars / cats, BigGAN)")
 CLR_DIFFERS = (
     "lsx's nonlinear direction network is a "
-    "2-layer GELU MLP per direction (public: 3 layers with batch norm and ReLU); factor "
+    "2-layer GELU MLP per direction (public: 3 layers with batch norm and ReLU, lsx's "
+    "directions.kind 'nonlinear_bn'); factor "
     "changes are read by lsx's grid oracle (the paper reports attribute classifiers)")
 
 
@@ -53,8 +58,16 @@ def get_config(arg: str = ""):
       baselines=("pca", "ganspace", "sefa", "jacobian", "voynov", "latentclr"),
       baseline_config="configs/latentclr_sprites.py", baseline_steps=0,
       vp_pairs=1000, anchors=64, oracle_pool=4, classifier_width=0, differs=FLOWS_DIFFERS)
-  c.flows_regularizer = dict(run="configs/flows_joint_sprites.py", steps=0, iw_k=50,
-                             images=1000, heldout_seed=2024, differs=JOINT_DIFFERS)
+  # configurations: the joint run's loss weights measured, one row each (one sweep of
+  # configurations x {with, without flow terms} x seeds): lsx's config and the public
+  # joint run's weights (beta = 1, lambda_jvp = lambda_pde, the latent distance averaged
+  # over the 10 dims: lambda_latent = 1/10 of lsx's summed one)
+  c.flows_regularizer = dict(
+      run="configs/flows_joint_sprites.py", steps=0, iw_k=50, images=1000,
+      heldout_seed=2024, differs=JOINT_DIFFERS,
+      configurations={"lsx": {}, "public": {"beta": 1.0, "lambda_jvp": 1.0,
+                                            "lambda_latent": 0.1}},
+      configurations_differs={"public": PUBLIC_WEIGHTS_DIFFERS})
   c.latentclr = dict(run="configs/latentclr_scenes.py", steps=0,
                      baselines=("ganspace", "sefa"),
                      factors=("floor_hue", "wall_hue", "object_hue", "scale"), min_factors=3,

@@ -180,6 +180,16 @@ def _flows_training_end(setup, state, seeds) -> dict:
   return out
 
 
+def _weights_configs(sec) -> dict:
+  """{name: {hp: value}}: the joint run's loss weights of each configuration measured
+  (`flows_regularizer.configurations`; {} is the run config's own)."""
+  confs = {str(k): dict(v) for k, v in sec.configurations.items()}
+  if not confs:
+    raise ValueError("flows_regularizer.configurations must name at least one set of "
+                     "weights ({'lsx': {}} measures the run config's own).")
+  return confs
+
+
 def flows_regularizer(c, log) -> list[dict]:
   from lsx.directions import take
   from lsx.flows import equivariance_error, sequence_batch
@@ -187,15 +197,26 @@ def flows_regularizer(c, log) -> list[dict]:
   from lsx.models.objectives import importance_weighted_ll
   from lsx.train import train
   sec, seeds = c.flows_regularizer, tuple(c.seeds)
-  n = len(seeds)
+  n, confs = len(seeds), _weights_configs(sec)
   jc = _run_config(sec.run, c, **{"train.steps": int(sec.steps)})
+  unknown = sorted({k for w in confs.values() for k in w} - set(jc.hp))
+  if unknown:
+    raise ValueError(f"flows_regularizer.configurations set {unknown}, which are not "
+                     f"hyperparameters of {sec.run}: {sorted(jc.hp)}.")
+  # one sweep: for each configuration, the seeds with flow terms, then the seeds without
+  members = [(name, ft, s) for name in confs for ft in (1.0, 0.0) for s in seeds]
   with jc.unlocked():
     jc.workdir = os.path.join(c.workdir, "flows_regularizer")
     jc.sweep.mode = "zip"
-    jc.sweep.seed = seeds * 2
-    jc.sweep.hp = {"flow_terms": (1.0,) * n + (0.0,) * n}
-  log(f"flows_regularizer: {sec.run} as {2 * n} members in {jc.workdir}")
+    jc.sweep.seed = tuple(s for _, _, s in members)
+    sweep_hp = {"flow_terms": tuple(ft for _, ft, _ in members)}
+    for key in sorted({k for w in confs.values() for k in w}):
+      sweep_hp[key] = tuple(float(confs[name].get(key, jc.hp[key])) for name, _, _ in members)
+    jc.sweep.hp = sweep_hp
+  log(f"flows_regularizer: {sec.run}, configurations {list(confs)}, as {len(members)} "
+      f"members in {jc.workdir}")
   state, setup = train(jc, jc.workdir, print_fn=log)
+  failed = _nonfinite_members(jc.workdir)
   f = jc.flows
   model, flow, ds = setup.model, setup.objective.info["flow"], setup.dataset
   images, _ = ds.sample(jax.random.key(int(sec.heldout_seed)), int(sec.images))
@@ -205,29 +226,56 @@ def flows_regularizer(c, log) -> list[dict]:
   oracle = lm.make_oracle(ds, jc.eval.oracle, pool=int(jc.eval.oracle_pool),
                           steps=int(jc.eval.oracle_steps), rng=jax.random.key(7), log=log)
   ll, eq, dfa = [], [], []
-  for i in range(2 * n):
+  for i, (name, ft, s) in enumerate(members):
     p = take(state.params, i)
     ll.append(float(np.mean(importance_weighted_ll(model, p["vae"], images,
                                                    jax.random.key(99), int(sec.iw_k)))))
     eq.append(float(np.mean(np.asarray(eq_fn(p["vae"], p["flow"])))))
     scored, _ = ffamily.score_run(setup, p, oracle, references=False)
     dfa.append(float(scored["flows"][0]["disentanglement"]))
-    log(f"member {i} (flow_terms {1.0 if i < n else 0.0}): log p(x) >= {ll[-1]:.2f}, "
+    log(f"member {i} ({name}, flow_terms {ft}, seed {s}): log p(x) >= {ll[-1]:.2f}, "
         f"equivariance {eq[-1]:.3f}, DFA {dfa[-1]:.3f}")
-  joint, plain = lc.spread(ll[:n]), lc.spread(ll[n:])
-  base = "the same VAE without flow terms (hp.flow_terms = 0)"
-  verdicts = lc.per_baseline(joint, {base: plain}, "exceeds")
-  return [lc.claim_row(
-      "flows_regularizer", str(jc.data.name), "VAE + potential flows (joint)", joint,
-      base, plain, lc.all_hold(verdicts), seeds, _command(c, "flows_regularizer"),
-      metric=f"held-out importance-weighted log-likelihood (nats per image, k = {int(sec.iw_k)}, "
-             f"{int(sec.images)} fresh images)", rule="exceeds: " + lc.RULE_TEXT["exceeds"],
-      per_baseline=verdicts, lambda_jvp=float(jc.hp.get("lambda_jvp", 0.0)),
-      equivariance_error={"joint": lc.spread(eq[:n]), "without flow terms": lc.spread(eq[n:])},
-      dfa={"joint": lc.spread(dfa[:n]), "without flow terms (untrained flows)": lc.spread(dfa[n:])},
-      training_end={"joint": _last_metrics(jc.workdir, range(n)),
-                    "without flow terms": _last_metrics(jc.workdir, range(n, 2 * n))}, beta=float(jc.hp.beta), steps=int(jc.train.steps), batch_size=int(jc.train.batch_size),
-      differs=str(sec.differs))]
+  rows, base = [], "the same VAE without flow terms (hp.flow_terms = 0)"
+  for name, weights in confs.items():
+    on = [i for i, m in enumerate(members) if m[0] == name and m[1] == 1.0]
+    off = [i for i, m in enumerate(members) if m[0] == name and m[1] == 0.0]
+    pick = lambda xs, idx: [xs[i] for i in idx]
+    joint, plain = lc.spread(pick(ll, on)), lc.spread(pick(ll, off))
+    verdicts = lc.per_baseline(joint, {base: plain}, "exceeds")
+    hp_of = lambda key: float(weights.get(key, jc.hp[key]))
+    stopped = {members[i][2]: failed[i] for i in on + off if i in failed}
+    rows.append(lc.claim_row(
+        "flows_regularizer", str(jc.data.name), f"VAE + potential flows (joint, {name} weights)",
+        joint, base, plain, lc.all_hold(verdicts), seeds, _command(c, "flows_regularizer"),
+        metric=f"held-out importance-weighted log-likelihood (nats per image, k = "
+               f"{int(sec.iw_k)}, {int(sec.images)} fresh images)",
+        rule="exceeds: " + lc.RULE_TEXT["exceeds"], per_baseline=verdicts,
+        configuration=name, weights={k: hp_of(k) for k in ("beta", "lambda_latent",
+                                                             "lambda_pde", "lambda_jvp")
+                                     if k in jc.hp},
+        nonfinite_at_step=stopped,
+        equivariance_error={"joint": lc.spread(pick(eq, on)),
+                            "without flow terms": lc.spread(pick(eq, off))},
+        dfa={"joint": lc.spread(pick(dfa, on)),
+             "without flow terms (untrained flows)": lc.spread(pick(dfa, off))},
+        training_end={"joint": _last_metrics(jc.workdir, on),
+                      "without flow terms": _last_metrics(jc.workdir, off)},
+        beta=hp_of("beta"), lambda_jvp=hp_of("lambda_jvp") if "lambda_jvp" in jc.hp else 0.0,
+        steps=int(jc.train.steps), batch_size=int(jc.train.batch_size),
+        differs=str(sec.differs) + (f"; {sec.configurations_differs[name]}"
+                                    if name in sec.configurations_differs else "")))
+  return rows
+
+
+def _nonfinite_members(workdir: str) -> dict:
+  """{member: step of its first non-finite loss} of a sweep (nonfinite.json; {} if none):
+  such a member's updates were skipped from that step on."""
+  import json
+  path = os.path.join(workdir, "nonfinite.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as fh:
+    return {int(k): int(v) for k, v in json.load(fh).items()}
 
 
 def latentclr(c, log) -> list[dict]:

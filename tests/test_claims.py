@@ -198,19 +198,20 @@ def claims_run(tmp_path_factory):
 def test_every_claim_end_to_end(claims_run):
   rows, root = claims_run
   assert [(r["claim"], r["dataset"]) for r in rows] == [
-      ("flows_posthoc", "sprites"), ("flows_regularizer", "sprites"), ("latentclr", "sprites")]
+      ("flows_posthoc", "sprites"), ("flows_regularizer", "sprites"),
+      ("flows_regularizer", "sprites"), ("latentclr", "sprites")]
   assert json.load(open(root / "claims.json")) == rows
   for r in rows:
     assert set(lc.ROW_KEYS) <= set(r) and r["seeds"] == [0, 1]
     assert np.isfinite(r["value"]) and np.isfinite(r["baseline_value"])
     assert "--config.claims=" + r["claim"] in r["command"] and r["differs"]
-  flows, joint, clr = rows
+  flows, joint, joint_public, clr = rows
   # the flows against the latent axes, random directions and the fitted baselines
   assert set(flows["per_baseline"]) == {"latent axes", "random", "pca"}
   assert flows["baseline_value"] == max(v["mean"] for v in flows["per_baseline"].values())
   assert all(0.0 <= v <= 1.0 for v in flows["value_per_seed"])
   # met follows from per_baseline by the rule, recomputed here from the numbers alone
-  for r in (flows, joint):
+  for r in (flows, joint, joint_public):
     assert r["met"] == all(r["value"] - b["mean"] > r["value_std"] + b["std"]
                            for b in r["per_baseline"].values())
     assert all(b["verdict"] == (r["value"] - b["mean"] > r["value_std"] + b["std"])
@@ -230,6 +231,15 @@ def test_every_claim_end_to_end(claims_run):
   # the joint sweep: log-likelihoods are negative nats per image, both conditions scored
   assert joint["value"] < 0 and joint["baseline_value"] < 0
   assert set(joint["equivariance_error"]) == {"joint", "without flow terms"}
+  # one row per configuration of loss weights, each from its own members of one sweep
+  assert (joint["configuration"], joint_public["configuration"]) == ("lsx", "public")
+  assert joint["weights"]["beta"] == 4.0 and joint["weights"]["lambda_jvp"] == 0.0
+  assert joint_public["weights"] == {"beta": 1.0, "lambda_latent": 0.1, "lambda_pde": 1.0,
+                                     "lambda_jvp": 1.0}
+  run_cfg = json.load(open(root / "own" / "flows_regularizer" / "config.json"))
+  assert list(run_cfg["sweep"]["hp"]["beta"]) == [4.0] * 4 + [1.0] * 4
+  assert list(run_cfg["sweep"]["hp"]["flow_terms"]) == [1.0, 1.0, 0.0, 0.0] * 2
+  assert joint["value"] != joint_public["value"]
   assert set(clr["factors"]) == {"scale", "orientation", "x", "y"}
   informative = [n for n, f in clr["factors"].items() if f["informative"]]
   assert clr["informative_factors"] == informative

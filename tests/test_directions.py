@@ -479,3 +479,73 @@ def test_protocols_closed_forms_on_an_axis_world():
   # a circular factor's change is the shorter way round: 9 - 7 = 2 steps
   np.testing.assert_allclose(protocols.factor_change(world, [[0, 0, 1]], [[0, 0, 8]]),
                              [[0, 0, 2 / 4.5]])
+
+
+def _public_bn_network(p, z, k, running=None):
+  """The public LatentCLR direction network (3 layers, batch norm, ReLU) written in numpy
+  from torch's formulas: training mode normalizes with the batch's biased variance and
+  returns the batch mean and unbiased variance; evaluation uses `running`."""
+  p = {n: np.asarray(v, np.float64) for n, v in p.items() if n != "stats"}
+  h, stats = np.asarray(z, np.float64), {}
+  for i in (1, 2):
+    h = h @ p[f"w{i}"][k] + p[f"b{i}"][k]
+    if running is None:
+      mean, var = h.mean(0), h.var(0)
+      stats[f"mean{i}"], stats[f"var{i}"] = mean, h.var(0, ddof=1)
+    else:
+      mean, var = running[f"mean{i}"][k], running[f"var{i}"][k]
+    h = np.maximum((h - mean) / np.sqrt(var + 1e-5) * p[f"g{i}"][k] + p[f"c{i}"][k], 0.0)
+  out = h @ p["w3"][k]
+  return out / np.linalg.norm(out, axis=-1, keepdims=True), stats
+
+
+def test_batchnorm_directions_train_on_batch_statistics_and_score_on_running_ones():
+  """kind 'nonlinear_bn' against the numpy network: training-mode units and statistics,
+  the running statistics after an optimizer step (momentum 0.1), evaluation-mode units,
+  and the gradient never reaching the running statistics."""
+  num, dim, n = 3, 5, 6
+  dirs = ld.make_directions("nonlinear_bn", num, dim)
+  p = dirs.init(jax.random.key(0))
+  assert p["w1"].shape == (num, dim, dim) and "b3" not in p  # h = d; no bias on the last
+  bound = 1 / np.sqrt(dim)
+  assert np.abs(np.asarray(p["w1"])).max() <= bound and np.abs(np.asarray(p["w1"])).max() > 0.8 * bound
+  z = jax.random.normal(jax.random.key(1), (n, dim)) * 2.0 + 0.5
+  units, stats = dirs.batch_unit(p, z, 1)
+  ref_units, ref_stats = _public_bn_network(p, z, 1)
+  np.testing.assert_allclose(units, ref_units, atol=1e-5)
+  for key in ref_stats:
+    np.testing.assert_allclose(stats[key], ref_stats[key], rtol=1e-4, atol=1e-5)
+  # the objective: post_update folds each direction's batch statistics in
+  feat = lambda x: jnp.concatenate([x, jnp.sin(x)], -1)
+  init, loss = ld.make_contrastive_objective(dirs, feat, "latentclr", "reference")
+  obj = Objective("latentclr", init, loss, {"temperature": 0.5, "alpha": 0.3},
+                  post_update=lambda q, post, hp: {
+                      **q, "directions": dirs.update_stats(q["directions"],
+                                                           post["directions_stats"],
+                                                           post["running"])})
+  params = init(jax.random.key(0))
+  grads = jax.grad(lambda q: loss(q, z, jax.random.key(3), {"temperature": 0.5,
+                                                              "alpha": 0.3})[0])(params)
+  assert all(float(jnp.abs(g).max()) == 0.0
+             for g in jax.tree.leaves(grads["directions"]["stats"]))
+  assert float(jnp.abs(grads["directions"]["w1"]).max()) > 0
+  opt = make_optimizer("adam_l2")  # coupled decay: would move the statistics if not overwritten
+  state = TrainState.create(params, opt, jax.random.key(4))
+  step = jax.jit(make_train_step(obj, opt))
+  new, _ = step(state, {"temperature": jnp.float32(0.5), "alpha": jnp.float32(0.3),
+                        "lr": jnp.float32(1e-2), "weight_decay": jnp.float32(0.1)}, z,
+                jax.random.key(3))
+  for kk in range(num):
+    _, st = _public_bn_network(params["directions"], z, kk)
+    for key, v in st.items():
+      init_v = 1.0 if key.startswith("var") else 0.0
+      np.testing.assert_allclose(new.params["directions"]["stats"][key][kk],
+                                 0.9 * init_v + 0.1 * v, rtol=1e-4, atol=1e-5)
+  # evaluation (every traversal and score): the running statistics, per sample
+  q = new.params["directions"]
+  running = {k: np.asarray(v, np.float64) for k, v in q["stats"].items()}
+  ev = jax.vmap(lambda zz: dirs.unit(q, zz, 2))(z)
+  np.testing.assert_allclose(ev, _public_bn_network(q, z, 2, running)[0], atol=1e-5)
+  np.testing.assert_allclose(dirs.unit(q, z[0], 2), ev[0], atol=1e-6)  # one code alone
+  with pytest.raises(ValueError, match="batches of >= 2"):
+    dirs.batch_unit(p, z[:1], 0)

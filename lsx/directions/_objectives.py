@@ -60,14 +60,22 @@ def contrastive_features(feature_fn: Callable, directions: Directions, params, z
   """F [K, N, D]: n(phi(G(z_n + Delta_k(z_n))) - phi(G(z_n))) for every direction and sample
   (n: unit rows). `normalize_first`: n(n(phi(G(z + Delta))) - n(phi(G(z)))), as the public
   LatentCLR code's projector normalizes both features before the difference."""
+  return contrastive_features_and_stats(feature_fn, directions, params, z, alpha,
+                                        normalize_first)[0]
+
+
+def contrastive_features_and_stats(feature_fn: Callable, directions: Directions, params, z,
+                                   alpha, normalize_first: bool = False):
+  """(`contrastive_features`, the directions' batch statistics [K, ...] or None): kinds
+  with batch norm shift the batch in training mode (`Directions.batch_shift`)."""
   k = directions.num
-  shifted = jax.vmap(lambda kk: jax.vmap(lambda zz: directions.shift(params, zz, kk, alpha))(z))(
+  shifted, stats = jax.vmap(lambda kk: directions.batch_shift(params, z, kk, alpha))(
       jnp.arange(k))  # [K, N, d]
   h0 = feature_fn(z)
   h1 = feature_fn(shifted.reshape(-1, z.shape[-1])).reshape((k,) + h0.shape)
   if normalize_first:
     h0, h1 = normalize(h0), normalize(h1)
-  return normalize(h1 - h0[None])
+  return normalize(h1 - h0[None]), stats
 
 
 def _log_mean_exp(logits, mask, axes):
@@ -183,8 +191,9 @@ def make_contrastive_objective(directions: Directions, feature_fn: Callable,
   def loss(params, z, rng, hp):
     hi = jnp.maximum(hp["alpha_max"], hp["alpha"]) if "alpha_max" in hp else hp["alpha"]
     alpha = hp["alpha"] + (hi - hp["alpha"]) * jax.random.uniform(rng)
-    f = contrastive_features(feature_fn, directions, params["directions"], z, alpha,
-                             normalize_first=ref and form == "latentclr")
+    f, stats = contrastive_features_and_stats(feature_fn, directions, params["directions"],
+                                              z, alpha,
+                                              normalize_first=ref and form == "latentclr")
     if ref and form == "noiseclr":  # one anchor a step, sampled negatives
       k_a, k_n = jax.random.split(jax.random.fold_in(rng, 1))
       num = directions.num
@@ -201,7 +210,13 @@ def make_contrastive_objective(directions: Directions, feature_fn: Callable,
     same_i = jnp.eye(n)[None, :, None, :]
     pos = jnp.sum(c * same_k * (1 - same_i)) / (kk * n * (n - 1))
     neg = jnp.sum(c * (1 - same_k) * same_i) / (kk * (kk - 1) * n)
-    return value, {"cos_same_direction": pos, "cos_other_directions": neg}
+    aux = {"cos_same_direction": pos, "cos_other_directions": neg}
+    if stats is not None:  # batch-norm directions: running statistics (post_update)
+      # the running statistics as the step read them: the optimizer's update of params
+      # (coupled weight decay moves every leaf) never reaches them
+      aux["_post"] = {"directions_stats": stats,
+                      "running": jax.lax.stop_gradient(params["directions"]["stats"])}
+    return value, aux
 
   return init, loss
 

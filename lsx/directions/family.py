@@ -150,7 +150,18 @@ def make_method_objective(method: str, directions, decoder: Decoder,
                              options={"features": features, "convention": convention,
                                       "negatives": int(negatives)},
                              strict=False)
-  return Objective(method, init, loss, method_hp(method), info={"directions": directions})
+  post = None
+  if directions.update_stats is not None:  # batch norm: the running statistics
+    if method not in ("latentclr", "noiseclr"):
+      raise ValueError(f"'{directions.kind}' directions (batch norm) train with the batch's "
+                       f"statistics in the contrastive methods only (latentclr, noiseclr), "
+                       f"not {method!r}; use kind='nonlinear'.")
+    post = lambda params, stats, hp: {
+        **params, "directions": directions.update_stats(params["directions"],
+                                                        stats["directions_stats"],
+                                                        stats["running"])}
+  return Objective(method, init, loss, method_hp(method), info={"directions": directions},
+                   post_update=post)
 
 
 def closed_form(method: str, decoder: Decoder, k: int, seed: int,
