@@ -54,6 +54,14 @@ def _command(c, claim: str) -> str:
           + extra)
 
 
+def _differs(sec, steps: int) -> str:
+  """A section's `differs`, with the budget it ran at when not the run config's own."""
+  text = str(sec.differs)
+  if int(sec.steps) and sec.get("full_budget"):
+    text += f"; budget: {steps} steps ({sec.full_budget})"
+  return text
+
+
 def _flat(tree: dict, prefix: str = "") -> list:
   """[(dotted name, value)] of a nested dict's leaves."""
   out = []
@@ -157,7 +165,7 @@ def flows_posthoc(c, log) -> list[dict]:
                               for n, rs in res.items()},
         training_end=_flows_training_end(setup, state, seeds),
         training_codes=str(fc.flows.codes), steps=int(fc.train.steps),
-        batch_size=int(fc.train.batch_size), differs=str(sec.differs)))
+        batch_size=int(fc.train.batch_size), differs=_differs(sec, int(fc.train.steps))))
   return rows
 
 
@@ -262,8 +270,9 @@ def flows_regularizer(c, log) -> list[dict]:
                       "without flow terms": _last_metrics(jc.workdir, off)},
         beta=hp_of("beta"), lambda_jvp=hp_of("lambda_jvp") if "lambda_jvp" in jc.hp else 0.0,
         steps=int(jc.train.steps), batch_size=int(jc.train.batch_size),
-        differs=str(sec.differs) + (f"; {sec.configurations_differs[name]}"
-                                    if name in sec.configurations_differs else "")))
+        differs=_differs(sec, int(jc.train.steps)) + (
+            f"; {sec.configurations_differs[name]}" if name in sec.configurations_differs
+            else "")))
   return rows
 
 
@@ -344,7 +353,7 @@ def latentclr(c, log) -> list[dict]:
       informative_factors=informative, comparable_factors=int(ok), factors=factors,
       training_end=_last_metrics(rc.workdir),
       steps=int(rc.train.steps), batch_size=int(rc.train.batch_size),
-      differs=str(sec.differs))]
+      differs=_differs(sec, int(rc.train.steps)))]
 
 
 def run_claims(c, log=print) -> list[dict]:

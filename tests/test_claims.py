@@ -79,6 +79,12 @@ def test_claims_config_budgets_and_arguments():
   assert set(c.claims) == {"flows_posthoc", "flows_regularizer", "latentclr"}
   assert cpu.flows_posthoc.steps > 0 and "CPU budget" in cpu.flows_posthoc.differs
   assert tuple(claims.get_config("smoke").seeds) == (0, 1)
+  # a row names the budget it ran at (an override of steps included), not the config's
+  from experiments.claims import _differs
+  with cpu.unlocked():
+    cpu.latentclr.steps = 3000
+  assert _differs(cpu.latentclr, 3000).endswith("; budget: 3000 steps (public: 10,000 iterations)")
+  assert _differs(c.latentclr, 10000) == c.latentclr.differs  # the public budget: no note
   with pytest.raises(ValueError, match="Unknown config argument"):
     claims.get_config("gpu")
 
