@@ -205,7 +205,7 @@ def flows_regularizer(c, log) -> list[dict]:
   from lsx.models.objectives import importance_weighted_ll
   from lsx.train import train
   sec, seeds = c.flows_regularizer, tuple(c.seeds)
-  n, confs = len(seeds), _weights_configs(sec)
+  confs = _weights_configs(sec)
   jc = _run_config(sec.run, c, **{"train.steps": int(sec.steps)})
   unknown = sorted({k for w in confs.values() for k in w} - set(jc.hp))
   if unknown:

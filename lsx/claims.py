@@ -221,9 +221,6 @@ def write_claims(rows: list[dict], path: str, *, replace: Sequence[str] = ()) ->
       kept = [r for r in json.load(f) if r.get("claim") not in set(replace)]
   out = kept + list(rows)
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(out, f, indent=1)
-    f.write("\n")
-  os.replace(tmp, path)
+  from lsx.records import write_json
+  write_json(path, out, indent=1)
   return out

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lsx import records
 from lsx.data import renders
 from lsx.metrics.dci import dci
 from lsx.metrics.infomec import infomec
@@ -311,9 +312,7 @@ def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **
       log(f"{i:6d} " + " ".join(f"{r[k]:12.4f}" if k in r else f"{'—':>12s}" for k in keys)
           + (f"  {r['error']}" if "error" in r else ""))
   path = os.path.join(workdir, "metrics.json")
-  with open(path + ".tmp", "w") as f:  # written whole or not at all
-    json.dump(out, f, indent=1)
-  os.replace(path + ".tmp", path)
+  records.write_json(path, out, indent=1)  # written whole or not at all
   log(f"wrote {os.path.join(workdir, 'metrics.json')} in {time.perf_counter() - t0:.1f}s")
   if failed:
     raise ValueError(f"{', '.join(failed)} could not be computed ({'; '.join(failed.values())}); "
@@ -323,6 +322,7 @@ def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **
 
 def _merge_sweep_csv(path: str, results) -> None:
   import csv
+  import io
   rows = list(csv.DictReader(open(path))) if os.path.exists(path) else [{} for _ in results]
   for row, res in zip(rows, results):
     row.update({k: v for k, v in res.items() if isinstance(v, float)})
@@ -331,8 +331,8 @@ def _merge_sweep_csv(path: str, results) -> None:
     elif "errors" in res:
       row["eval_error"] = "; ".join(f"{k}: {v}" for k, v in res["errors"].items())
   keys = list(dict.fromkeys(k for r in rows for k in r))
-  with open(path + ".tmp", "w", newline="") as f:
-    w = csv.DictWriter(f, keys)
-    w.writeheader()
-    w.writerows(rows)
-  os.replace(path + ".tmp", path)
+  buf = io.StringIO()
+  w = csv.DictWriter(buf, keys)
+  w.writeheader()
+  w.writerows(rows)
+  records.atomic_write(path, buf.getvalue())

@@ -13,13 +13,13 @@ metrics.json {"members": [...]} and sae_frontier.png (a sweep).
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lsx import records
 from lsx.sae import model as sae_model
 from lsx.sae.sources import make_source
 
@@ -122,9 +122,7 @@ def finish_sweep(setup, params, workdir: str, members) -> None:
 
 
 def _write_json(path, obj):
-  with open(path + ".tmp", "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(path + ".tmp", path)
+  records.write_json(path, obj, indent=1)
 
 
 def save_frontier(rows, members, path: str) -> None:

@@ -5,12 +5,12 @@
 orbax checkpoints and exact resume, a non-finite guard, metrics.jsonl and progress, as
 one run or a sweep (`lsx.train.sweep`) under any strategy.
 """
+from lsx.records import (WorkdirError, WorkdirState, config_from_json, config_to_json,
+                         inspect_workdir, read_metrics, write_config)
 from lsx.train import sweep
 from lsx.train.loop import (FAMILIES, NonFiniteError, Setup, build, check_train,
-                            config_from_json, config_to_json, ensure_trained, extract_member,
-                            load_run, make_run_optimizer, read_metrics, resolve_hp, train,
-                            write_config,
-                            write_run_figures)
+                            ensure_trained, extract_member, load_run, make_run_optimizer,
+                            resolve_hp, train, write_run_figures)
 from lsx.train.state import (GroupOptimizer, TrainState, make_optimizer, make_train_chunk,
                              make_train_step, objective_optimizer)
 
@@ -18,4 +18,5 @@ __all__ = ["TrainState", "make_optimizer", "make_train_step", "make_train_chunk"
            "build", "train", "resolve_hp", "NonFiniteError", "write_run_figures", "load_run",
            "config_from_json", "config_to_json", "write_config", "extract_member", "sweep",
            "FAMILIES", "check_train", "read_metrics", "ensure_trained", "make_run_optimizer",
-           "GroupOptimizer", "objective_optimizer"]
+           "GroupOptimizer", "objective_optimizer", "inspect_workdir", "WorkdirState",
+           "WorkdirError"]

@@ -46,15 +46,23 @@ def _digests(tree) -> dict:
   return out
 
 
+def _pending(mngr, step: int) -> str:
+  """Where a step's checksums wait while orbax writes the step (beside checkpoints/)."""
+  return os.path.join(os.path.dirname(str(mngr.directory)), f".checksums-{int(step)}.pending")
+
+
 def save(mngr: ocp.CheckpointManager, step: int, state) -> None:
+  """Save `state` as `step` with its checksums. The checksums are written (atomically)
+  before the step and moved into it after, so a kill between the two leaves them
+  pending, and the restore completes the move: no finished step is left unverified."""
+  from lsx.records import write_json
+  pending = _pending(mngr, step)
+  if jax.process_index() == 0:
+    write_json(pending, _digests(state))
   mngr.save(int(step), args=ocp.args.StandardSave(state), force=True)
   mngr.wait_until_finished()
   if jax.process_index() == 0:
-    path = os.path.join(str(mngr.directory), str(int(step)), CHECKSUMS)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(_digests(state), f)
-    os.replace(tmp, path)
+    os.replace(pending, os.path.join(str(mngr.directory), str(int(step)), CHECKSUMS))
 
 
 class CorruptCheckpointError(CheckpointError):
@@ -80,8 +88,16 @@ def _corrupt(mngr, step: int, path: str, reason: str) -> CorruptCheckpointError:
 
 def _verify(mngr, step: int, state, path: str) -> None:
   stored_path = os.path.join(path, CHECKSUMS)
-  if not os.path.exists(stored_path):  # written before checksums, or killed right after the save
-    return
+  pending = _pending(mngr, step)
+  if not os.path.exists(stored_path) and os.path.exists(pending):
+    os.replace(pending, stored_path)  # a kill between the step's save and its checksums
+  if not os.path.exists(stored_path):
+    others = [s for s in mngr.all_steps() if s != step
+              and os.path.exists(os.path.join(str(mngr.directory), str(s), CHECKSUMS))]
+    if others:  # this workdir writes checksums: a step without them is unverified
+      raise _corrupt(mngr, step, path, f"it has no {CHECKSUMS} while step {max(others)} has "
+                                       f"one, so its arrays cannot be verified")
+    return  # a run written before lsx kept checksums
   try:
     with open(stored_path) as f:
       stored = json.load(f)

@@ -5,7 +5,6 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -18,6 +17,8 @@ import numpy as np
 from lsx import data as lsx_data
 from lsx import models, viz
 from lsx.train import checkpoint as ckpt
+from lsx import records
+from lsx.records import config_from_json, config_to_json, write_config
 from lsx.train import distributed as dist
 from lsx.train import sweep as sweep_lib
 from lsx.train import workdir as workdir_lib
@@ -171,6 +172,17 @@ def _flat(d, prefix=""):
   return out
 
 
+def config_changes(recorded: dict, now: dict) -> list[str]:
+  """The dotted config keys in which `now` differs from the `recorded` config.json beyond
+  `RESUMABLE_CHANGES` (a field the schema gained since, at its default, is no change)."""
+  recorded, now = _flat(recorded), _flat(now)
+  from lsx.train.config import run_config
+  schema = _flat(config_to_json(run_config()))
+  added = {k for k in set(now) - set(recorded) if k in schema and now[k] == schema[k]}
+  return sorted(k for k in (set(recorded) | set(now)) - added
+                if k not in RESUMABLE_CHANGES and recorded.get(k) != now.get(k))
+
+
 def check_resume_config(config, workdir: str, allow: bool = False) -> dict:
   """Refuse to resume the run in `workdir` with a config that differs from the one it
   was trained with (config.json) in anything but `RESUMABLE_CHANGES`, naming the keys:
@@ -182,16 +194,9 @@ def check_resume_config(config, workdir: str, allow: bool = False) -> dict:
         f"{workdir} holds checkpoints but no config.json, so what they were trained with is "
         f"unknown: restore config.json (the config the run was trained with, written by "
         f"lsx.train.write_config), or train in a new workdir.")
-  config_from_json(path)  # a torn or edited file is named, not a JSONDecodeError
-  with open(path) as f:
-    recorded = _flat(json.load(f))
-  now = _flat(config_to_json(config))
-  # a field the schema gained after the run was recorded, at its default, is no change
-  from lsx.train.config import run_config
-  schema = _flat(config_to_json(run_config()))
-  added = {k for k in set(now) - set(recorded) if k in schema and now[k] == schema[k]}
-  diff = sorted(k for k in (set(recorded) | set(now)) - added
-                if k not in RESUMABLE_CHANGES and recorded.get(k) != now.get(k))
+  recorded_json, now_json = records._read_config(path), config_to_json(config)
+  diff = config_changes(recorded_json, now_json)
+  recorded, now = _flat(recorded_json), _flat(now_json)
   if diff and allow:
     return {k: [recorded.get(k), now.get(k)] for k in diff}
   if diff:
@@ -212,77 +217,6 @@ class NonFiniteError(FloatingPointError):
 def _fmt_time(s: float) -> str:
   s = int(max(s, 0))
   return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def _parse(line: str):
-  try:
-    return json.loads(line)
-  except ValueError:
-    return None
-
-
-def read_metrics(workdir: str) -> list[dict]:
-  """The rows of a run's metrics.jsonl ([] without one; a line a kill tore is skipped)."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [r for r in (_parse(l) for l in f if l.strip()) if r is not None]
-
-
-def _truncate_jsonl(path: str, max_step: int, print_fn=None) -> None:
-  """Make metrics.jsonl match the state resumed at `max_step`: drop the lines written
-  after that checkpoint and a line a kill tore (reported)."""
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    rows = [(l, _parse(l)) for l in f if l.strip()]
-  torn = sum(r is None for _, r in rows)
-  if torn and print_fn:
-    print_fn(f"{path}: dropped {torn} unreadable line(s) (a write cut short by a kill)")
-  lines = [l if l.endswith("\n") else l + "\n" for l, r in rows
-           if r is not None and r.get("step", 0) <= max_step]
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.writelines(lines)
-  os.replace(tmp, path)
-
-
-def _load_failed(workdir: str, start: int) -> dict:
-  """{member: step of its first non-finite loss} recorded by the run resumed at `start`
-  (failures after that step are dropped: the resumed run meets them again)."""
-  path = os.path.join(workdir, "nonfinite.json")
-  if not os.path.exists(path):
-    return {}
-  if start == 0:
-    os.remove(path)
-    return {}
-  with open(path) as f:
-    return {int(k): int(v) for k, v in json.load(f).items() if int(v) <= start}
-
-
-def _save_failed(workdir: str, failed: dict) -> None:
-  path = os.path.join(workdir, "nonfinite.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump({str(k): v for k, v in failed.items()}, f)
-  os.replace(path + ".tmp", path)
-
-
-def config_to_json(x):
-  """A config (ConfigDict or dict) as plain JSON data: what config.json holds and
-  `config_from_json` reads back; arrays become lists, anything else its str()."""
-  if hasattr(x, "to_dict"):
-    x = x.to_dict()
-  return json.loads(json.dumps(x, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-
-
-def write_config(config, workdir: str) -> str:
-  """Write `config` as `workdir`/config.json (what `load_run` rebuilds a run from)."""
-  path = os.path.join(workdir, "config.json")
-  with open(path + ".tmp", "w") as f:  # whole or not at all: a kill never leaves half
-    json.dump(config_to_json(config), f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
-  return path
 
 
 def train(config, workdir: str | None = None, **kwargs) -> tuple[TrainState, Setup]:
@@ -310,6 +244,9 @@ def train(config, workdir: str | None = None, **kwargs) -> tuple[TrainState, Set
   if not dist.maybe_initialize(config):
     sweep_lib.split_host(config)  # a CPU sweep: one device per core (see sweep.py)
   setup = kwargs.pop("setup", None) or build(config)  # every check before the workdir
+  # what the workdir holds, read before anything is written (records.check_writable)
+  records.check_writable(records.inspect_workdir(workdir), config_to_json(config),
+                         config_changes)
   workdir_lib.prepare(workdir)
   if not dist.is_main():
     return _train(config, workdir, setup=setup, **kwargs)
@@ -365,10 +302,9 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
   if main:  # only once the run's checkpoint (if any) restored into this config
     write_config(config, workdir)
     if changes:
-      with open(os.path.join(workdir, "history.jsonl"), "a") as f:
-        f.write(json.dumps({"resumed_at_step": int(state.step if np.ndim(state.step) == 0
-                                                   else np.max(state.step)),
-                            "changes": changes}) + "\n")
+      records.append_history(workdir, {
+          "resumed_at_step": int(state.step if np.ndim(state.step) == 0
+                                 else np.max(state.step)), "changes": changes})
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   if state is None:
     # one compiled init instead of hundreds of eagerly dispatched ops (~10x faster start)
@@ -379,7 +315,7 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
   else:
     start = int(np.max(dist.to_host(state.step)))
     if main:
-      _truncate_jsonl(metrics_path, start, print_fn)
+      records.truncate_metrics(metrics_path, start, print_fn)
     print_fn(f"resumed from checkpoint at step {start} in {workdir}")
   total = int(t.steps)
   step_fn = make_train_step(setup.objective, setup.optimizer,
@@ -413,7 +349,7 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
   t0, done, chunks = time.perf_counter(), 0, 0
   last_print = -1e9
   step = start
-  failed = _load_failed(workdir, start) if members is not None else {}
+  failed = records.load_failed(workdir, start) if members is not None else {}
   while step < total:
     k = min(int(t.chunk), total - step)
     new_state, m = chunk_fn(k)(state, hp)
@@ -434,7 +370,7 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
           print_fn(f"member {i} ({members.labels[i]}) hit a non-finite loss at step "
                    f"{failed[int(i)]}; its updates are skipped from here on.")
           if main:
-            _save_failed(workdir, failed)
+            records.save_failed(workdir, failed)
     state = new_state
     step += k
     done += k
@@ -445,8 +381,7 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
       row = {"step": step, **{key: np.mean(np.asarray(v, np.float64), axis=1).tolist()
                               for key, v in m.items() if key != "nonfinite"}}
     if main:
-      with open(metrics_path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+      records.append_metrics(metrics_path, row)
     if step % int(t.ckpt_every) == 0 or step == total:
       ckpt.save(mngr, step, state)
     now = time.perf_counter()
@@ -474,9 +409,9 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
 def write_sweep_outputs(members, metrics_path: str, workdir: str, failed=None) -> None:
   """sweep.csv (one row per member: swept values, final metrics) and sweep.png."""
   import csv
+  import io
   failed = failed or {}
-  with open(metrics_path) as f:
-    last = [json.loads(l) for l in f if l.strip()][-1]
+  last = records.read_metrics(os.path.dirname(metrics_path) or ".")[-1]
   keys = [k for k in last if k != "step"]
   rows = []
   for i, lab in enumerate(members.labels):
@@ -485,10 +420,11 @@ def write_sweep_outputs(members, metrics_path: str, workdir: str, failed=None) -
     row.update({k: last[k][i] for k in keys})
     row["nonfinite_at"] = failed.get(i, "")
     rows.append(row)
-  with open(os.path.join(workdir, "sweep.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
+  buf = io.StringIO()
+  w = csv.DictWriter(buf, list(rows[0]))
+  w.writeheader()
+  w.writerows(rows)
+  records.atomic_write(os.path.join(workdir, "sweep.csv"), buf.getvalue())
   viz.save_sweep_plot(rows, [a for a in members.axes if a != "seed"],
                       [k for k in ("loss", "rec", "kl") if k in keys],
                       os.path.join(workdir, "sweep.png"))
@@ -532,18 +468,6 @@ def ensure_trained(workdir: str, config_spec: str, print_fn=None) -> str:
   return workdir
 
 
-def config_from_json(path: str):
-  """The ConfigDict a run was trained with, from its workdir's config.json."""
-  import ml_collections
-  with open(path) as f:
-    try:
-      return ml_collections.ConfigDict(json.load(f))
-    except ValueError as e:
-      raise ValueError(f"{path} is not valid JSON ({e}): the file was cut short or edited. "
-                       f"Rewrite it from the config the run was trained with "
-                       f"(lsx.train.write_config).") from None
-
-
 def load_run(workdir: str, step: int | None = None):
   """(setup, state) of a trained run: its config.json rebuilt, its checkpoint restored.
 
@@ -575,10 +499,9 @@ def extract_member(workdir: str, member: int, out_workdir: str) -> str:
   (config.json with its seed and hyperparameters, its checkpoint, its metrics)."""
   if os.path.abspath(out_workdir) == os.path.abspath(workdir):
     raise ValueError(f"--out {out_workdir} is the sweep's own workdir; give a new directory.")
-  for what in ("config.json", "checkpoints"):
-    if os.path.exists(os.path.join(out_workdir, what)):
-      raise FileExistsError(f"{out_workdir} already holds a run ({what}); extract into a new "
-                            f"directory so nothing trained there is overwritten.")
+  if os.path.lexists(out_workdir) and (not os.path.isdir(out_workdir) or os.listdir(out_workdir)):
+    raise FileExistsError(f"{out_workdir} already holds a run or other files; extract into a "
+                          f"new (or empty) directory so nothing there is overwritten.")
   setup, state = load_run(workdir)
   config = setup.config
   members = sweep_lib.plan(config, setup.hp)
@@ -593,14 +516,22 @@ def extract_member(workdir: str, member: int, out_workdir: str) -> str:
     config.hp = {k: float(v[member]) for k, v in members.hp.items()}
     config.sweep = {"mode": "product", "seed": (), "hp": {}}
     config.workdir = out_workdir
-  os.makedirs(out_workdir, exist_ok=True)
-  write_config(config, out_workdir)
-  mngr = ckpt.manager(os.path.join(out_workdir, "checkpoints"))
-  ckpt.save(mngr, int(one.step), one)
-  src = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(src):
-    with open(src) as f, open(os.path.join(out_workdir, "metrics.jsonl"), "w") as g:
-      for line in f:
-        row = json.loads(line)
-        g.write(json.dumps({k: (v if k == "step" else v[member]) for k, v in row.items()}) + "\n")
+  # written beside the target and renamed into place at the end: a failure half-way
+  # leaves no partial workdir at `out_workdir`
+  import shutil
+  tmp = f"{os.path.abspath(out_workdir).rstrip(os.sep)}.partial-{os.getpid()}"
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  try:
+    write_config(config, tmp)
+    ckpt.save(ckpt.manager(os.path.join(tmp, "checkpoints")), int(one.step), one)
+    rows = records.read_metrics(workdir)
+    records.atomic_write(os.path.join(tmp, "metrics.jsonl"), "".join(
+        json.dumps({k: (v if k == "step" else v[member]) for k, v in r.items()}) + "\n"
+        for r in rows))
+    if os.path.isdir(out_workdir):
+      os.rmdir(out_workdir)  # empty (checked above)
+    os.replace(tmp, out_workdir)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
   return out_workdir

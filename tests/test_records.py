@@ -1,0 +1,152 @@
+"""A workdir's records (lsx.records): one atomic write, and the inspector every run starts
+from — each state it refuses named, with nothing in the workdir changed."""
+import json
+import os
+
+import pytest
+from conftest import tiny_config
+
+from lsx import records
+from lsx import train as lt
+from lsx.train import checkpoint as ckpt
+
+QUIET = lambda s: None
+
+
+def _snapshot(root) -> dict:
+  """{relative path: bytes} of every file under root (directories by name)."""
+  out = {}
+  for r, dirs, files in os.walk(root):
+    for d in dirs:
+      out[os.path.relpath(os.path.join(r, d), root) + "/"] = b""
+    for f in files:
+      p = os.path.join(r, f)
+      out[os.path.relpath(p, root)] = open(p, "rb").read()
+  return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A finished tiny run (steps 4 and 8 checkpointed): copied by the tests that alter it."""
+  wd = str(tmp_path_factory.mktemp("trained"))
+  lt.train(tiny_config(), wd, write_figures=False, print_fn=QUIET)
+  return wd
+
+
+def _copy(src, dst):
+  import shutil
+  shutil.copytree(src, dst)
+  return str(dst)
+
+
+def test_atomic_write_replaces_whole_and_leaves_no_temporary(tmp_path):
+  p = str(tmp_path / "a.json")
+  records.write_json(p, {"x": 1})
+  records.write_json(p, [1, 2])
+  assert json.load(open(p)) == [1, 2] and os.listdir(tmp_path) == ["a.json"]
+  records.atomic_write(p, b"\x00\x01")
+  assert open(p, "rb").read() == b"\x00\x01"
+
+
+def test_inspect_reads_what_a_run_holds(trained):
+  st = records.inspect_workdir(trained)
+  assert st.exists and st.trained and st.checkpoint_steps == (4, 8)
+  assert st.unverified_steps == () and st.latest_step == 8 and st.total_steps == 8
+  assert st.family == "autoencoder" and st.metric_rows == 4 and st.last_metric_step == 8
+  assert st.failed == {}
+  fresh = records.inspect_workdir(os.path.join(trained, "nope"))
+  assert not fresh.exists and fresh.config is None and not fresh.trained
+
+
+@pytest.mark.parametrize("what, make, match", [
+    ("checkpoints is a file", lambda wd: open(os.path.join(wd, "checkpoints"), "w").close(),
+     r"checkpoints is a file where the run's checkpoints directory belongs"),
+    ("config.json a list", lambda wd: open(os.path.join(wd, "config.json"), "w").write("[1]"),
+     r"config.json holds a JSON list, not the config object"),
+    ("config.json a directory", lambda wd: os.mkdir(os.path.join(wd, "config.json")),
+     r"config.json is a directory where the run's config.json belongs"),
+    ("metrics row a list", lambda wd: open(os.path.join(wd, "metrics.jsonl"), "w").write(
+        '{"step": 2, "loss": 1.0}\n[3, 4]\n'), r"metrics.jsonl line 2 is not a metrics row"),
+    ("metrics step a string", lambda wd: open(os.path.join(wd, "metrics.jsonl"), "w").write(
+        '{"step": "two"}\n'), r"line 1 is not a metrics row"),
+    ("nonfinite.json a list", lambda wd: open(os.path.join(wd, "nonfinite.json"), "w").write(
+        "[0]"), r"nonfinite.json is not the \{member: step\} record"),
+    ("nonfinite.json steps not numbers", lambda wd: open(
+        os.path.join(wd, "nonfinite.json"), "w").write('{"0": "soon"}'),
+     r"nonfinite.json is not the \{member: step\}"),
+])
+def test_a_workdir_of_the_wrong_shape_is_refused_before_anything_is_written(
+    tmp_path, what, make, match):
+  wd = str(tmp_path / "wd")
+  os.makedirs(wd)
+  make(wd)
+  before = _snapshot(wd)
+  with pytest.raises(records.WorkdirError, match=match):
+    records.inspect_workdir(wd)
+  with pytest.raises(records.WorkdirError, match=match):
+    lt.train(tiny_config(), wd, print_fn=QUIET)
+  assert _snapshot(wd) == before, what
+
+
+def test_records_of_another_config_without_checkpoints_are_not_overwritten(trained, tmp_path):
+  wd = _copy(trained, tmp_path / "wd")
+  import shutil
+  shutil.rmtree(os.path.join(wd, "checkpoints"))  # deleted to save space
+  before = _snapshot(wd)
+  with pytest.raises(records.WorkdirError, match=r"records of another run .*hp.beta.*"
+                                                 r"a fresh run\s+would overwrite them"):
+    lt.train(tiny_config(**{"hp.beta": 4.0}), wd, print_fn=QUIET)
+  assert _snapshot(wd) == before
+  # the same config may start again from step 0 (its records are its own)
+  state, _ = lt.train(tiny_config(**{"train.steps": 2}), wd, write_figures=False,
+                      print_fn=QUIET)
+  assert int(state.step) == 2
+
+
+def test_a_checkpoint_past_the_requested_steps_is_refused(trained, tmp_path):
+  wd = _copy(trained, tmp_path / "wd")
+  before = _snapshot(wd)
+  with pytest.raises(records.WorkdirError, match=r"checkpoint at step 8, past train.steps=4"):
+    lt.train(tiny_config(**{"train.steps": 4}), wd, print_fn=QUIET)
+  assert _snapshot(wd) == before
+
+
+def test_a_step_without_checksums_beside_steps_with_them_is_unverified(trained, tmp_path):
+  wd = _copy(trained, tmp_path / "wd")
+  os.remove(os.path.join(wd, "checkpoints", "8", "checksums.json"))
+  assert records.inspect_workdir(wd).unverified_steps == (8,)
+  with pytest.raises(ckpt.CorruptCheckpointError,
+                     match=r"step 8\) is corrupt: it has no checksums.json while step 4 has one"
+                           r".*--skip_corrupt_checkpoint"):
+    lt.load_run(wd)
+
+
+def test_checksums_left_pending_by_a_kill_are_moved_in_on_restore(trained, tmp_path):
+  """A kill between orbax's save and the checksums' move leaves them pending beside
+  checkpoints/: the restore completes the move and verifies the step."""
+  wd = _copy(trained, tmp_path / "wd")
+  src = os.path.join(wd, "checkpoints", "8", "checksums.json")
+  os.replace(src, os.path.join(wd, ".checksums-8.pending"))
+  _, state = lt.load_run(wd)
+  assert int(state.step) == 8 and os.path.exists(src)
+  assert not os.path.exists(os.path.join(wd, ".checksums-8.pending"))
+
+
+def test_a_failed_extract_leaves_no_partial_output(tmp_path, monkeypatch):
+  c = tiny_config(**{"train.steps": 2})
+  with c.unlocked():
+    c.sweep.seed = (0, 1)
+  wd = str(tmp_path / "sweep")
+  lt.train(c, wd, write_figures=False, print_fn=QUIET)
+  out = str(tmp_path / "member")
+
+  def boom(*a, **k):
+    raise OSError("disk full")
+  monkeypatch.setattr(ckpt, "save", boom)
+  with pytest.raises(OSError, match="disk full"):
+    lt.extract_member(wd, 1, out)
+  assert not os.path.exists(out)
+  assert [n for n in os.listdir(tmp_path) if "partial" in n] == []
+  monkeypatch.undo()
+  lt.extract_member(wd, 1, out)
+  assert records.inspect_workdir(out).checkpoint_steps == (2,)
