@@ -13,10 +13,10 @@ codes. docs/similarity.md.
 import jax
 from absl import flags
 
-from lsx import cli, compare, viz
+from lsx import cli, compare, records, viz
 from lsx.train import build, load_run, sweep, train
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A sweep (or single-run) workdir.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "A sweep's workdir (two or more members).")
 _N = flags.DEFINE_integer("samples", 10000, "Samples every member encodes.")
 _ANCHORS = flags.DEFINE_integer("anchors", 300, "Anchors of the relative representations.")
 _REPS = flags.DEFINE_integer("repetitions", 3, "Anchor draws.")
@@ -28,6 +28,11 @@ _STEPS = flags.DEFINE_integer("stitch_steps", 2000, "Relative decoder training s
 def main(argv):
   del argv
   wd = _WORKDIR.value
+  st = records.require_run(wd, "experiments.compare_spaces", ("autoencoder", "relative_ae"))
+  if records.num_members(st.config) < 2:
+    raise records.WorkdirError(
+        f"{wd} holds one model: experiments.compare_spaces compares the latent spaces of a "
+        f"sweep's members (two or more); train a sweep (e.g. --config.sweep.seed=0,1,2).")
   setup, state = load_run(wd)
   one = sweep.plan(setup.config, setup.hp) is None
   params = jax.tree.map(lambda a: a[None], state.params) if one else state.params

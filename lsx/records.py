@@ -188,6 +188,66 @@ class WorkdirState:
       return None
 
 
+def is_sweep(config: dict | None) -> bool:
+  """Whether a recorded config trains a sweep (seeds or hyperparameters swept)."""
+  spec = dict((config or {}).get("sweep") or {})
+  spec.pop("mode", None)
+  return any(not (isinstance(v, (list, tuple, dict)) and len(v) == 0) for v in spec.values())
+
+
+def num_members(config: dict | None) -> int:
+  """Members of a recorded config's sweep (1 for a single run)."""
+  spec = dict((config or {}).get("sweep") or {})
+  mode = spec.pop("mode", "product")
+  lengths = [len(v) for k, v in spec.items() if k == "seed" and v]
+  lengths += [len(v) for v in dict(spec.get("hp") or {}).values() if v]
+  if not lengths:
+    return 1
+  if mode == "zip":
+    return max(lengths)
+  n = 1
+  for x in lengths:
+    n *= x
+  return n
+
+
+# what a family's run is for, named when a command is given a run it cannot use
+FAMILY_USE = {"autoencoder": "an autoencoder",
+              "relative_ae": "a relative autoencoder",
+              "relative_decoder": "relative decoders (experiments.compare_spaces --stitch)",
+              "sae": "a sparse autoencoder, whose scores are in its metrics.json",
+              "directions": "learned directions, scored by experiments.discover",
+              "flows": "potential flows, scored by experiments.flows"}
+
+
+def require_run(workdir: str, command: str, families=None, *, sweep: bool | None = None,
+                trained: bool = True) -> WorkdirState:
+  """The `WorkdirState` of a run `command` reads, refused by name before it loads
+  anything when the workdir is not a run, holds a family outside `families`, is (not) a
+  sweep where `sweep` asks otherwise, or has no checkpoint (`trained`)."""
+  st = inspect_workdir(workdir)
+  if not st.exists:
+    raise FileNotFoundError(f"{workdir} does not exist, so it has no config.json: give the "
+                            f"workdir of a trained run (experiments.train writes one).")
+  if st.config is None:
+    raise FileNotFoundError(f"{workdir} has no config.json: is it a workdir written by "
+                            f"experiments.train?")
+  if families is not None and st.family not in families:
+    want = " or ".join(FAMILY_USE.get(f, repr(f)) for f in families)
+    raise WorkdirError(f"{workdir} holds a {st.family!r} run "
+                       f"({FAMILY_USE.get(st.family, 'an unknown family')}): {command} reads "
+                       f"{want}.")
+  if sweep is True and not is_sweep(st.config):
+    raise WorkdirError(f"{workdir} is a single run, not a sweep: {command} needs a sweep's "
+                       f"members.")
+  if sweep is False and is_sweep(st.config):
+    raise WorkdirError(f"{workdir} holds a sweep; {command} reads a single run: extract one "
+                       f"member first (python -m experiments.extract_member).")
+  if trained and not st.trained:
+    raise FileNotFoundError(f"{workdir}/checkpoints has no checkpoint yet: train first.")
+  return st
+
+
 def _is_dir_or_absent(path: str, what: str, workdir: str) -> None:
   if os.path.lexists(path) and not os.path.isdir(path):
     raise WorkdirError(f"{path} is a file where the run's {what} directory belongs: "

@@ -150,3 +150,37 @@ def test_a_failed_extract_leaves_no_partial_output(tmp_path, monkeypatch):
   monkeypatch.undo()
   lt.extract_member(wd, 1, out)
   assert records.inspect_workdir(out).checkpoint_steps == (2,)
+
+
+def test_downstream_commands_name_the_run_they_were_given(trained, tmp_path):
+  """Each command reads the family and shape it needs from the inspector, before loading."""
+  from lsx.directions.family import Decoder
+  from lsx.metrics.suite import evaluate_workdir
+  wd = _copy(trained, tmp_path / "wd")
+  cfg_path = os.path.join(wd, "config.json")
+  cfg = json.load(open(cfg_path))
+  cfg["family"] = "directions"
+  records.write_json(cfg_path, cfg)
+  before = _snapshot(wd)
+  with pytest.raises(records.WorkdirError, match=r"holds a 'directions' run \(learned "
+                                                 r"directions, .*\): experiments.evaluate reads "
+                                                 r"an autoencoder or a relative"):
+    evaluate_workdir(wd, metrics=("mig",), num_samples=20, num_test=20)
+  with pytest.raises(records.WorkdirError, match=r"'directions' run .*reads an autoencoder"):
+    Decoder.load(wd)
+  with pytest.raises(records.WorkdirError, match=r"single run, not a sweep: extract_member"):
+    lt.extract_member(wd, 0, str(tmp_path / "out"))
+  assert _snapshot(wd) == before and not os.path.exists(tmp_path / "out")
+  # shapes of sweeps: a decoder must be one model, a comparison two or more
+  cfg["family"], cfg["sweep"] = "autoencoder", {"mode": "product", "seed": [0, 1], "hp": {}}
+  records.write_json(cfg_path, cfg)
+  with pytest.raises(records.WorkdirError, match=r"holds a sweep; a decoder's directions reads "
+                                                 r"a single run: extract one member"):
+    Decoder.load(wd)
+  assert records.num_members(cfg) == 2
+  assert records.num_members({"sweep": {"mode": "zip", "seed": [0, 1, 2],
+                                        "hp": {"beta": [1, 2, 3]}}}) == 3
+  assert records.num_members({"sweep": {"seed": [0, 1], "hp": {"beta": [1, 2, 3]}}}) == 6
+  assert records.num_members({"sweep": {"seed": [], "hp": {}}}) == 1
+  with pytest.raises(FileNotFoundError, match=r"nope does not exist, so it has no config.json"):
+    records.require_run(str(tmp_path / "nope"), "x")

@@ -421,7 +421,7 @@ def _evaluate(workdir_of, match_kw=None, **kw):
 
 case("evaluate", "missing workdir", r"has no config\.json|does not exist")(
     _evaluate(lambda ctx: str(ctx.tmp / "nope")))
-case("evaluate", "workdir is a file", r"is a file, not a workdir")(
+case("evaluate", "workdir is a file", r"is a file, not a directory")(
     _evaluate(lambda ctx: (ctx.tmp / "f").write_text("x") and str(ctx.tmp / "f")))
 case("evaluate", "num_samples=0", r"num_samples=0")(
     _evaluate(lambda ctx: ctx.run(), num_samples=0))
@@ -432,7 +432,7 @@ case("evaluate", "unknown DCI estimator", r"estimator.*forest")(
     _evaluate(lambda ctx: ctx.run(), metrics=("dci",), dci_estimator="forest"))
 
 
-@case("evaluate", "an SAE run (not an autoencoder)", r"'sae' run: experiments.evaluate scores")
+@case("evaluate", "an SAE run (not an autoencoder)", r"'sae' run \(a sparse autoencoder, .*\): experiments.evaluate reads")
 def _eval_sae(ctx):
   from lsx.train import train
   from lsx.train.config import load_config

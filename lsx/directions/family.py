@@ -56,12 +56,10 @@ class Decoder:
   @classmethod
   def load(cls, workdir: str, num_data: int = 2000) -> "Decoder":
     """The decoder of the single run trained in `workdir`."""
+    from lsx.records import require_run
     from lsx.train import load_run
-    from lsx.train import sweep as sweep_lib
+    require_run(workdir, "a decoder's directions", ("autoencoder", "relative_ae"), sweep=False)
     setup, state = load_run(workdir)
-    if sweep_lib.plan(setup.config, setup.hp) is not None:
-      raise ValueError(f"{workdir} holds a sweep; extract one member first "
-                       f"(python -m experiments.extract_member).")
     return cls(setup.model, state.params, setup.dataset, num_data)
 
   def sample(self, rng, n):

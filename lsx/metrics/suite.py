@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from typing import Callable
@@ -240,21 +239,14 @@ def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **
   t0 = time.perf_counter()
   from lsx.train import load_run, sweep  # late: lsx.train does not depend on metrics
 
+  records.require_run(workdir, "experiments.evaluate", ("autoencoder", "relative_ae"))
   setup, state = load_run(workdir)
-  if not hasattr(setup.model, "represent"):
-    raise ValueError(f"{workdir} is a {setup.config.get('family')!r} run: experiments.evaluate "
-                     f"scores the latents of autoencoders. A sparse autoencoder's scores are "
-                     f"in its metrics.json (written at the end of training); directions and "
-                     f"flows are scored by experiments.discover / experiments.flows.")
   if not os.access(workdir, os.W_OK):  # before the minutes of scoring, not after
     raise PermissionError(f"workdir {workdir} is not writable: metrics.json could not be "
                           f"written; make it writable or copy the run.")
   members = sweep.plan(setup.config, setup.hp)
   model = setup.model
-  diverged = {}  # {member: first non-finite step} the training run recorded
-  if os.path.exists(os.path.join(workdir, "nonfinite.json")):
-    with open(os.path.join(workdir, "nonfinite.json")) as f:
-      diverged = {int(k): int(v) for k, v in json.load(f).items()}
+  diverged = records.read_failed(workdir)  # {member: first non-finite step} of training
 
   def score(params, step, seed_of_run):
     represent = lambda x: model.represent(params, x)

@@ -473,13 +473,8 @@ def load_run(workdir: str, step: int | None = None):
 
   For a sweep the state is the stacked one (leading member axis); see `extract_member`.
   """
-  cfg_path = os.path.join(workdir, "config.json")
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise NotADirectoryError(f"{workdir} is a file, not a workdir written by experiments.train.")
-  if not os.path.exists(cfg_path):
-    raise FileNotFoundError(f"{workdir} has no config.json: is it a workdir written by "
-                            f"experiments.train?")
-  config = config_from_json(cfg_path)
+  records.require_run(workdir, "load_run", trained=False)
+  config = config_from_json(os.path.join(workdir, "config.json"))
   setup = build(config)
   members = sweep_lib.plan(config, setup.hp)
   if members is None:
@@ -502,11 +497,10 @@ def extract_member(workdir: str, member: int, out_workdir: str) -> str:
   if os.path.lexists(out_workdir) and (not os.path.isdir(out_workdir) or os.listdir(out_workdir)):
     raise FileExistsError(f"{out_workdir} already holds a run or other files; extract into a "
                           f"new (or empty) directory so nothing there is overwritten.")
+  records.require_run(workdir, "extract_member", sweep=True)  # before anything is loaded
   setup, state = load_run(workdir)
   config = setup.config
   members = sweep_lib.plan(config, setup.hp)
-  if members is None:
-    raise ValueError(f"{workdir} is a single run, not a sweep: nothing to extract.")
   if not 0 <= member < members.size:
     raise ValueError(f"member must be in [0, {members.size}), got {member}.")
   one = sweep_lib.take_member(state, member)
