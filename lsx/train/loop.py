@@ -358,11 +358,12 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
     if members is None and np.any(bad):
       i = int(np.argmax(bad))
       last = mngr.latest_step()
+      kept = (f"the last good checkpoint (step {last}) in "
+              f"{os.path.join(workdir, 'checkpoints')} is untouched" if last is not None else
+              "no checkpoint yet (it failed before the first one)")
       raise NonFiniteError(
           f"Non-finite loss or gradient at step {step + i + 1} (loss={m['loss'][i]}). "
-          f"Training stopped; the last good checkpoint (step {last}) in "
-          f"{os.path.join(workdir, 'checkpoints')} is untouched. Lower hp.lr, add "
-          f"optim.grad_clip, or check the data.")
+          f"Training stopped; {kept}. Lower hp.lr, add optim.grad_clip, or check the data.")
     if members is not None:
       for i in np.flatnonzero(bad.any(1)):
         if int(i) not in failed:

@@ -3,8 +3,11 @@ anything compiles, and each failure names the field, the value and the fix.
 
   check_run(config)           the sections every family shares (train, sweep, mesh, ...)
   check_autoencoder(config)   data / model / objective / viz of the autoencoder family
-  check_hp(name, value, ...)  one traced hyperparameter (finite, in its range)
-  positive(config, *fields)   ints >= 1 (what a family's own sections use)
+  check_hp(name, value, ...)  one traced hyperparameter (finite, in its range, and
+                              representable in float32, the dtype the step reads it in)
+  positive(config, *fields)   ints in [1, 2^31 - 1] (what a family's own sections use)
+  number(config, field, low)  a finite float >= low (NaN refused by name)
+  check_seed(value)           an integer in [0, 2^32 - 1] (uint32 PRNG keys)
 
 `lsx.train.train` and `lsx.train.build` call these; the families call theirs in their
 builders before loading a decoder or a dataset. docs/reliability.md lists every case.
@@ -13,11 +16,18 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 # ranges of the traced hyperparameters lsx knows by name: (low, low inclusive); an
 # objective can add its own with `info["hp_bounds"]`
 HP_BOUNDS = {"lr": (0.0, False), "weight_decay": (0.0, True), "beta": (0.0, True),
              "gamma": (0.0, True), "alpha": (0.0, True), "temperature": (0.0, False)}
 SWEEP_STRATEGIES = ("auto", "vmap", "map", "sharded")
+# hyperparameters are traced as float32 arrays; integers that reach the step counter,
+# shapes and PRNG keys as int32 / uint32
+HP_DTYPE = np.float32
+INT_MAX = int(np.iinfo(np.int32).max)
+SEED_RANGE = (0, int(np.iinfo(np.uint32).max))
 
 
 def _get(config, dotted: str):
@@ -34,8 +44,39 @@ def positive(config, *fields: str) -> None:
       v = _get(config, f)
     except (KeyError, AttributeError):
       continue
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or v < 1:
+    if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+        or int(v) != v or v < 1):
       raise ValueError(f"config.{f} must be >= 1 (an integer), got {v!r}.")
+    if v > INT_MAX:
+      raise ValueError(f"config.{f}={int(v)} exceeds {INT_MAX} (the int32 lsx counts steps "
+                       f"and shapes in).")
+
+
+def number(config, field: str, low: float, inclusive: bool = True, default=None) -> float:
+  """A float field of `config` (dotted): finite (NaN fails every comparison, so it is
+  refused by name) and >= `low` (> when not `inclusive`)."""
+  try:
+    v = _get(config, field)
+  except (KeyError, AttributeError):
+    v = default
+  if v is None:
+    return v
+  try:
+    x = float(v)
+  except (TypeError, ValueError):
+    raise ValueError(f"config.{field} must be a number, got {v!r}.") from None
+  if not math.isfinite(x) or x < low or (x == low and not inclusive):
+    raise ValueError(f"config.{field} must be a finite number {'>=' if inclusive else '>'} "
+                     f"{low:g}, got {v!r}.")
+  return x
+
+
+def check_seed(value, where: str = "config.seed") -> None:
+  """A seed: an integer in the range PRNG keys are made from (uint32)."""
+  lo, hi = SEED_RANGE
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+    raise ValueError(f"{where} must be an integer in [{lo}, {hi}] (seeds become uint32 PRNG "
+                     f"keys), got {value!r}.")
 
 
 def check_hp(name: str, value, bounds: dict | None = None, where: str = "config.hp") -> None:
@@ -47,6 +88,14 @@ def check_hp(name: str, value, bounds: dict | None = None, where: str = "config.
   if not math.isfinite(v):
     raise ValueError(f"{where}.{name} must be finite, got {v}: a NaN or Inf hyperparameter "
                      f"makes every loss non-finite.")
+  # checked in the dtype the step reads it in: an overflow to inf or an underflow to 0
+  # (or to a subnormal, whose precision is gone) would train something else silently
+  info = np.finfo(HP_DTYPE)
+  if abs(v) > float(info.max) or (v != 0 and abs(v) < float(info.tiny)):
+    raise ValueError(f"{where}.{name}={v:g} is not representable in {np.dtype(HP_DTYPE).name}, "
+                     f"the dtype the training step reads it in (magnitudes from "
+                     f"{float(info.tiny):.3g} to {float(info.max):.3g}, or 0): it would become "
+                     f"{float(HP_DTYPE(v)):g}.")
   bound = (bounds or {}).get(name) or HP_BOUNDS.get(name)
   if bound is None and name.endswith("_lr"):  # a player's learning rate
     bound = HP_BOUNDS["lr"]
@@ -75,22 +124,22 @@ def check_run(config) -> None:
   if t.get("precision", "float32") not in PRECISIONS:
     raise ValueError(f"config.train.precision must be one of {sorted(PRECISIONS)}, got "
                      f"{t.precision!r}.")
-  if float(t.get("log_every_s", 0.0)) < 0:
-    raise ValueError(f"config.train.log_every_s must be >= 0 seconds, got {t.log_every_s}.")
+  number(config, "train.log_every_s", 0.0)
+  check_seed(config.get("seed", 0))
+  for s_ in tuple((config.get("sweep", {}) or {}).get("seed", ()) or ()):
+    check_seed(s_, "config.sweep.seed")
   from lsx.train.state import OPTIMIZER_HPS
   o = config.get("optim", {}) or {}
   if o.get("name", "adam") not in OPTIMIZER_HPS:
     raise ValueError(f"config.optim.name must be one of {sorted(OPTIMIZER_HPS)}, got "
                      f"{o.get('name')!r}.")
-  if float(o.get("grad_clip", 0.0)) < 0:
-    raise ValueError(f"config.optim.grad_clip must be >= 0 (0: no clipping), got "
-                     f"{o.get('grad_clip')}.")
+  number(config, "optim.grad_clip", 0.0)
   steps = tuple(o.get("lr_decay_steps", ()) or ())
   if any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps) or list(steps) != sorted(set(steps)):
     raise ValueError(f"config.optim.lr_decay_steps must be increasing integer steps >= 1, got "
                      f"{steps}.")
   factor = float(o.get("lr_decay_factor", 1.0))
-  if not 0 < factor <= 1:
+  if not 0 < factor <= 1:  # NaN fails both comparisons: refused
     raise ValueError(f"config.optim.lr_decay_factor must be in (0, 1], got {factor}.")
   for name, value in dict(config.get("hp", {}) or {}).items():
     check_hp(name, value)
@@ -143,5 +192,4 @@ def check_autoencoder(config) -> None:
   if lik not in ("bernoulli", "gaussian"):
     raise ValueError(f"config.objective.likelihood must be 'bernoulli' or 'gaussian', got "
                      f"{lik!r}.")
-  if float(config.get("viz", {}).get("num_sigma", 1.0)) <= 0:
-    raise ValueError(f"config.viz.num_sigma must be > 0, got {config.viz.num_sigma}.")
+  number(config, "viz.num_sigma", 0.0, inclusive=False)
