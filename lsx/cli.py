@@ -69,16 +69,61 @@ def parse_flags(argv):
     sys.exit(2)
 
 
+def failure_line(e: BaseException) -> str | None:
+  """One line for a failure that is not a mistake in the input but has a known cause and
+  fix (an interrupt, a full disk, device memory); None for anything else."""
+  import errno
+  if isinstance(e, KeyboardInterrupt):
+    return ("interrupted; rerun the same command to resume from the run's last checkpoint "
+            "(nothing saved is lost).")
+  if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+    where = f" writing {e.filename}" if e.filename else ""
+    return (f"no space left on the device{where}; free space and rerun the same command to "
+            f"resume from the run's last checkpoint.")
+  text = str(e)
+  if "RESOURCE_EXHAUSTED" in text or "Out of memory" in text:
+    need = re.search(r"(\d+(\.\d+)?\s*[KMGT]i?B)", text)
+    return (f"out of memory{' (the program needs ' + need.group(1) + ')' if need else ''}: "
+            f"lower train.batch_size (or the sweep's members, or sweep_strategy='map') and "
+            f"rerun.")
+  return None
+
+
+def _write_traceback() -> str:
+  """The current exception's full traceback in a file; returns its path."""
+  import tempfile
+  import traceback
+  fd, path = tempfile.mkstemp(prefix="lsx-traceback-", suffix=".txt")
+  with os.fdopen(fd, "w") as f:
+    traceback.print_exc(file=f)
+  return path
+
+
 def run(main, **kwargs) -> None:
-  """`absl.app.run(main)` with lsx's user errors reported in one line (module doc)."""
+  """`absl.app.run(main)` with lsx's user errors reported in one line (module doc); an
+  interrupt, a full disk or out-of-memory get their cause and fix in one line, and any
+  other exception one line with the file its full traceback was written to."""
   def wrapped(argv):
+    full = lambda: _TRACEBACK.value or os.environ.get("LSX_TRACEBACK") == "1"
     try:
       return main(argv)
     except _user_errors() as e:
-      if _TRACEBACK.value or os.environ.get("LSX_TRACEBACK") == "1":
+      if full():
         raise
       msg = e.args[0] if isinstance(e, KeyError) and e.args else e
       print(f"error: {msg}\n(--traceback for the full traceback)", file=sys.stderr, flush=True)
       sys.exit(2)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 -- reported in one line
+      if full():
+        raise
+      line = failure_line(e)
+      if line is not None:
+        print(f"error: {line}", file=sys.stderr, flush=True)
+        sys.exit(130 if isinstance(e, KeyboardInterrupt) else 1)
+      path = _write_traceback()
+      first = " ".join(str(e).strip().split("\n")[0].split())[:300]
+      print(f"error: {type(e).__name__}: {first} (an unexpected failure; the full traceback "
+            f"is in {path}; please report it)", file=sys.stderr, flush=True)
+      sys.exit(1)
   kwargs.setdefault("flags_parser", parse_flags)
   app.run(wrapped, **kwargs)

@@ -184,3 +184,36 @@ def test_downstream_commands_name_the_run_they_were_given(trained, tmp_path):
   assert records.num_members({"sweep": {"seed": [], "hp": {}}}) == 1
   with pytest.raises(FileNotFoundError, match=r"nope does not exist, so it has no config.json"):
     records.require_run(str(tmp_path / "nope"), "x")
+
+
+def test_failures_outside_the_input_are_one_line_with_cause_and_fix(tmp_path):
+  """An interrupt, a full disk, out of memory and an unexpected exception through the
+  experiments' runner (lsx.cli.run): one `error:` line each, no traceback on stderr."""
+  import errno
+  import subprocess
+  import sys
+  from lsx import cli
+  assert "rerun the same command to resume" in cli.failure_line(KeyboardInterrupt())
+  disk = cli.failure_line(OSError(errno.ENOSPC, "No space left on device", "/w/ckpt/10"))
+  assert "no space left on the device writing /w/ckpt/10; free space and rerun" in disk
+  oom = cli.failure_line(RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to "
+                                      "allocate 12.50GiB."))
+  assert oom.startswith("out of memory (the program needs 12.50GiB): lower train.batch_size")
+  assert cli.failure_line(RuntimeError("something else")) is None
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  for raise_, code, match in (("KeyboardInterrupt()", 130, "error: interrupted; rerun"),
+                              ("RuntimeError('boom')", 1, "error: RuntimeError: boom \\(an "
+                                                          "unexpected failure; the full "
+                                                          "traceback is in (\\S+);")):
+    prog = (f"from lsx import cli\ndef main(argv):\n  raise {raise_}\ncli.run(main)\n")
+    r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, cwd=root,
+                       timeout=120)
+    assert r.returncode == code and "Traceback" not in r.stderr, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    import re
+    m = re.search(match, lines[0])
+    assert len(lines) == 1 and m, r.stderr
+    if m.groups():  # the traceback file holds the full traceback
+      path = m.group(1)
+      assert "RuntimeError: boom" in open(path).read()
+      os.remove(path)
