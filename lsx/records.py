@@ -156,6 +156,27 @@ def append_history(workdir: str, row: dict) -> None:
     f.write(json.dumps(row) + "\n")
 
 
+def lock_holder(workdir: str) -> dict | None:
+  """The live holder {"pid", "host"} of `workdir`/.lock (lsx.train.workdir), None when
+  no process holds it (no lock, a torn one, or a holder on this host that has exited)."""
+  import socket
+  try:
+    with open(os.path.join(workdir, ".lock")) as f:
+      holder = json.load(f)
+    pid, host = int(holder["pid"]), holder.get("host")
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+  if host not in (None, socket.gethostname()):
+    return holder  # another host's process: cannot be checked from here
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return None
+  except PermissionError:
+    pass
+  return holder
+
+
 @dataclasses.dataclass(frozen=True)
 class WorkdirState:
   """What a workdir holds, as `inspect_workdir` read it."""
@@ -167,6 +188,7 @@ class WorkdirState:
   metric_rows: int
   last_metric_step: int | None
   failed: dict  # nonfinite.json
+  holder: dict | None = None  # the live holder of the workdir's lock (a run in progress)
 
   @property
   def family(self) -> str | None:
@@ -179,6 +201,21 @@ class WorkdirState:
   @property
   def trained(self) -> bool:
     return bool(self.checkpoint_steps)
+
+  @property
+  def members(self) -> int:
+    return num_members(self.config)
+
+  @property
+  def status(self) -> str:
+    """'running' (its lock held), 'finished' (checkpoint at train.steps), 'stopped' (a
+    checkpoint short of it, no lock) or 'empty' (no checkpoint)."""
+    if self.holder is not None:
+      return "running"
+    if not self.checkpoint_steps:
+      return "empty"
+    total = self.total_steps
+    return "finished" if total is not None and self.latest_step >= total else "stopped"
 
   @property
   def total_steps(self) -> int | None:
@@ -297,7 +334,7 @@ def inspect_workdir(workdir: str) -> WorkdirState:
         rows += 1
         last = int(r.get("step", 0))
   return WorkdirState(workdir, True, config, tuple(sorted(steps)), tuple(sorted(unverified)),
-                      rows, last, read_failed(workdir))
+                      rows, last, read_failed(workdir), lock_holder(workdir))
 
 
 def check_writable(state: WorkdirState, config_json: dict, differ) -> None:

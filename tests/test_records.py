@@ -217,3 +217,40 @@ def test_failures_outside_the_input_are_one_line_with_cause_and_fix(tmp_path):
       path = m.group(1)
       assert "RuntimeError: boom" in open(path).read()
       os.remove(path)
+
+
+def test_lsx_command_runs_table_and_dispatch(trained, tmp_path):
+  """`lsx runs DIR`: one row per workdir from the inspector; `lsx <command>` runs the
+  experiment script with the same flags and errors."""
+  import subprocess
+  import sys
+  from lsx import commands
+  root = tmp_path / "runs"
+  done = _copy(trained, root / "done")
+  stopped = _copy(trained, root / "group" / "stopped")
+  import shutil
+  shutil.rmtree(os.path.join(stopped, "checkpoints", "8"))
+  os.makedirs(root / "not_a_run" / "x")
+  # a run whose lock a live process (this one) holds
+  running = _copy(trained, root / "live")
+  records.write_json(os.path.join(running, ".lock"), {"pid": os.getpid(),
+                                                       "host": __import__("socket").gethostname()})
+  rows = {r["workdir"]: r for r in commands.runs_table(str(root))}
+  assert set(rows) == {"done", os.path.join("group", "stopped"), "live"}
+  assert rows["done"]["status"] == "finished" and rows["done"]["step"] == "8/8"
+  assert rows["done"]["family"] == "autoencoder" and rows["done"]["members"] == 1
+  assert float(rows["done"]["loss"]) == pytest.approx(lt.read_metrics(done)[-1]["loss"], rel=1e-3)
+  assert rows[os.path.join("group", "stopped")]["status"] == "stopped"
+  assert rows[os.path.join("group", "stopped")]["step"] == "4/8"
+  assert rows["live"]["status"] == "running"
+  table = commands.format_table(list(rows.values()))
+  assert table.splitlines()[0].split()[:3] == ["workdir", "family", "step"]
+  assert commands.main(["runs", str(tmp_path / "nope")]) == 2
+  assert commands.main(["trian"]) == 2
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  r = subprocess.run([sys.executable, "-m", "lsx", "evaluate", "--workdir", str(tmp_path / "no")],
+                     capture_output=True, text=True, cwd=repo, timeout=120)
+  assert r.returncode == 2 and "no config.json" in r.stderr and "Traceback" not in r.stderr
+  r = subprocess.run([sys.executable, "-m", "lsx", "runs", str(root), "--json"],
+                     capture_output=True, text=True, cwd=repo, timeout=120)
+  assert r.returncode == 0 and len(json.loads(r.stdout)) == 3
