@@ -20,7 +20,7 @@ import jax
 
 def step_time(opts: dict, batch: int, reps: int) -> tuple[float, float]:
   from lsx.train import config as config_lib, ensure_trained
-  from lsx.train.loop import build
+  from lsx.runs import build
   c = config_lib.load_config("configs/flows_sprites.py:reference")
   ensure_trained(c.decoder.workdir, c.decoder.config)
   with c.unlocked():

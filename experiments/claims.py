@@ -38,7 +38,7 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from lsx import claims as lc, cli, metrics as lm, viz
+from lsx import claims as lc, cli, metrics as lm, runs, viz
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Claims config file.",
                                           lock_config=True)
@@ -297,7 +297,7 @@ def latentclr(c, log) -> list[dict]:
   if sec.decoder_workdir:  # another generator: its own run, not the config's workdir
     with rc.unlocked():
       rc.workdir = f"{rc.workdir}_on_{os.path.basename(sec.decoder_workdir.rstrip('/'))}"
-  dec = dfamily.Decoder.load(ensure_trained(rc.decoder.workdir, rc.decoder.config),
+  dec = runs.load_decoder(ensure_trained(rc.decoder.workdir, rc.decoder.config),
                              int(rc.eval.data))
   log(f"latentclr: {sec.run} in {rc.workdir}")
   sets = {"latentclr": (*dfamily.fit(rc, "latentclr", dec, rc.workdir, print_fn=log), dec)}

@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags
 
 from configs.common import load as load_config
-from lsx.metrics.suite import evaluate_workdir
+from lsx.runs import evaluate_workdir
 from lsx.train import train
 
 _CONFIGS = flags.DEFINE_list("configs", None, "Config files (path[:arg]).")

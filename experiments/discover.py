@@ -18,7 +18,7 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from lsx import cli, directions as ld, metrics as lm, viz
+from lsx import cli, directions as ld, metrics as lm, runs, viz
 from lsx.directions import family
 from lsx.train import ensure_trained
 
@@ -35,7 +35,7 @@ def main(argv):
   methods = tuple(c.compare.methods) if _COMPARE.value else (c.directions.method,)
   for m in methods:
     family.method_kind(m)  # an unknown name fails before anything trains
-  dec = family.Decoder.load(ensure_trained(c.decoder.workdir, c.decoder.config),
+  dec = runs.load_decoder(ensure_trained(c.decoder.workdir, c.decoder.config),
                             int(c.eval.data))
   oracle = lm.make_oracle(dec.dataset, c.eval.oracle, pool=int(c.eval.oracle_pool),
                           steps=int(c.eval.oracle_steps), rng=jax.random.key(7), log=log)
@@ -45,7 +45,7 @@ def main(argv):
     span, s = float(c.eval.span) * dec.sd, int(c.eval.steps)
     sets.update(ld.reference_sets(dec, c.directions.num, c.compare.random_seeds, span=span,
                                   num_steps=s, supervised=True, suffix=" (decoder)"))
-    ae = family.Decoder.load(ensure_trained(c.compare.ae_workdir, c.compare.ae_config),
+    ae = runs.load_decoder(ensure_trained(c.compare.ae_workdir, c.compare.ae_config),
                              int(c.eval.data))
     sets.update(ld.reference_sets(ae, c.directions.num, 0, span=float(c.eval.span) * ae.sd,
                                   num_steps=s, suffix=" (plain AE)"))
@@ -58,7 +58,7 @@ def main(argv):
   trav, params, _ = sets[methods[0]]
   viz.save_traversal_grid(ld.traversal_frames(trav, ld.take(params, 0), dec.generate, dec.z[:3]),
                           os.path.join(c.workdir, "directions.png"))
-  viz.write_score_table(scored, c.workdir, oracle_info=lm.oracle_info(oracle),
+  ld.write_score_table(scored, c.workdir, oracle_info=lm.oracle_info(oracle),
                         factor_names=list(dec.dataset.factor_names), log=log)
   np.savez_compressed(os.path.join(c.workdir, "readings.npz"),
                       **{f"{n}/{f}": getattr(r, f) for n, r in zip(sets, readings)

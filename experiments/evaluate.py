@@ -15,7 +15,7 @@ import os
 
 from absl import flags
 
-from lsx import cli, metrics as lm
+from lsx import cli, metrics as lm, runs
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments.train.")
 _METRICS = flags.DEFINE_list("metrics", list(lm.suite.ALL),
@@ -33,7 +33,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the evaluation samples.")
 def main(argv):
   del argv
   logging.getLogger("absl").setLevel(logging.WARNING)
-  lm.suite.evaluate_workdir(_WORKDIR.value, metrics=_METRICS.value, seed=_SEED.value,
+  runs.evaluate_workdir(_WORKDIR.value, metrics=_METRICS.value, seed=_SEED.value,
                    num_samples=_N.value, num_test=_NTEST.value, dci_estimator=_DCI.value,
                    intervention_train=_NINT.value, intervention_eval=_NINTE.value, dci_jobs=_JOBS.value)
 

@@ -18,7 +18,8 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from lsx import cli, metrics as lm, viz
+from lsx import cli, metrics as lm, runs, viz
+from lsx import directions as ld
 from lsx.directions import take
 from lsx.flows import family
 from lsx.train import ensure_trained, read_metrics, sweep, train
@@ -36,7 +37,7 @@ def main(argv):
   del argv
   c = _CONFIG.value
   if _EXPORT.value:
-    out = family.export_vae(c.workdir, _EXPORT.value)
+    out = runs.export_vae(c.workdir, _EXPORT.value)
     return print(f"wrote the joint run's VAE to {out}: python -m experiments.discover "
                  f"--config configs/latentclr_sprites.py --config.decoder.workdir={out}")
   lm.check_oracle(c.eval.oracle)
@@ -58,7 +59,7 @@ def main(argv):
     scored.update({f"{n}{tag}": r for n, r in rows_i.items()})
     if i == 0:
       viz.save_traversal_grid(frames, os.path.join(c.workdir, "flows.png"))
-  viz.write_score_table(scored, c.workdir, oracle_info=lm.oracle_info(oracle), mode=c.flows.mode,
+  ld.write_score_table(scored, c.workdir, oracle_info=lm.oracle_info(oracle), mode=c.flows.mode,
                         factor_names=[n for n, o in zip(setup.dataset.factor_names,
                                                         lm.ordinal_mask(setup.dataset)) if o])
   print(f"flows scored; wrote flows.png, flows_losses.png, scores.json in {c.workdir}")

@@ -195,16 +195,16 @@ def _rel_model(ds, num, m):
                                  m.get("conv_impl", "gemm"), tuple(m.get("hidden", ())) or None)
 
 
-def build_relative_decoder(config):
+def build_relative_decoder(config, runs=None):
   """The 'relative_decoder' family: for every member of the run in
   config.source.workdir, a decoder that reads the member's relative representation (its
   codes' cosines to the codes of `relative.num_anchors` anchor images drawn with
   `relative.anchor_seed`), trained with the member's encoder frozen. A fresh run's
   encoders come from `source_params` (passed to `lsx.train.train` as `init_params`)."""
-  from lsx.train.loop import Setup, load_run, make_run_optimizer, resolve_hp
+  from lsx.train.setup import Setup, make_run_optimizer, resolve_hp
   from lsx.train import validate
   validate.positive(config, "relative.num_anchors")
-  src, _ = load_run(config.source.workdir)
+  src, _ = runs.load_run(config.source.workdir)
   model, ds = src.model, src.dataset
   num = int(config.relative.num_anchors)
   anchor_images = ds.sample(jax.random.key(int(config.relative.anchor_seed)), num)[0]
@@ -215,14 +215,14 @@ def build_relative_decoder(config):
                resolve_hp(config, objective), log_keys=("rec",))
 
 
-def build_relative_ae(config):
+def build_relative_ae(config, runs=None):
   """The 'relative_ae' family: an autoencoder whose decoder reads only the relative
   representation of its code (cosines to the codes of `relative.num_anchors` fixed anchor
   images under the same encoder), trained end to end as in Moschella et al. (ICLR 2023;
   relreps' `rel_ae` with l2-normalized similarities as values). `config.data`/`model` as
   for an autoencoder; the run's `model` is the encoder's (represent = absolute codes)."""
   from lsx import data as lsx_data
-  from lsx.train.loop import Setup, make_run_optimizer, resolve_hp
+  from lsx.train.setup import Setup, make_run_optimizer, resolve_hp
   from lsx.train import validate
   validate.positive(config, "relative.num_anchors", "data.size", "model.latent_dim")
   d, m = config.data, config.model
@@ -304,13 +304,3 @@ def _write_csv(path, rows):
     w.writeheader()
     w.writerows(rows)
 
-
-def _register():
-  from lsx.train.loop import FAMILIES
-  if "relative_decoder" not in FAMILIES:
-    FAMILIES.register("relative_decoder")(build_relative_decoder)
-  if "relative_ae" not in FAMILIES:
-    FAMILIES.register("relative_ae")(build_relative_ae)
-
-
-_register()

@@ -24,6 +24,7 @@ import numpy as np
 from lsx import directions as ld, metrics as lm
 from lsx.directions import family as dfam
 from lsx.flows import family as ffam
+from lsx import runs
 from lsx.objective import Objective
 from lsx.train import Setup, ensure_trained, load_run, make_run_optimizer, resolve_hp, train
 
@@ -69,7 +70,7 @@ def probe_directions(config, steps: int, eval_batches: int, log=print):
     raise ValueError(f"the directions probe needs a contrastive method {ld.FORMS}, got "
                      f"{method!r} (a reconstructor or closed form has no objective to "
                      f"evaluate at given directions).")
-  dec = dfam.Decoder.load(ensure_trained(config.decoder.workdir, config.decoder.config),
+  dec = runs.load_decoder(ensure_trained(config.decoder.workdir, config.decoder.config),
                           int(config.eval.data))
   sup, norms = ld.factor_directions(dec.z, dec.factors, dec.dataset.factor_sizes,
                                     lm.ordinal_mask(dec.dataset))
@@ -78,7 +79,7 @@ def probe_directions(config, steps: int, eval_batches: int, log=print):
   with c.unlocked():
     c.directions.update(num=k, kind="global")
     c.sweep.seed, c.sweep.hp = (), {}
-  setup = dfam.build_directions(c, dec)
+  setup = dfam.build_directions(c, decoder=dec)
   starts = {"factor directions": sup,
             "random": ld.normalize(jax.random.normal(jax.random.key(4), (k, d)))}
   sets = dict(starts)

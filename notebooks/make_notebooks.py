@@ -79,9 +79,9 @@ NOTEBOOKS["sweeps"] = [
      "\nstate, setup = lt.train(c, c.workdir)  # one stacked state, per-member metrics"),
     ("md", "Score every member on the same samples (adds columns to `sweep.csv`), then "
            "plot the scores against β:"),
-    ("code", '''from lsx.metrics import suite
-res = suite.evaluate_workdir(c.workdir, metrics=("infomec", "mig"),
-                             num_samples=400 if SMOKE else 3000, log=lambda s: None)
+    ("code", '''from lsx import runs
+res = runs.evaluate_workdir(c.workdir, metrics=("infomec", "mig"),
+                            num_samples=400 if SMOKE else 3000, log=lambda s: None)
 import csv
 rows = list(csv.DictReader(open(os.path.join(c.workdir, "sweep.csv"))))
 for r in rows:

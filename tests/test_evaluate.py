@@ -9,6 +9,7 @@ import pytest
 
 from conftest import tiny_config
 from lsx import train as lt
+from lsx import runs
 from lsx.metrics import suite
 
 SMALL = dict(num_samples=400, num_test=200, intervention_train=40, intervention_eval=20,
@@ -17,7 +18,7 @@ SMALL = dict(num_samples=400, num_test=200, intervention_train=40, intervention_
 
 def test_evaluate_workdir_scores_every_metric(tmp_path):
   lt.train(tiny_config(), str(tmp_path), write_figures=False, print_fn=lambda s: None)
-  res = suite.evaluate_workdir(str(tmp_path), log=lambda s: None, **SMALL)
+  res = runs.evaluate_workdir(str(tmp_path), log=lambda s: None, **SMALL)
   saved = json.load(open(tmp_path / "metrics.json"))
   for key in ("infom", "infoc", "infoe", "mig", "dci_disentanglement", "dci_completeness",
               "sap", "factor_vae", "beta_vae"):
@@ -39,7 +40,7 @@ def test_evaluate_a_sweep_adds_every_members_scores_to_sweep_csv(tmp_path):
     c.sweep.seed = (0, 1)
   lt.train(c, str(tmp_path), print_fn=lambda s: None)
   small = dict(SMALL, intervention_train=0, intervention_eval=0)
-  res = suite.evaluate_workdir(str(tmp_path), metrics=("infomec", "mig"), log=lambda s: None,
+  res = runs.evaluate_workdir(str(tmp_path), metrics=("infomec", "mig"), log=lambda s: None,
                                **small)
   assert len(res["members"]) == 2 and res["members"][1]["seed"] == 1
   rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
@@ -54,7 +55,7 @@ def test_evaluating_a_sweep_with_a_diverged_member_keeps_the_healthy_ones(tmp_pa
     c.sweep.hp = {"lr": (1e-3, 1e30)}  # member 1 diverges at step 2
   lt.train(c, str(tmp_path), print_fn=lambda s: None)
   logged = []
-  res = suite.evaluate_workdir(str(tmp_path), metrics=("mig",), log=logged.append,
+  res = runs.evaluate_workdir(str(tmp_path), metrics=("mig",), log=logged.append,
                                **dict(SMALL, intervention_train=0, intervention_eval=0))
   assert np.isfinite(res["members"][0]["mig"]) and "diverged" in res["members"][1]["error"]
   assert any("member 1" in m and "not scored" in m for m in logged)
@@ -70,7 +71,7 @@ def test_a_torn_config_json_is_named(tmp_path):
   (tmp_path / "config.json").write_text(text[:len(text) // 2])
   import pytest
   with pytest.raises(ValueError, match="config.json is not valid JSON"):
-    suite.evaluate_workdir(str(tmp_path), log=lambda s: None, **SMALL)
+    runs.evaluate_workdir(str(tmp_path), log=lambda s: None, **SMALL)
 
 
 def test_a_metric_that_fails_leaves_the_others_written(tmp_path, monkeypatch):
@@ -82,7 +83,7 @@ def test_a_metric_that_fails_leaves_the_others_written(tmp_path, monkeypatch):
   monkeypatch.setattr(suite, "dci", refuse)
   with pytest.raises(ValueError, match=r"dci could not be computed \(DCI refused these codes\); "
                                        r"the other metrics were written"):
-    suite.evaluate_workdir(wd, metrics=("mig", "dci"), log=lambda s: None,
+    runs.evaluate_workdir(wd, metrics=("mig", "dci"), log=lambda s: None,
                            **dict(SMALL, intervention_train=0, intervention_eval=0))
   out = json.load(open(os.path.join(wd, "metrics.json")))
   assert np.isfinite(out["mig"]) and out["errors"] == {"dci": "DCI refused these codes"}

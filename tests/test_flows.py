@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsx import flows
+from lsx import flows, runs
 
 
 def test_exact_laplacian_equals_trace_of_hessian_and_hutchinson_is_close():
@@ -231,15 +231,15 @@ def test_joint_training_resumes_exactly_where_it_stopped(tmp_path):
   assert rows[0] == rows[1] and rows[0].count("\n") == 3
 
   # the joint run's VAE, exported as a training workdir, loads like any trained beta-VAE
-  out = family.export_vae(str(tmp_path / "whole"), str(tmp_path / "vae"))
+  out = runs.export_vae(str(tmp_path / "whole"), str(tmp_path / "vae"))
   vsetup, state = lt.load_run(out)
   assert int(state.step) == 6 and vsetup.config.objective.name == "beta_vae"
   for a, b in zip(jax.tree.leaves(whole.params["vae"]), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   with pytest.raises(FileExistsError, match="already holds checkpoints"):
-    family.export_vae(str(tmp_path / "whole"), out)
+    runs.export_vae(str(tmp_path / "whole"), out)
   with pytest.raises(FileNotFoundError, match="config.json"):
-    family.export_vae(str(tmp_path / "never"), str(tmp_path / "vae2"))
+    runs.export_vae(str(tmp_path / "never"), str(tmp_path / "vae2"))
 
 
 def test_joint_flows_experiment_writes_figures_and_scores(tmp_path):

@@ -154,8 +154,8 @@ def test_a_failed_extract_leaves_no_partial_output(tmp_path, monkeypatch):
 
 def test_downstream_commands_name_the_run_they_were_given(trained, tmp_path):
   """Each command reads the family and shape it needs from the inspector, before loading."""
-  from lsx.directions.family import Decoder
-  from lsx.metrics.suite import evaluate_workdir
+  from lsx.runs import load_decoder
+  from lsx.runs import evaluate_workdir
   wd = _copy(trained, tmp_path / "wd")
   cfg_path = os.path.join(wd, "config.json")
   cfg = json.load(open(cfg_path))
@@ -167,7 +167,7 @@ def test_downstream_commands_name_the_run_they_were_given(trained, tmp_path):
                                                  r"an autoencoder or a relative"):
     evaluate_workdir(wd, metrics=("mig",), num_samples=20, num_test=20)
   with pytest.raises(records.WorkdirError, match=r"'directions' run .*reads an autoencoder"):
-    Decoder.load(wd)
+    load_decoder(wd)
   with pytest.raises(records.WorkdirError, match=r"single run, not a sweep: extract_member"):
     lt.extract_member(wd, 0, str(tmp_path / "out"))
   assert _snapshot(wd) == before and not os.path.exists(tmp_path / "out")
@@ -176,7 +176,7 @@ def test_downstream_commands_name_the_run_they_were_given(trained, tmp_path):
   records.write_json(cfg_path, cfg)
   with pytest.raises(records.WorkdirError, match=r"holds a sweep; a decoder's directions reads "
                                                  r"a single run: extract one member"):
-    Decoder.load(wd)
+    load_decoder(wd)
   assert records.num_members(cfg) == 2
   assert records.num_members({"sweep": {"mode": "zip", "seed": [0, 1, 2],
                                         "hp": {"beta": [1, 2, 3]}}}) == 3

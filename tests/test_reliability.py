@@ -391,7 +391,7 @@ for _how in ("flip", "truncate", "delete", "garbage", "checksums", "checksum_val
 
 @case("checkpoint", "evaluate a run whose latest checkpoint is corrupt", r"corrupt|unreadable|Could not restore")
 def _eval_corrupt(ctx):
-  from lsx.metrics.suite import evaluate_workdir
+  from lsx.runs import evaluate_workdir
   wd = ctx.run()
   _damage("flip")  # noqa: B018
   p = _data_file(os.path.join(wd, "checkpoints", "8"))
@@ -426,7 +426,7 @@ def _skip_corrupt(ctx):
 # ----------------------------------------------------------------------------- evaluate
 def _evaluate(workdir_of, match_kw=None, **kw):
   def make(ctx):
-    from lsx.metrics.suite import evaluate_workdir
+    from lsx.runs import evaluate_workdir
     wd = workdir_of(ctx)
     args = dict(metrics=("mig",), num_samples=50, num_test=50, log=None)
     args.update(kw)

@@ -35,13 +35,13 @@ from lsx.directions._score import (CC_SCORES, SCORES, Reading, Traversal, active
                                   linear_traversal, make_edit, read_in_one_pass,
                                   reference_sets, score_direction_sets, score_directions,
                                   score_traversals, shift_pairs, summarize, take,
-                                  traversal_frames, traversal_images)
+                                  traversal_frames, traversal_images, write_score_table)
 from lsx.directions import family  # noqa: E402  (methods by name; the 'directions' family)
 from lsx.directions import protocols  # noqa: E402  (the papers' evaluation protocols)
 
 __all__ = [
     "CC_SCORES", "SCORES", "Traversal", "linear_traversal", "reference_sets",
-    "score_traversals", "summarize", "take", "traversal_frames",
+    "score_traversals", "summarize", "take", "traversal_frames", "write_score_table",
     "CONVENTIONS", "latentclr_loss_reference", "noiseclr_loss_reference",
     "Directions", "FORMS", "KINDS", "Reading", "Reconstructor", "active_latents",
     "contrastive_features", "factor_directions",

@@ -53,15 +53,6 @@ class Decoder:
     self.z = jax.jit(self.model.represent)(self.params, images)
     self.sd = float(np.asarray(self.z).std(0)[active_latents(self.z)].mean())
 
-  @classmethod
-  def load(cls, workdir: str, num_data: int = 2000) -> "Decoder":
-    """The decoder of the single run trained in `workdir`."""
-    from lsx.records import require_run
-    from lsx.train import load_run
-    require_run(workdir, "a decoder's directions", ("autoencoder", "relative_ae"), sweep=False)
-    setup, state = load_run(workdir)
-    return cls(setup.model, state.params, setup.dataset, num_data)
-
   def sample(self, rng, n):
     """A training batch of codes: the encoder means of `n` fresh data images."""
     return self.model.represent(self.params, self.dataset.sample(rng, n)[0]), None
@@ -186,9 +177,9 @@ def _init_keys(rng):
   return jax.random.fold_in(rng, 1), jax.random.fold_in(rng, 2)
 
 
-def build_directions(config, decoder: Decoder | None = None):
+def build_directions(config, runs=None, decoder: Decoder | None = None):
   """The `Setup` of a learned direction method on the decoder in config.decoder.workdir."""
-  from lsx.train.loop import Setup, make_run_optimizer, resolve_hp
+  from lsx.train.setup import Setup, make_run_optimizer, resolve_hp
   from lsx.directions._param import KINDS
   from lsx.train import validate
   method = config.directions.method
@@ -209,7 +200,8 @@ def build_directions(config, decoder: Decoder | None = None):
   if method_kind(method) != "learned":
     raise ValueError(f"config.directions.method={method!r} is closed form: there is nothing "
                      f"to train (experiments.discover fits and scores it).")
-  decoder = decoder or Decoder.load(config.decoder.workdir, int(config.eval.get("data", 2000)))
+  decoder = decoder or runs.load_decoder(config.decoder.workdir,
+                                         int(config.eval.get("data", 2000)))
   require_render(decoder.dataset, "scoring directions")
   dirs = make_config_directions(config, decoder)
   objective = make_method_objective(method, dirs, decoder, config.directions.features,
@@ -253,18 +245,10 @@ def fit(config, method: str, decoder: Decoder, workdir: str, print_fn=None):
     dirs = make_directions("global", mats.shape[1], mats.shape[2])
     return linear_traversal(dirs, int(e.steps), step), {"d": mats}
   c = method_config(config, method, workdir)
-  setup = build_directions(c, decoder)
+  setup = build_directions(c, decoder=decoder)
   state, _ = train(c, workdir, setup=setup, print_fn=print_fn)
   params = state.params["directions"]
   if not c.sweep.seed and not c.sweep.hp:
     params = jax.tree.map(lambda a: a[None], params)
   return linear_traversal(setup.objective.directions, int(e.steps), step), params
 
-
-def _register():
-  from lsx.train.loop import FAMILIES
-  if "directions" not in FAMILIES:
-    FAMILIES.register("directions")(build_directions)
-
-
-_register()

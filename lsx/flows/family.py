@@ -13,7 +13,6 @@ every other family. `export_vae` writes a joint run's VAE as an autoencoder work
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -55,10 +54,10 @@ def posthoc_objective(config, flow, decode, image_shape, path_len=None) -> Objec
                          "hp_bounds": {"lambda_jvp": (0.0, True)}})
 
 
-def build_flows(config):
+def build_flows(config, runs=None):
   """The `Setup` of a flows run (post hoc on a trained decoder, or joint with a VAE)."""
   from lsx.directions.family import Decoder
-  from lsx.train.loop import Setup, make_run_optimizer, resolve_hp
+  from lsx.train.setup import Setup, make_run_optimizer, resolve_hp
   f = config.flows
   from lsx.train import validate
   if f.mode not in MODES:
@@ -88,7 +87,7 @@ def build_flows(config):
                  speed=f.get("speed", "log"), hidden=int(f.get("hidden", 0)) or None,
                  init=f.get("potential_init", "stacked"))
   if f.mode == "posthoc":
-    dec = Decoder.load(config.decoder.workdir, 256)
+    dec = runs.load_decoder(config.decoder.workdir, 256)
     flow = make_flow(dec.model.latent_dim, int(f.num_potentials), **flow_kw)
     objective = posthoc_objective(config, flow, dec.generate, dec.dataset.image_shape)
     objective.info["decoder"] = dec
@@ -135,7 +134,7 @@ def write_training_figure(setup, params, workdir: str) -> str | None:
   for the reference form, the mean speed), one curve per member of a sweep."""
   del params
   from lsx import viz
-  from lsx.train import read_metrics
+  from lsx.records import read_metrics
   rows = read_metrics(workdir)
   keys = [k for k in TRAINING_KEYS + ("speed",) if rows and k in rows[-1]]
   if not keys:  # no logged step (metrics.jsonl removed, or a run of older keys): no figure
@@ -198,57 +197,3 @@ def score_run(setup, params, oracle, *, references: bool = True, flow_sets=None)
   add_protocol_scores(scored, sets, oracle, e)  # eval.protocol='reference': the protocols
   first = next(iter(flow_sets.values()))
   return scored, traversal_frames(trav, first, dec.generate, dec.z[:int(e.anchors)])
-
-
-def export_vae(workdir: str, out_workdir: str, step: int | None = None) -> str:
-  """Write the VAE of the joint flows run in `workdir` as an autoencoder training workdir
-  (objective 'beta_vae', same data, architecture, beta and learning rate): its checkpoint
-  holds the jointly trained VAE parameters at the step they were trained to and a fresh
-  optimizer state; export.json names the source run."""
-  from lsx.train import checkpoint as ckpt
-  from lsx.train.config import autoencoder_config
-  from lsx.train.loop import build, config_to_json, load_run, write_config
-  from lsx.train.state import TrainState
-  if os.path.exists(os.path.join(out_workdir, "checkpoints")):
-    raise FileExistsError(f"{out_workdir} already holds checkpoints; choose another directory.")
-  setup, joint = load_run(workdir, step)
-  c = setup.config
-  if c.get("family") != "flows" or c.flows.mode != "joint":
-    raise ValueError(f"{workdir} is not a joint flows run (config.family 'flows', "
-                     f"flows.mode 'joint'); a post-hoc run's VAE is already a workdir "
-                     f"({c.decoder.workdir if 'decoder' in c else '?'}).")
-  t = autoencoder_config()
-  t.seed, t.workdir = int(c.seed), out_workdir
-  t.data.name, t.data.size = c.data.name, int(c.data.size)
-  t.model.arch, t.model.latent_dim = c.model.arch, int(c.model.latent_dim)
-  t.model.hidden = tuple(c.model.hidden)
-  t.objective.name = "beta_vae"
-  t.hp = {"beta": float(c.hp.beta), "lr": float(c.hp.lr)}
-  t.train.steps, t.train.batch_size = int(joint.step), int(c.train.batch_size)
-  t.lock()
-  target = build(t)
-  vae = joint.params["vae"]
-  got = jax.tree.map(lambda a: (a.shape, a.dtype), vae)
-  want = jax.tree.map(lambda a: (a.shape, a.dtype), target.abstract_state().params)
-  if got != want:  # guards a future change of either model builder
-    raise ValueError(f"the joint run's VAE parameters do not match the beta-VAE that "
-                     f"configs build for the same settings: {got} vs {want}")
-  rng = target.init_keys(jax.random.key(int(c.seed)))[1]
-  state = TrainState.create(vae, target.optimizer, rng).replace(step=joint.step)
-  os.makedirs(out_workdir, exist_ok=True)
-  write_config(t, out_workdir)
-  ckpt.save(ckpt.manager(os.path.join(out_workdir, "checkpoints")), int(joint.step), state)
-  with open(os.path.join(out_workdir, "export.json"), "w") as fh:
-    json.dump({"source": os.path.abspath(workdir), "step": int(joint.step),
-               "objective": "joint beta-VAE + potential flows (lsx.flows.family)",
-               "flows_config": config_to_json(c)}, fh, indent=1)
-  return out_workdir
-
-
-def _register():
-  from lsx.train.loop import FAMILIES
-  if "flows" not in FAMILIES:
-    FAMILIES.register("flows")(build_flows)
-
-
-_register()

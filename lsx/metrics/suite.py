@@ -229,18 +229,22 @@ def score_members(z, f, zt, ft, *, metrics=ALL, discrete_latents: bool = False,
   return outs
 
 
-def evaluate_workdir(workdir: str, *, metrics=None, seed: int = 0, log=print, **kw) -> dict:
-  """Score the latest checkpoint of `workdir`; writes and returns metrics.json's dict.
+def check_evaluate_args(metrics=None, **kw) -> None:
+  """The arguments of `evaluate_run`, checked before a run is loaded."""
+  evaluate(None, None, None, metrics=tuple(metrics or ALL), log=None, dry_run=True, **kw)
+
+
+def evaluate_run(setup, state, workdir: str, *, metrics=None, seed: int = 0, log=print,
+                 **kw) -> dict:
+  """Score a loaded autoencoder run (`lsx.runs.evaluate_workdir` loads it from its
+  workdir); writes and returns metrics.json's dict in `workdir`.
 
   For a sweep every member is scored on the same samples: metrics.json holds
   {"members": [...]} and each member's scores are added as columns to sweep.csv.
   """
-  evaluate(None, None, None, metrics=tuple(metrics or ALL), log=None, dry_run=True, **kw)
+  check_evaluate_args(metrics, **kw)
   t0 = time.perf_counter()
-  from lsx.train import load_run, sweep  # late: lsx.train does not depend on metrics
-
-  records.require_run(workdir, "experiments.evaluate", ("autoencoder", "relative_ae"))
-  setup, state = load_run(workdir)
+  from lsx.train import sweep
   if not os.access(workdir, os.W_OK):  # before the minutes of scoring, not after
     raise PermissionError(f"workdir {workdir} is not writable: metrics.json could not be "
                           f"written; make it writable or copy the run.")

@@ -44,16 +44,16 @@ def _check_bounds(config):
                          f"={bound}] (the static bound a sweep's members share).")
 
 
-def build_sae(config):
+def build_sae(config, runs=None):
   from lsx.train import validate
-  from lsx.train.loop import Setup, make_run_optimizer, resolve_hp
+  from lsx.train.setup import Setup, make_run_optimizer, resolve_hp
   validate.positive(config, "sae.max_width", "sae.k_max", "sae.aux_k", "sae.dead_tokens",
                     "sae.median_samples", "eval.samples")
   if config.sae.bottleneck not in sae_model.BOTTLENECKS:
     raise ValueError(f"config.sae.bottleneck must be one of {sae_model.BOTTLENECKS}, got "
                      f"{config.sae.bottleneck!r}.")
   _check_bounds(config)
-  src = make_source(config.source)
+  src = make_source(config.source, runs)
   sae = sae_of(config, src.dim)
   objective = sae_model.make_objective(sae, src.sample,
                                        median_samples=int(config.sae.median_samples))
@@ -153,11 +153,3 @@ def save_frontier(rows, members, path: str) -> None:
   fig.savefig(path, dpi=120)
   plt.close(fig)
 
-
-def _register():
-  from lsx.train.loop import FAMILIES
-  if "sae" not in FAMILIES:
-    FAMILIES.register("sae")(build_sae)
-
-
-_register()

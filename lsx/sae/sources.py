@@ -61,16 +61,13 @@ class ModelActivations:
   """The output of `layer` of the encoder of the lsx autoencoder in `workdir` (a submodule
   name such as 'Dense_0', or 'latent' for the encoder mean) on its dataset's images."""
 
-  def __init__(self, workdir: str, layer: str = "Dense_0", data_seed: int = 0):
-    from lsx.train.loop import load_run
-    setup, state = load_run(workdir)
-    if getattr(setup.config, "family", "autoencoder") != "autoencoder":
-      raise ValueError(f"{workdir} is a {setup.config.family!r} run; activations come from "
-                       f"an autoencoder run (experiments.train with an autoencoder config).")
-    from lsx.train.sweep import plan
-    if plan(setup.config, setup.hp) is not None:
-      raise ValueError(f"{workdir} is a sweep: extract one member first "
-                       f"(experiments.extract_member).")
+  def __init__(self, workdir: str, layer: str = "Dense_0", data_seed: int = 0, runs=None):
+    """`runs` loads the run (lsx.runs, which builds the SAE family with itself)."""
+    from lsx.records import require_run
+    require_run(workdir, "an SAE's activations", ("autoencoder",), sweep=False)
+    if runs is None:
+      raise ValueError("ModelActivations loads its run through lsx.runs: pass runs=lsx.runs.")
+    setup, state = runs.load_run(workdir)
     self.model, self.params, self.dataset = setup.model, state.params, setup.dataset
     self.layer = layer
     net = self.model.encoder_net
@@ -176,8 +173,9 @@ class ArrayShards:
     return self.sample_at(t, n)
 
 
-def make_source(spec) -> object:
-  """The source of `config.source` (kind: toy | model | arrays)."""
+def make_source(spec, runs=None) -> object:
+  """The source of `config.source` (kind: toy | model | arrays); `runs` (lsx.runs) loads
+  a 'model' source's run."""
   kind = spec.get("kind", "toy")
   if kind == "toy":
     return ToySuperposition(int(spec.get("num_features", 512)), int(spec.get("dim", 64)),
@@ -188,7 +186,7 @@ def make_source(spec) -> object:
       raise FileNotFoundError(f"config.source.workdir={spec.get('workdir')!r} holds no trained "
                               f"run; train it first (experiments.train) or set the path.")
     return ModelActivations(spec.workdir, spec.get("layer", "Dense_0"),
-                            int(spec.get("data_seed", 0)))
+                            int(spec.get("data_seed", 0)), runs)
   if kind == "arrays":
     return ArrayShards(spec.get("paths", ""), int(spec.get("data_seed", 0)))
   raise ValueError(f"config.source.kind must be 'toy', 'model' or 'arrays', got {kind!r}.")

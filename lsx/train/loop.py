@@ -1,164 +1,34 @@
-"""The host loop: build from config, restore or init, run scanned chunks, log, save."""
+"""The engine: restore or init a built `Setup`, run scanned chunks, log, save.
+
+It knows no family: `lsx.runs` builds a run's `Setup` from its config (the family table)
+and hands it here.
+"""
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import logging
 import os
 import sys
 import time
-from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsx import data as lsx_data
-from lsx import models, viz
+from lsx import records, viz
+from lsx.records import config_to_json, write_config
 from lsx.train import checkpoint as ckpt
-from lsx import records
-from lsx.records import config_from_json, config_to_json, write_config
 from lsx.train import distributed as dist
 from lsx.train import sweep as sweep_lib
 from lsx.train import workdir as workdir_lib
 from lsx.train import validate, xla_options
-from lsx.objective import Objective
-from lsx.registry import Registry
-from lsx.train.state import (OPTIMIZER_HPS, PRECISIONS, TrainState, make_optimizer,
-                             make_shared_chunk, make_train_chunk, make_train_step,
-                             objective_optimizer)
+from lsx.train.setup import Setup
+from lsx.train.state import (PRECISIONS, TrainState, make_shared_chunk, make_train_chunk,
+                             make_train_step)
 
 log = logging.getLogger("lsx")
 
 
-def _split_keys(rng):
-  return tuple(jax.random.split(rng))
-
-
-@dataclasses.dataclass
-class Setup:
-  """Everything a run is built from: pure functions plus the traced `hp` pytree.
-
-  Every family (`FAMILIES`: autoencoders, directions, flows) builds one and `train` runs
-  it. `sample(rng, n) -> (batch, extra)` draws a training batch on device; `init_keys`
-  splits a run's key into (init, train) keys; `finish(setup, params, workdir)` writes a
-  single run's figures."""
-  config: Any
-  dataset: Any
-  model: Any  # the autoencoder (trained, or the decoder a direction/flow family reads)
-  objective: Objective
-  optimizer: Any
-  hp: dict
-  sample: Callable | None = None
-  init_keys: Callable = _split_keys
-  finish: Callable | None = None
-  log_keys: tuple = ("rec", "kl")
-  # sample_at(t, n): the batch of step t (instead of one drawn from the member's rng), so
-  # a sweep's members read the same batches, drawn once per step (vmap/map strategies)
-  sample_at: Callable | None = None
-  # finish_sweep(setup, stacked params, workdir, members): a sweep's own outputs
-  finish_sweep: Callable | None = None
-
-  def __post_init__(self):
-    if self.sample is None:
-      self.sample = self.dataset.sample
-
-  def init_state(self, rng=None) -> TrainState:
-    rng = jax.random.key(int(self.config.seed)) if rng is None else rng
-    k_init, k_train = self.init_keys(rng)
-    return TrainState.create(self.objective.init(k_init), self.optimizer, k_train)
-
-  def abstract_state(self):
-    return jax.eval_shape(self.init_state)
-
-
-def resolve_hp(config, objective) -> dict:
-  """The traced hyperparameters: objective defaults, then lr/weight decay, then config.hp."""
-  allowed = dict(objective.all_hp_defaults())
-  allowed.update({k: None for k in OPTIMIZER_HPS[config.optim.name]})
-  given = dict(config.hp)
-  unknown = sorted(set(given) - set(allowed))
-  if unknown:
-    raise ValueError(f"config.hp has {unknown}, which objective {objective.name!r} with "
-                     f"optimizer {config.optim.name!r} does not use; it uses {sorted(allowed)}.")
-  hp = {k: v for k, v in allowed.items() if v is not None}
-  hp.update(given)
-  bounds = objective.info.get("hp_bounds")
-  for k, v in hp.items():
-    validate.check_hp(k, v, bounds)
-  for k, vals in dict((config.get("sweep", {}) or {}).get("hp", {}) or {}).items():
-    for v in vals:
-      validate.check_hp(k, v, bounds, where="config.sweep.hp")
-  missing = sorted(k for k in allowed if k not in hp)
-  if missing:
-    raise ValueError(f"config.hp must set {missing}.")
-  return {k: jnp.asarray(v, jnp.float32) for k, v in sorted(hp.items())}
-
-
-FAMILIES = Registry("training family")
-
-
-def check_train(config) -> None:
-  """The sections every family shares, checked before anything compiles
-  (`lsx.train.validate.check_run`)."""
-  validate.check_run(config)
-
-
-def make_run_optimizer(config, objective):
-  """config.optim's optimizer, with the objective's players' optimizers beside it."""
-  o = config.optim
-  return objective_optimizer(objective, make_optimizer(
-      o.name, o.get("grad_clip", 0.0), lr_decay_steps=tuple(o.get("lr_decay_steps", ()) or ()),
-      lr_decay_factor=float(o.get("lr_decay_factor", 1.0))))
-
-
-def build(config) -> Setup:
-  """Validate the config and build the run's pieces for its family (config.family,
-  default 'autoencoder'). Raises before anything compiles."""
-  _load_families()
-  validate.check_run(config)
-  setup = FAMILIES.build(config.get("family", "autoencoder"), config)
-  sweep_lib.plan(config, setup.hp)  # the sweep's axes and values, checked here too
-  return setup
-
-
-def _load_families():
-  # each family registers itself when its module is imported
-  import lsx.compare  # noqa: F401
-  import lsx.directions.family  # noqa: F401
-  import lsx.flows.family  # noqa: F401
-  import lsx.sae  # noqa: F401
-
-
-@FAMILIES.register("autoencoder")
-def build_autoencoder(config) -> Setup:
-  """An autoencoder (config.model) trained with a registered objective (config.objective)
-  on a dataset (config.data)."""
-  validate.check_autoencoder(config)
-  d = config.data
-  kw = {k: v for k, v in d.items() if k != "name" and v not in ("", None)}
-  dataset = lsx_data.get_dataset(d.name, **kw)
-  m = config.model
-  want = tuple(m.get("image_shape", ()) or ())
-  if want and want != tuple(dataset.image_shape):
-    raise ValueError(f"Shape mismatch: config.model.image_shape={want} but dataset "
-                     f"{d.name!r} yields images of shape {tuple(dataset.image_shape)}. "
-                     f"Fix config.model.image_shape or leave it empty to take the data's.")
-  o = dict(config.objective)
-  name = o.pop("name")
-  entry = models.OBJECTIVES.get(name)
-  bottleneck = m.get("bottleneck", "") or entry.info["bottleneck"]
-  model = models.make_autoencoder(dataset.image_shape, m.latent_dim, m.arch, bottleneck,
-                                  m.get("conv_impl", "gemm"), tuple(m.get("hidden", ())) or None,
-                                  int(m.get("num_values", 10)),
-                                  tuple(m.get("style_widths", ())) or None)
-  objective = models.make_objective(name, model, dataset_size=dataset.num_examples, **o)
-  return Setup(config, dataset, model, objective, make_run_optimizer(config, objective),
-               resolve_hp(config, objective), finish=write_run_figures)
-
-
-# what a resumed run may change: how long it runs, how it logs, where the workdir is
 RESUMABLE_CHANGES = ("train.steps", "train.log_every_s", "workdir")
 
 
@@ -219,6 +89,14 @@ def _fmt_time(s: float) -> str:
   return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+def prepare_host(config) -> None:
+  """Before any device is touched (a Setup's build touches them): the multi-process
+  initialization, or a CPU sweep's one device per core (sweep.split_host). Idempotent;
+  no-ops for one process / a single run."""
+  if not dist.maybe_initialize(config):
+    sweep_lib.split_host(config)
+
+
 def train(config, workdir: str | None = None, **kwargs) -> tuple[TrainState, Setup]:
   """Train (or resume) the run or sweep described by `config` in `workdir` (default
   config.workdir), holding the workdir's lock (`lsx.train.workdir`: one writer at a time).
@@ -232,18 +110,19 @@ def train(config, workdir: str | None = None, **kwargs) -> tuple[TrainState, Set
   `stop_after_chunks` ends early after that many chunks of this call (simulates a kill).
   Resuming with a config that differs from the recorded one in more than
   `RESUMABLE_CHANGES` is refused, unless `allow_config_change` (then the changes are
-  appended to the workdir's history.jsonl). Every family (`FAMILIES`) trains here;
-  `setup` skips `build(config)` (a caller that already built it), `init_params` starts a
-  fresh run from given parameters (stacked for a sweep) instead of the objective's init.
+  appended to the workdir's history.jsonl). Every family's `Setup` (`setup`, built by
+  `lsx.runs.build`) trains here; `init_params` starts a fresh run from given parameters
+  (stacked for a sweep) instead of the objective's init.
   """
   validate.check_run(config)
+  setup = kwargs.pop("setup", None)
+  if setup is None:
+    raise TypeError("lsx.train.loop.train runs a built Setup (setup=...); lsx.runs.train "
+                    "(or lsx.train.train) builds one from the config's family.")
   workdir = config.workdir if workdir is None else workdir
   if not str(workdir or "").strip():
     raise ValueError("the workdir is empty: give a directory (config.workdir or --workdir).")
-  # both before any device is touched: no-ops for one process / a single run
-  if not dist.maybe_initialize(config):
-    sweep_lib.split_host(config)  # a CPU sweep: one device per core (see sweep.py)
-  setup = kwargs.pop("setup", None) or build(config)  # every check before the workdir
+  prepare_host(config)
   # what the workdir holds, read before anything is written (records.check_writable)
   records.check_writable(records.inspect_workdir(workdir), config_to_json(config),
                          config_changes)
@@ -429,104 +308,3 @@ def write_sweep_outputs(members, metrics_path: str, workdir: str, failed=None) -
   viz.save_sweep_plot(rows, [a for a in members.axes if a != "seed"],
                       [k for k in ("loss", "rec", "kl") if k in keys],
                       os.path.join(workdir, "sweep.png"))
-
-
-def write_run_figures(setup: Setup, params, workdir: str) -> None:
-  """reconstructions.png and traversals.png for a trained autoencoder."""
-  v = setup.config.get("viz", {})
-  model = setup.model
-  images, _ = setup.dataset.sample(jax.random.key(1234), 256)
-  z = np.asarray(jax.jit(model.represent)(params, images))
-  n = int(v.get("num_anchors", 3))
-  recon = jax.jit(model.reconstruct)(params, images[:8])
-  viz.save_reconstructions(images[:8], recon, os.path.join(workdir, "reconstructions.png"))
-  decode = jax.jit(lambda z: model.generate(params, z))
-  viz.save_traversals(decode, z[:n], os.path.join(workdir, "traversals.png"), latents=z,
-                      num_steps=int(v.get("num_steps", 9)), num_sigma=float(v.get("num_sigma", 3.0)))
-
-
-def ensure_trained(workdir: str, config_spec: str, print_fn=None) -> str:
-  """`workdir` holding a trained run: trained first with the config file `config_spec`
-  ('path/to/config.py[:arg]') when it holds none, and an unfinished run there (killed
-  before its last step) resumed to its end with its own config.json. Returns `workdir`."""
-  log = print_fn or (lambda s: print(s, file=sys.stderr, flush=True))
-  cfg_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(cfg_path):
-    from lsx.train.config import load_config
-    log(f"no trained model in {workdir}: training one with {config_spec}")
-    cfg = load_config(config_spec)
-    with cfg.unlocked():
-      cfg.workdir = workdir
-    train(cfg, workdir, print_fn=print_fn)
-    return workdir
-  ckpts = os.path.join(workdir, "checkpoints")
-  done = max((int(n) for n in (os.listdir(ckpts) if os.path.isdir(ckpts) else ())
-              if n.isdigit()), default=0)
-  cfg = config_from_json(cfg_path)
-  if done < int(cfg.train.steps):
-    log(f"the run in {workdir} stopped at step {done} of {int(cfg.train.steps)}: resuming it")
-    train(cfg, workdir, print_fn=print_fn)
-  return workdir
-
-
-def load_run(workdir: str, step: int | None = None):
-  """(setup, state) of a trained run: its config.json rebuilt, its checkpoint restored.
-
-  For a sweep the state is the stacked one (leading member axis); see `extract_member`.
-  """
-  records.require_run(workdir, "load_run", trained=False)
-  config = config_from_json(os.path.join(workdir, "config.json"))
-  setup = build(config)
-  members = sweep_lib.plan(config, setup.hp)
-  if members is None:
-    abstract = setup.abstract_state()
-  else:
-    seeds = jnp.asarray(members.seeds, jnp.uint32)
-    abstract = jax.eval_shape(lambda: sweep_lib.stack_init(setup.init_state, seeds))
-  ckdir = os.path.join(workdir, "checkpoints")
-  state = ckpt.restore(ckpt.manager(ckdir), abstract, step) if os.path.isdir(ckdir) else None
-  if state is None:
-    raise FileNotFoundError(f"{workdir}/checkpoints has no checkpoint yet: train first.")
-  return setup, state
-
-
-def extract_member(workdir: str, member: int, out_workdir: str) -> str:
-  """Write member `member` of the sweep in `workdir` as an ordinary single-run workdir
-  (config.json with its seed and hyperparameters, its checkpoint, its metrics)."""
-  if os.path.abspath(out_workdir) == os.path.abspath(workdir):
-    raise ValueError(f"--out {out_workdir} is the sweep's own workdir; give a new directory.")
-  if os.path.lexists(out_workdir) and (not os.path.isdir(out_workdir) or os.listdir(out_workdir)):
-    raise FileExistsError(f"{out_workdir} already holds a run or other files; extract into a "
-                          f"new (or empty) directory so nothing there is overwritten.")
-  records.require_run(workdir, "extract_member", sweep=True)  # before anything is loaded
-  setup, state = load_run(workdir)
-  config = setup.config
-  members = sweep_lib.plan(config, setup.hp)
-  if not 0 <= member < members.size:
-    raise ValueError(f"member must be in [0, {members.size}), got {member}.")
-  one = sweep_lib.take_member(state, member)
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.seed = int(members.seeds[member])
-    config.hp = {k: float(v[member]) for k, v in members.hp.items()}
-    config.sweep = {"mode": "product", "seed": (), "hp": {}}
-    config.workdir = out_workdir
-  # written beside the target and renamed into place at the end: a failure half-way
-  # leaves no partial workdir at `out_workdir`
-  import shutil
-  tmp = f"{os.path.abspath(out_workdir).rstrip(os.sep)}.partial-{os.getpid()}"
-  shutil.rmtree(tmp, ignore_errors=True)
-  os.makedirs(tmp)
-  try:
-    write_config(config, tmp)
-    ckpt.save(ckpt.manager(os.path.join(tmp, "checkpoints")), int(one.step), one)
-    rows = records.read_metrics(workdir)
-    records.atomic_write(os.path.join(tmp, "metrics.jsonl"), "".join(
-        json.dumps({k: (v if k == "step" else v[member]) for k, v in r.items()}) + "\n"
-        for r in rows))
-    if os.path.isdir(out_workdir):
-      os.rmdir(out_workdir)  # empty (checked above)
-    os.replace(tmp, out_workdir)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-  return out_workdir

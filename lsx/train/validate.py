@@ -107,11 +107,6 @@ def check_hp(name: str, value, bounds: dict | None = None, where: str = "config.
 
 def check_run(config) -> None:
   """The sections every family shares (lsx.train.config.run_config)."""
-  family = config.get("family", "autoencoder")
-  from lsx.train.loop import FAMILIES, _load_families
-  _load_families()
-  if family not in FAMILIES:
-    FAMILIES.get(family)  # raises with the registered names and close matches
   t = config.train
   positive(config, "train.steps", "train.batch_size", "train.chunk", "train.ckpt_every")
   if int(t.ckpt_every) % int(t.chunk):

@@ -109,42 +109,9 @@ def save_traversal_grid(frames, path: str, anchors: int = 3, scale: int = 2) -> 
   return save_png(np.concatenate(grid, axis=1), path, scale)
 
 
-def write_score_table(scored: dict, workdir: str, log=log, **info) -> dict:
-  """The traversal scores of every row (`lsx.directions.score_traversals`: {name: [per
-  member]}) as scores.json (per member, R matrices included, plus `info`), scores.csv
-  and scores.png (mean and spread per row), and a printed table. Returns the summaries."""
-  import csv
-  import json
-  import os
-
-  from lsx.directions import SCORES, summarize
-  first = next(iter(scored.values()))[0]
-  cols = SCORES + tuple(k for k in ("disentanglement_cc", "completeness_cc", "coverage_cc",
-                                    "ref_vp", "ref_change", "ref_scale", "manip_change",
-                                    "manip_leakage") if k in first)
-  table = {name: summarize(rows, cols) for name, rows in scored.items()}
-  plain = lambda r: {k: (np.asarray(v).round(4).tolist() if k in ("R", "P") else
-                         float(v) if k in cols else v)
-                     for k, v in r.items()
-                     if k in cols or k in ("R", "matches", "matches_cc", "manipulation")}
-  with open(os.path.join(workdir, "scores.json"), "w") as f:
-    json.dump({**info, "rows": {n: {"members": [plain(r) for r in rows], "summary": table[n]}
-                                for n, rows in scored.items()}}, f, indent=1)
-  with open(os.path.join(workdir, "scores.csv"), "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(["row", "members"] + [f"{k}_{s}" for k in cols for s in ("mean", "std")])
-    for name, rows in scored.items():
-      w.writerow([name, len(rows)] + [f"{table[name][k][s]:.4f}" for k in cols
-                                      for s in ("mean", "std")])
-  _save_score_plot(scored, table, os.path.join(workdir, "scores.png"))
-  log(f"{'row':32s} " + " ".join(f"{k[:15]:>15s}" for k in cols))
-  for name, t in table.items():
-    log(f"{name:32s} " + " ".join(f"{t[k]['mean']:8.3f}±{t[k]['std']:.3f}"[:15].rjust(15)
-                                  for k in cols))
-  return table
-
-
-def _save_score_plot(scored, table, path):
+def save_score_plot(scored, table, path):
+  """scores.png: each row's traversal scores, mean and spread over members (`table`: the
+  rows' summaries {name: {score: {"mean", "std"}}})."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt

@@ -1,0 +1,91 @@
+"""What a run is built from: `Setup` (the pieces every family builds and the engine runs),
+the traced hyperparameters resolved from a config, and the run's optimizer.
+
+Every family's builder returns a `Setup`; `lsx.train.loop` runs one. Nothing here knows a
+family.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from lsx.objective import Objective
+from lsx.train import validate
+from lsx.train.state import OPTIMIZER_HPS, TrainState, make_optimizer, objective_optimizer
+
+
+def split_keys(rng):
+  return tuple(jax.random.split(rng))
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything a run is built from: pure functions plus the traced `hp` pytree.
+
+  Every family (`FAMILIES`: autoencoders, directions, flows) builds one and `train` runs
+  it. `sample(rng, n) -> (batch, extra)` draws a training batch on device; `init_keys`
+  splits a run's key into (init, train) keys; `finish(setup, params, workdir)` writes a
+  single run's figures."""
+  config: Any
+  dataset: Any
+  model: Any  # the autoencoder (trained, or the decoder a direction/flow family reads)
+  objective: Objective
+  optimizer: Any
+  hp: dict
+  sample: Callable | None = None
+  init_keys: Callable = split_keys
+  finish: Callable | None = None
+  log_keys: tuple = ("rec", "kl")
+  # sample_at(t, n): the batch of step t (instead of one drawn from the member's rng), so
+  # a sweep's members read the same batches, drawn once per step (vmap/map strategies)
+  sample_at: Callable | None = None
+  # finish_sweep(setup, stacked params, workdir, members): a sweep's own outputs
+  finish_sweep: Callable | None = None
+
+  def __post_init__(self):
+    if self.sample is None:
+      self.sample = self.dataset.sample
+
+  def init_state(self, rng=None) -> TrainState:
+    rng = jax.random.key(int(self.config.seed)) if rng is None else rng
+    k_init, k_train = self.init_keys(rng)
+    return TrainState.create(self.objective.init(k_init), self.optimizer, k_train)
+
+  def abstract_state(self):
+    return jax.eval_shape(self.init_state)
+
+
+def resolve_hp(config, objective) -> dict:
+  """The traced hyperparameters: objective defaults, then lr/weight decay, then config.hp."""
+  allowed = dict(objective.all_hp_defaults())
+  allowed.update({k: None for k in OPTIMIZER_HPS[config.optim.name]})
+  given = dict(config.hp)
+  unknown = sorted(set(given) - set(allowed))
+  if unknown:
+    raise ValueError(f"config.hp has {unknown}, which objective {objective.name!r} with "
+                     f"optimizer {config.optim.name!r} does not use; it uses {sorted(allowed)}.")
+  hp = {k: v for k, v in allowed.items() if v is not None}
+  hp.update(given)
+  bounds = objective.info.get("hp_bounds")
+  for k, v in hp.items():
+    validate.check_hp(k, v, bounds)
+  for k, vals in dict((config.get("sweep", {}) or {}).get("hp", {}) or {}).items():
+    for v in vals:
+      validate.check_hp(k, v, bounds, where="config.sweep.hp")
+  missing = sorted(k for k in allowed if k not in hp)
+  if missing:
+    raise ValueError(f"config.hp must set {missing}.")
+  return {k: jnp.asarray(v, jnp.float32) for k, v in sorted(hp.items())}
+
+
+def make_run_optimizer(config, objective):
+  """config.optim's optimizer, with the objective's players' optimizers beside it."""
+  o = config.optim
+  return objective_optimizer(objective, make_optimizer(
+      o.name, o.get("grad_clip", 0.0), lr_decay_steps=tuple(o.get("lr_decay_steps", ()) or ()),
+      lr_decay_factor=float(o.get("lr_decay_factor", 1.0))))
+
+
