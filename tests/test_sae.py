@@ -55,6 +55,56 @@ def test_jumprelu_and_step_pseudo_derivatives():
   np.testing.assert_allclose(gt, [-1000.0, -1000.0, 0.0], rtol=1e-5)
 
 
+def test_jumprelu_threshold_gradient_of_the_whole_loss_is_the_papers_estimate():
+  """d loss / d log_threshold of the JumpReLU objective, its reconstruction and L0 terms
+  apart, against the paper's kernel-density estimates (Rajamanoharan et al. 2024, eqs. 11
+  and 12) written out in numpy with loops: for latent i,
+    d MSE / d theta_i = (1/N) sum_n -(theta_i / eps) K((z_ni - theta_i) / eps) dL_n/df_ni,
+      dL_n/df_ni = -2 (x_n - xhat_n) . W_dec[i]      (L_n = ||x_n - xhat_n||^2)
+    d L0 / d theta_i  = -(1/(N eps)) sum_n K((z_ni - theta_i) / eps)
+  with K the rectangle kernel on (-1/2, 1/2); the log parameterization multiplies by
+  theta_i. The L0 estimate is also the finite difference of the rectangle-smoothed
+  step H_eps(u) = clip(u/eps + 1/2, 0, 1), a check independent of the formula."""
+  rng = np.random.default_rng(3)
+  d, m, n, eps = 5, 7, 400, 0.05
+  x = jnp.asarray(rng.normal(size=(n, d)) * 0.5, jnp.float32)
+  sae = ls.SAE(dim=d, max_width=m, bottleneck="jumprelu", k_max=2, bandwidth=eps,
+               threshold_init=0.1)
+  obj = ls.make_objective(sae, lambda r, k: (x[:k], None), median_samples=n)
+  p = obj.init(jax.random.key(0))
+  p["log_threshold"] = jnp.log(jnp.asarray(rng.uniform(0.05, 0.4, size=m), jnp.float32))
+  hp = lambda c: {"k": 2.0, "width": float(m), "l0_coeff": c, "l0_warmup": 0.0,
+                  "preact_coeff": 0.0}
+  grad = lambda c: np.asarray(jax.grad(lambda lt: obj.loss({**p, "log_threshold": lt}, x,
+                                                           None, hp(c))[0])(p["log_threshold"]),
+                              np.float64)
+  g_rec, g_total = grad(0.0), grad(1.0)
+  g_l0 = g_total - g_rec
+  P = {k: np.asarray(v, np.float64) for k, v in p.items() if k != "stats"}
+  xs = np.asarray(x, np.float64)
+  theta = np.exp(P["log_threshold"])
+  z = (xs - P["b_dec"]) @ P["W_enc"] + P["b_enc"]
+  f = z * (z > theta)
+  xhat = f @ P["W_dec"] + P["b_dec"]
+  kern = lambda u: float(abs(u) < 0.5)
+  want_rec, want_l0 = np.zeros(m), np.zeros(m)
+  for i in range(m):
+    for j in range(n):
+      k = kern((z[j, i] - theta[i]) / eps)
+      dl_df = -2.0 * (xs[j] - xhat[j]) @ P["W_dec"][i]
+      want_rec[i] += -(theta[i] / eps) * k * dl_df / n
+      want_l0[i] += -k / (n * eps)
+  assert np.count_nonzero(want_rec) >= m - 1  # the kernel sees samples at most thresholds
+  np.testing.assert_allclose(g_rec, theta * want_rec, rtol=2e-3, atol=1e-6)
+  np.testing.assert_allclose(g_l0, theta * want_l0, rtol=2e-3, atol=1e-6)
+  # the L0 estimate is the exact derivative of the rectangle-smoothed step
+  smooth = lambda t: np.mean(np.sum(np.clip((z - t) / eps + 0.5, 0.0, 1.0), -1))
+  h = 1e-7
+  fd = np.array([(smooth(theta + h * np.eye(m)[i]) - smooth(theta - h * np.eye(m)[i])) / (2 * h)
+                 for i in range(m)])
+  np.testing.assert_allclose(want_l0, fd, rtol=1e-4, atol=1e-6)
+
+
 def test_topk_gathered_path_equals_the_dense_form(monkeypatch):
   # k of m latents few enough (64 k <= m): the loss gathers the selected encoder and
   # decoder rows; loss, aux values and every gradient equal the dense form's, with AuxK
