@@ -63,7 +63,9 @@ def sae_base(arg: str, name: str, source: dict):
   c = run_config()
   c.family = "sae"
   c.workdir = f"workdirs/sae_{name}_{bottleneck}"
-  c.source = source
+  # normalize: scale the activations by one constant so that E||x||^2 = dim (estimated on
+  # 4,096 samples), as the JumpReLU paper and SAELens train; the scores are scale-free
+  c.source = {"normalize": False, **source}
   # the bottleneck and static bounds (k_max bounds hp.k, max_width bounds hp.width);
   # dead_tokens: samples without firing before AuxK treats a latent as dead
   c.sae = dict(bottleneck=bottleneck, max_width=1024, k_max=32, aux_k=256,

@@ -283,3 +283,27 @@ def test_an_sae_trains_on_array_shards_and_on_a_model_layer(tmp_path):
   with pytest.raises(ValueError, match="no submodule 'Dense_9'"):
     lt.build(_sae_config(str(tmp_path / "x"), **{"source": {"kind": "model", "workdir": vae,
                                                              "layer": "Dense_9"}}))
+
+
+def test_normalized_source_has_unit_mean_square_per_dimension_and_keeps_its_features():
+  """source.normalize: one constant c with E||c x||^2 = dim (the JumpReLU paper's input
+  scaling); the features, the extras and the batches' order are the source's."""
+  import ml_collections
+  spec = ml_collections.ConfigDict(dict(kind="toy", num_features=32, dim=8, active=2.0,
+                                        decay=0.0, feature_seed=1, data_seed=0,
+                                        normalize=True))
+  src = ls.make_source(spec)
+  raw = ls.make_source(ml_collections.ConfigDict({**spec.to_dict(), "normalize": False}))
+  x = np.asarray(src.sample(jax.random.key(5), 20000)[0], np.float64)
+  assert abs(np.mean(np.sum(x * x, -1)) / 8 - 1.0) < 0.03
+  c = src.scale
+  assert c == pytest.approx(np.sqrt(8 / np.mean(np.sum(np.asarray(
+      raw.sample(jax.random.key(0), 4096)[0], np.float64) ** 2, -1))), rel=1e-6)
+  xa, sa = src.sample_at(3, 16)
+  xb, sb = raw.sample_at(3, 16)
+  np.testing.assert_allclose(xa, c * np.asarray(xb), rtol=1e-5)
+  np.testing.assert_array_equal(sa, sb)
+  np.testing.assert_array_equal(src.true_features, raw.true_features)
+  assert src.dim == 8
+  with pytest.raises(ValueError, match="scale must be a finite number > 0"):
+    ls.sources.Scaled(raw, float("nan"))

@@ -173,9 +173,47 @@ class ArrayShards:
     return self.sample_at(t, n)
 
 
+class Scaled:
+  """A source whose activations are multiplied by one constant `scale` (the rest of the
+  source, `true_features` and the extras included, is the wrapped source's)."""
+
+  def __init__(self, source, scale: float):
+    if not np.isfinite(scale) or scale <= 0:
+      raise ValueError(f"a source's scale must be a finite number > 0, got {scale}.")
+    self.source, self.scale = source, float(scale)
+
+  def __getattr__(self, name):
+    return getattr(self.source, name)
+
+  def sample(self, rng, n: int):
+    x, extra = self.source.sample(rng, n)
+    return x * self.scale, extra
+
+  def sample_at(self, t, n: int):
+    x, extra = self.source.sample_at(t, n)
+    return x * self.scale, extra
+
+
+def unit_mean_square_scale(source, n: int = 4096, seed: int = 0) -> float:
+  """The constant c with E||c x||^2 = dim on `n` samples of `source` (Rajamanoharan et
+  al. 2024 train on activations scaled so; SAELens' `normalize_activations`)."""
+  x = np.asarray(source.sample(jax.random.key(seed), n)[0], np.float64)
+  ms = float(np.mean(np.sum(x * x, -1)))
+  if not ms > 0:
+    raise ValueError("the source's activations are all zero: nothing to normalize.")
+  return float(np.sqrt(source.dim / ms))
+
+
 def make_source(spec, runs=None) -> object:
-  """The source of `config.source` (kind: toy | model | arrays); `runs` (lsx.runs) loads
-  a 'model' source's run."""
+  """The source of `config.source` (kind: toy | model | arrays; `normalize`: scaled by
+  `unit_mean_square_scale`); `runs` (lsx.runs) loads a 'model' source's run."""
+  src = _make_source(spec, runs)
+  if spec.get("normalize", False):
+    src = Scaled(src, unit_mean_square_scale(src))
+  return src
+
+
+def _make_source(spec, runs=None) -> object:
   kind = spec.get("kind", "toy")
   if kind == "toy":
     return ToySuperposition(int(spec.get("num_features", 512)), int(spec.get("dim", 64)),
