@@ -39,6 +39,11 @@ from absl import flags
 from ml_collections import config_flags
 
 from lsx import claims as lc, cli, metrics as lm, runs, viz
+from lsx.directions import family as dfamily, reference_sets, take
+from lsx.directions.family import Decoder
+from lsx.flows import equivariance_error, family as ffamily, flow_traversal, sequence_batch
+from lsx.models.objectives import importance_weighted_ll
+from lsx.train import config as config_lib, ensure_trained, read_metrics, sweep as sweep_lib, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Claims config file.",
                                           lock_config=True)
@@ -75,7 +80,6 @@ def _run_config(spec: str, c, **fields):
   None values skipped) and `c.run_overrides` (nested like a config, applied where the run has
   the field: e.g. {"decoder": {"workdir": ...}} for every run); with `c.run_root` its workdir moves there
   (same base name)."""
-  from lsx.train import config as config_lib
   rc = config_lib.load_config(spec)
   with rc.unlocked():
     rc.sweep.seed = tuple(int(s) for s in c.seeds)
@@ -102,7 +106,6 @@ def _run_config(spec: str, c, **fields):
 def _last_metrics(workdir: str, members=None) -> dict:
   """The last row of a run's metrics.jsonl (means over its members, or over the member
   indices `members`), {} when it has none."""
-  from lsx.train import read_metrics
   rows = read_metrics(workdir)
   pick = lambda v: np.asarray(v)[list(members)] if members is not None and np.ndim(v) else v
   return {k: float(np.mean(pick(v))) for k, v in rows[-1].items()} if rows else {}
@@ -111,7 +114,6 @@ def _last_metrics(workdir: str, members=None) -> dict:
 def _baseline_sets(c, sec, dec, decoder_spec, dataset: str, num: int, log):
   """The linear baselines of `sec.baselines` fitted on `dec` (the flows' decoder, whose
   run `decoder_spec` their configs record), K = `num`."""
-  from lsx.directions import family as dfamily
   sets = {}
   for m in sec.baselines:
     spec = f"{sec.baseline_config}:{m}"
@@ -126,10 +128,6 @@ def _baseline_sets(c, sec, dec, decoder_spec, dataset: str, num: int, log):
 
 
 def flows_posthoc(c, log) -> list[dict]:
-  from lsx.directions import reference_sets
-  from lsx.directions.family import Decoder
-  from lsx.flows import flow_traversal
-  from lsx.train import ensure_trained, train
   sec, seeds, rows = c.flows_posthoc, tuple(c.seeds), []
   for dataset, spec in sec.runs.items():
     fc = _run_config(spec, c, **{"train.steps": int(sec.steps),
@@ -173,9 +171,6 @@ def _flows_training_end(setup, state, seeds) -> dict:
   """The post-hoc flows' trajectory at its ends, per seed and as mean +- std: the frame
   classifier's accuracy and the image change of one flow step at the last step, the image
   change at step 0 (the same seeds' initial parameters), on the same 4 fresh batches."""
-  from lsx.directions import take
-  from lsx.flows import family as ffamily
-  from lsx.train import sweep as sweep_lib
   start = sweep_lib.stack_init(setup.init_state, seeds).params
   end = [ffamily.training_diagnostics(setup, take(state.params, i)) for i in range(len(seeds))]
   begin = [ffamily.training_diagnostics(setup, take(start, i)) for i in range(len(seeds))]
@@ -199,11 +194,6 @@ def _weights_configs(sec) -> dict:
 
 
 def flows_regularizer(c, log) -> list[dict]:
-  from lsx.directions import take
-  from lsx.flows import equivariance_error, sequence_batch
-  from lsx.flows import family as ffamily
-  from lsx.models.objectives import importance_weighted_ll
-  from lsx.train import train
   sec, seeds = c.flows_regularizer, tuple(c.seeds)
   confs = _weights_configs(sec)
   jc = _run_config(sec.run, c, **{"train.steps": int(sec.steps)})
@@ -288,8 +278,6 @@ def _nonfinite_members(workdir: str) -> dict:
 
 
 def latentclr(c, log) -> list[dict]:
-  from lsx.directions import family as dfamily
-  from lsx.train import ensure_trained
   sec, seeds = c.latentclr, tuple(c.seeds)
   rc = _run_config(sec.run, c, **{"train.steps": int(sec.steps),
                                    "decoder.workdir": sec.decoder_workdir or None,

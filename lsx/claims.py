@@ -31,6 +31,8 @@ from typing import Callable, Sequence
 
 import jax
 import numpy as np
+from lsx.directions.protocols import protocol_scores
+from lsx.records import write_json
 
 ROW_KEYS = ("claim", "dataset", "method", "value", "baseline", "baseline_value", "met", "seeds",
             "command")
@@ -175,7 +177,6 @@ def per_seed_protocols(sets: dict, oracle: Callable, num_seeds: int, *, vp_pairs
   rng_seed + i, manipulation anchors z[i * anchors : (i + 1) * anchors] of the decoder
   (the first `select_anchors` of them choose each factor's direction, the rest score it).
   Returns {name: [protocol row of seed i]}."""
-  from lsx.directions.protocols import protocol_scores
   out = {name: [] for name in sets}
   for i in range(int(num_seeds)):
     seeded = {n: (trav, member(stacked, i), dec) for n, (trav, stacked, dec) in sets.items()}
@@ -221,6 +222,5 @@ def write_claims(rows: list[dict], path: str, *, replace: Sequence[str] = ()) ->
       kept = [r for r in json.load(f) if r.get("claim") not in set(replace)]
   out = kept + list(rows)
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  from lsx.records import write_json
   write_json(path, out, indent=1)
   return out

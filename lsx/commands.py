@@ -17,6 +17,8 @@ import difflib
 import json
 import os
 import sys
+from lsx.records import read_metrics
+from lsx.records import inspect_workdir
 
 COMMANDS = {
     "train": ("experiments.train", "train an autoencoder, SAE, directions or flows run"),
@@ -64,7 +66,6 @@ def find_runs(root: str, depth: int = 3) -> list[str]:
 
 
 def _last_loss(workdir: str):
-  from lsx.records import read_metrics
   rows = read_metrics(workdir)
   if not rows or "loss" not in rows[-1]:
     return None
@@ -76,7 +77,6 @@ def _last_loss(workdir: str):
 def runs_table(root: str) -> list[dict]:
   """One row per workdir under `root` (see the module doc); a workdir the inspector
   refuses is listed with its error as status."""
-  from lsx.records import inspect_workdir
   rows = []
   for wd in find_runs(root):
     rel = os.path.relpath(wd, root)

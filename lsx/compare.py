@@ -15,8 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsx import similarity as ls
+from lsx import data as lsx_data, models, similarity as ls, viz
 from lsx.models.objectives import neg_log_likelihood
+from lsx.objective import Objective
+from lsx.train import validate
+from lsx.train.config import run_config
+from lsx.train.setup import make_run_optimizer, resolve_hp, Setup
 
 MEASURES = ("jaccard@10", "mrr", "cosine", "linear_cka")
 
@@ -164,7 +168,6 @@ def _relative_objective(name, model, rel_model, anchor_images, *, frozen: bool):
   """Reconstruction through the relative representation: encoder (`model`'s encoder and
   latent head) -> cosines to the anchors' codes under the same encoder -> `rel_model`'s
   decoder. `frozen`: the encoder is held fixed (stop_gradient; a post-hoc decoder)."""
-  from lsx.objective import Objective
   enc_keys = ("encoder", "latent")
 
   def init(rng):
@@ -190,7 +193,6 @@ def _relative_objective(name, model, rel_model, anchor_images, *, frozen: bool):
 
 def _rel_model(ds, num, m):
   """A deterministic autoencoder of config.model `m` with a `num`-wide code."""
-  from lsx import models
   return models.make_autoencoder(ds.image_shape, num, m.arch, "deterministic",
                                  m.get("conv_impl", "gemm"), tuple(m.get("hidden", ())) or None)
 
@@ -201,8 +203,6 @@ def build_relative_decoder(config, runs=None):
   codes' cosines to the codes of `relative.num_anchors` anchor images drawn with
   `relative.anchor_seed`), trained with the member's encoder frozen. A fresh run's
   encoders come from `source_params` (passed to `lsx.train.train` as `init_params`)."""
-  from lsx.train.setup import Setup, make_run_optimizer, resolve_hp
-  from lsx.train import validate
   validate.positive(config, "relative.num_anchors")
   src, _ = runs.load_run(config.source.workdir)
   model, ds = src.model, src.dataset
@@ -221,9 +221,6 @@ def build_relative_ae(config, runs=None):
   images under the same encoder), trained end to end as in Moschella et al. (ICLR 2023;
   relreps' `rel_ae` with l2-normalized similarities as values). `config.data`/`model` as
   for an autoencoder; the run's `model` is the encoder's (represent = absolute codes)."""
-  from lsx import data as lsx_data
-  from lsx.train.setup import Setup, make_run_optimizer, resolve_hp
-  from lsx.train import validate
   validate.positive(config, "relative.num_anchors", "data.size", "model.latent_dim")
   d, m = config.data, config.model
   ds = lsx_data.get_dataset(d.name, **{k: v for k, v in d.items()
@@ -249,7 +246,6 @@ def write_similarity(table: dict, workdir: str, log=print) -> dict:
   """similarity.csv (every measure of every pair, space and anchor draw), similarity.png
   (member x member matrices, absolute and relative side by side); returns the
   cross-member means {"absolute": [...], "relative": [...]} per measure."""
-  from lsx import viz
   rows = [{"space": space, "repetition": r, "i": i, "j": j,
            **{m: float(v[i, j, k]) for k, m in enumerate(MEASURES)}}
           for space, reps in (("absolute", table["absolute"][None]), ("relative", table["relative"]))
@@ -271,7 +267,6 @@ def relative_decoder_config(source_workdir: str, members: int, *, num_anchors: i
                             steps: int = 2000, strategy: str = "auto"):
   """The config of a relative-decoder run over the `members` members of a source run
   (written in source_workdir/relative)."""
-  from lsx.train.config import run_config
   c = run_config()
   c.family, c.seed = "relative_decoder", 0
   c.workdir = os.path.join(source_workdir, "relative")
@@ -286,7 +281,6 @@ def relative_decoder_config(source_workdir: str, members: int, *, num_anchors: i
 
 def write_stitching(errs: dict, workdir: str, log=print) -> None:
   """stitching.csv / stitching.png: the error of every (encoder i, decoder j) pair."""
-  from lsx import viz
   _write_csv(os.path.join(workdir, "stitching.csv"),
              [{"kind": k, "i": i, "j": j, "error": float(v[i, j])}
               for k, v in errs.items() for i in range(v.shape[0]) for j in range(v.shape[1])])

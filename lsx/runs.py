@@ -39,6 +39,8 @@ from lsx.train import sweep as sweep_lib
 from lsx.train import validate
 from lsx.train.config import load_config
 from lsx.train.setup import Setup
+from lsx.train.config import autoencoder_config
+from lsx.train.state import TrainState
 
 FAMILIES = {
     "autoencoder": build_autoencoder,
@@ -189,8 +191,6 @@ def export_vae(workdir: str, out_workdir: str, step: int | None = None) -> str:
   (objective 'beta_vae', same data, architecture, beta and learning rate): its checkpoint
   holds the jointly trained VAE parameters at the step they were trained to and a fresh
   optimizer state; export.json names the source run."""
-  from lsx.train.config import autoencoder_config
-  from lsx.train.state import TrainState
   if os.path.exists(os.path.join(out_workdir, "checkpoints")):
     raise FileExistsError(f"{out_workdir} already holds checkpoints; choose another directory.")
   setup, joint = load_run(workdir, step)

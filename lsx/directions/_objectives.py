@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from lsx.directions._param import Directions, normalize
+from lsx.nn.conv import Conv4S2
 
 FORMS = ("latentclr", "noiseclr")
 # 'lsx': lsx's forms (docs/directions.md); 'reference': the public code's computation
@@ -229,7 +230,6 @@ class Reconstructor(nn.Module):
 
   @nn.compact
   def __call__(self, x0, x1):
-    from lsx.nn.conv import Conv4S2
     x = jnp.concatenate([x0, x1], -1)
     for w in (self.width, self.width * 2, self.width * 2):
       x = nn.relu(Conv4S2(w)(x))

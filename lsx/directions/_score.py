@@ -7,7 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsx.directions._param import Directions, traverse, walk_path
+from lsx import metrics as lm, viz
+from lsx.directions._closed_form import factor_directions
+from lsx.directions._param import Directions, make_directions, traverse, walk_path
+from lsx.metrics.directions import ordinal_mask
 from lsx.metrics.oracle import rotation_anisotropy
 
 
@@ -172,7 +175,6 @@ def score_traversals(sets: dict, oracle: Callable, *, anchors: int, vp_anchors: 
   set is read by `oracle` in one pass; VP pairs move the last `vp_anchors` codes (member
   i with rng key(11 + i)). With `null_permutations` the chance-corrected D, C and
   coverage are added as `*_cc`. Returns ({name: [scores of each member]}, readings)."""
-  from lsx import metrics as lm
 
   images = [jnp.stack([traversal_frames(trav, take(stacked, i), dec.generate,
                                         dec.z[:int(anchors)])
@@ -210,9 +212,6 @@ def reference_sets(decoder, num: int | None, random_seeds: int, *, span: float, 
   the decoder's latent axes (the `num` most active, or every active one when None),
   random directions (one member per seed, keys 100 + seed) and, with `supervised`, the
   factor directions fitted on the labels (`factor_directions`)."""
-  from lsx.directions._closed_form import factor_directions
-  from lsx.directions._param import make_directions
-  from lsx.metrics.directions import ordinal_mask
 
   z = np.asarray(decoder.z)
   d = z.shape[1]
@@ -249,7 +248,6 @@ def write_score_table(scored: dict, workdir: str, log=None, **info) -> dict:
   import json
   import os
 
-  from lsx import viz
   log = log or viz.log
   first = next(iter(scored.values()))[0]
   cols = SCORES + tuple(k for k in ("disentanglement_cc", "completeness_cc", "coverage_cc",

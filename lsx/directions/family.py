@@ -18,14 +18,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from lsx.data import require_render
+from lsx.directions._objectives import CONVENTIONS
+from lsx.directions._param import KINDS, make_directions
+from lsx.directions._score import active_latents, linear_traversal
+from lsx.objective import Objective
+from lsx.registry import Registry
+from lsx.train import validate
+from lsx.train.loop import train
+from lsx.train.setup import make_run_optimizer, resolve_hp, Setup
 from lsx.directions._closed_form import (ganspace_directions, jacobian_svd, pca_directions,
                                          sefa_directions)
 from lsx.directions._objectives import (make_contrastive_objective, make_feature_map,
                                         make_voynov_objective)
-from lsx.directions._param import make_directions
-from lsx.directions._score import active_latents
-from lsx.objective import Objective
-from lsx.registry import Registry
 
 METHODS = Registry("direction method")
 CONTRASTIVE_HP = {"temperature": 0.5, "alpha": 1.0, "alpha_max": 1.0}
@@ -179,16 +183,12 @@ def _init_keys(rng):
 
 def build_directions(config, runs=None, decoder: Decoder | None = None):
   """The `Setup` of a learned direction method on the decoder in config.decoder.workdir."""
-  from lsx.train.setup import Setup, make_run_optimizer, resolve_hp
-  from lsx.directions._param import KINDS
-  from lsx.train import validate
   method = config.directions.method
   validate.positive(config, "directions.num", "eval.steps", "eval.anchors", "eval.vp_anchors",
                     "eval.data")
   d = config.directions
   if d.kind not in KINDS:
     raise ValueError(f"config.directions.kind must be one of {KINDS}, got {d.kind!r}.")
-  from lsx.directions._objectives import CONVENTIONS
   if d.get("convention", "lsx") not in CONVENTIONS:
     raise ValueError(f"config.directions.convention must be one of {CONVENTIONS}, got "
                      f"{d.convention!r}.")
@@ -233,9 +233,6 @@ def fit(config, method: str, decoder: Decoder, workdir: str, print_fn=None):
   method trained by `lsx.train.train` in `workdir` (resumed if it holds a checkpoint; its
   sweep's members are `config.sweep`'s), a closed form fitted once per `config.sweep.seed`
   (or `config.seed`)."""
-  from lsx.directions._param import make_directions
-  from lsx.directions._score import linear_traversal
-  from lsx.train.loop import train
   e = config.eval
   step = float(e.span) * decoder.sd / int(e.steps)
   if method_kind(method) == "closed_form":

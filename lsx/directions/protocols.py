@@ -25,7 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsx.directions._score import Traversal
+from lsx.directions._score import take, Traversal
+from lsx.metrics import variation_predictability
+from lsx.metrics.directions import factor_periods, ordinal_mask
 
 
 def _check(traversal: Traversal):
@@ -101,7 +103,6 @@ def vp_protocol(traversal: Traversal, params, generate: Callable, dim: int, rng,
   """VP on (G(z), G(end of z's path)) pairs from z ~ N(0, I): `pairs_per_direction` per
   direction, the classifier trained on `train_fraction` of them (module doc). Returns
   {"vp", "chance", "num_train", "num_test", "change" (mean ||x' - x||), "scale"}."""
-  from lsx.metrics import variation_predictability
   if int(pairs_per_direction) < 1:
     raise ValueError(f"pairs_per_direction must be >= 1, got {pairs_per_direction}.")
   k_z, k_vp = jax.random.split(rng)
@@ -119,7 +120,6 @@ def factor_change(dataset, before, after) -> np.ndarray:
   """|after - before| [..., F] of read factor indices in units of each factor's range:
   (size - 1) for an ordinal factor, half the period for a circular one (the shorter way
   round)."""
-  from lsx.metrics.directions import factor_periods
   before, after = np.asarray(before, np.float64), np.asarray(after, np.float64)
   sizes = np.asarray(dataset.factor_sizes, np.float64)
   period = np.asarray(factor_periods(dataset, before), np.float64)
@@ -143,7 +143,6 @@ def manipulation(traversal: Traversal, params, generate: Callable, oracle: Calla
   if not 0 <= int(select) < anchors.shape[0]:
     raise ValueError(f"select must be in [0, {anchors.shape[0]}) anchors (the rest score the "
                      f"chosen direction), got {select}.")
-  from lsx.metrics.directions import ordinal_mask
   anchors = jnp.asarray(anchors, jnp.float32)
   n, kdir = anchors.shape[0], int(num_directions)
   z = jnp.tile(anchors, (kdir, 1))
@@ -190,7 +189,6 @@ def protocol_scores(sets: dict, oracle: Callable, *, rng, pairs_per_direction: i
   score it (`manipulation`'s `select`). Returns {name: [{"ref_vp", "ref_change", "ref_scale",
   "manip_change", "manip_leakage", "manipulation": {factor: row}} per member]} (without
   "ref_vp" and "ref_change" when `vp` is False)."""
-  from lsx.directions._score import take
   out, target = {}, target_change
   k_probe, k_vp = jax.random.split(rng)
   for si, (name, (trav, stacked, dec)) in enumerate(sets.items()):

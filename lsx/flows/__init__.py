@@ -326,7 +326,6 @@ def flow_traversal(flow: Flow, num_steps: int):
   steps both ways; VP moves a code 1..num_steps steps either way (random per pair)."""
   import numpy as np
 
-  from lsx.directions import Traversal
 
   def paths(params, anchors):
     along = jax.vmap(lambda z, k: flow_paths(flow, params, z, k, num_steps), in_axes=(0, None))
@@ -356,3 +355,4 @@ def flow_traversal(flow: Flow, num_steps: int):
 from lsx.flows.joint import (JOINT_HP_DEFAULTS, check_transforms,  # noqa: E402
                              equivariance_error, make_joint_objective, sequence_batch)
 from lsx.flows import family  # noqa: E402,F401  (the 'flows' training family)
+from lsx.directions import Traversal

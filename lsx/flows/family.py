@@ -17,11 +17,18 @@ import os
 
 import jax
 
-from lsx import models
+from lsx import models, viz
 from lsx.data import get_dataset, require_render
+from lsx.directions import reference_sets, score_traversals, traversal_frames
+from lsx.directions.family import CODES, Decoder
+from lsx.directions.protocols import add_protocol_scores, check_protocol
+from lsx.flows import flow_traversal
+from lsx.objective import Objective
+from lsx.records import read_metrics
+from lsx.train import validate
+from lsx.train.setup import make_run_optimizer, resolve_hp, Setup
 from lsx.flows import (CONVENTIONS, JOINT_HP_DEFAULTS, check_transforms, make_flow,
                        make_flow_objective, make_joint_objective, sequence_batch)
-from lsx.objective import Objective
 
 MODES = ("posthoc", "joint")
 TRAINING_KEYS = ("ic", "pde", "jvp", "cls_acc", "image_change")
@@ -56,10 +63,7 @@ def posthoc_objective(config, flow, decode, image_shape, path_len=None) -> Objec
 
 def build_flows(config, runs=None):
   """The `Setup` of a flows run (post hoc on a trained decoder, or joint with a VAE)."""
-  from lsx.directions.family import Decoder
-  from lsx.train.setup import Setup, make_run_optimizer, resolve_hp
   f = config.flows
-  from lsx.train import validate
   if f.mode not in MODES:
     raise ValueError(f"config.flows.mode must be one of {MODES}, got {f.mode!r}.")
   validate.positive(config, "flows.num_probes", "eval.anchors", "eval.steps",
@@ -70,7 +74,6 @@ def build_flows(config, runs=None):
   if f.laplacian not in ("exact", "hutchinson"):
     raise ValueError(f"config.flows.laplacian must be 'exact' or 'hutchinson', got "
                      f"{f.laplacian!r}.")
-  from lsx.directions.protocols import check_protocol
   check_protocol(config.eval)
   if f.get("convention", "lsx") not in CONVENTIONS:
     raise ValueError(f"config.flows.convention must be one of {CONVENTIONS}, got "
@@ -78,7 +81,6 @@ def build_flows(config, runs=None):
   if f.get("convention", "lsx") == "reference" and f.mode != "posthoc":
     raise ValueError("config.flows.convention='reference' is the public post-hoc objective; "
                      "use it with flows.mode='posthoc'.")
-  from lsx.directions.family import CODES
   if f.get("codes", "encoder") not in CODES:
     raise ValueError(f"config.flows.codes must be one of {CODES} (the codes the flows train "
                      f"from: the encoder means of data images, or z ~ N(0, I) as the public "
@@ -133,8 +135,6 @@ def write_training_figure(setup, params, workdir: str) -> str | None:
   L_PDE, L_JVP, the frame classifier's accuracy, the image change of one flow step and,
   for the reference form, the mean speed), one curve per member of a sweep."""
   del params
-  from lsx import viz
-  from lsx.records import read_metrics
   rows = read_metrics(workdir)
   keys = [k for k in TRAINING_KEYS + ("speed",) if rows and k in rows[-1]]
   if not keys:  # no logged step (metrics.jsonl removed, or a run of older keys): no figure
@@ -169,9 +169,6 @@ def score_run(setup, params, oracle, *, references: bool = True, flow_sets=None)
   eval.protocol='reference': its K most active axes and K random directions, the papers'
   protocols added); traversals start from the codes of 2,000 data images (key 1234).
   Returns (scores, flows' frames [K, N, S, H, W, C] of the first set)."""
-  from lsx.directions import reference_sets, score_traversals, traversal_frames
-  from lsx.directions.family import Decoder
-  from lsx.flows import flow_traversal
   flow_sets = flow_sets or {"flows": params["flow"]}
   clash = [n for n in flow_sets if references and n.startswith(("latent axes", "random"))]
   if clash:
@@ -193,7 +190,6 @@ def score_run(setup, params, oracle, *, references: bool = True, flow_sets=None)
   scored, _ = score_traversals(sets, oracle, anchors=e.anchors, vp_anchors=e.vp_anchors,
                                readable_orientation=e.readable_orientation,
                                null_permutations=int(e.null_permutations))
-  from lsx.directions.protocols import add_protocol_scores
   add_protocol_scores(scored, sets, oracle, e)  # eval.protocol='reference': the protocols
   first = next(iter(flow_sets.values()))
   return scored, traversal_frames(trav, first, dec.generate, dec.z[:int(e.anchors)])

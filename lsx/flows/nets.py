@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from lsx.nn.conv import conv4s2
 
 
 def time_embedding(t, dim: int = 16, base: float = 1000.0):
@@ -173,7 +174,6 @@ class FrameClassifier(nn.Module):
       return nn.Dense(self.num)(nn.relu(nn.Dense(self.hidden)(x)))
     if rng is None:
       raise ValueError("the conv frame classifier samples its logits: pass an rng.")
-    from lsx.nn.conv import conv4s2
     w = self.hidden
     x = jnp.concatenate([xa, xb], -1)
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lsx.metrics import _info
+from lsx.metrics.gbt import gbt_importance
 
 
 def _entropy_base(p, base: int, axis: int):
@@ -108,7 +109,6 @@ def dci(latents_train, factors_train, latents_test, factors_test, *, estimator: 
     if estimator == "sklearn":
       imp, acc_t, acc_e = _gbt_importance(zt, ft, ze, fe, n_jobs)
     else:
-      from lsx.metrics.gbt import gbt_importance
       imp, acc_t, acc_e = gbt_importance(zt, ft, ze, fe)
     dis, com = scores_from_importance(imp)
     return {"disentanglement": float(dis), "completeness": float(com),

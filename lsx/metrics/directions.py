@@ -39,6 +39,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from lsx.nn.conv import Conv4S2
 
 
 def _entropy(p, axis):
@@ -283,7 +284,6 @@ def _vp_model(k: int, width: int, steps: int, lr: float, batch_size: int):
   import flax.linen as nn
   import optax
 
-  from lsx.nn.conv import Conv4S2
 
   class Net(nn.Module):
     @nn.compact

@@ -20,10 +20,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from lsx.data import require_render
 
 
 def _require_render(dataset):
-  from lsx.data import require_render
   require_render(dataset, "the BetaVAE and FactorVAE scores")
 
 

@@ -29,6 +29,7 @@ import jax.scipy.ndimage
 import numpy as np
 
 from lsx.metrics.directions import grid_oracle, ordinal_mask
+from lsx.nn.conv import Conv4S2
 
 
 def _gaussian_blur(x, sigma, radius: int):
@@ -103,7 +104,6 @@ def rotation_anisotropy(images, angles=ROTATION_ANGLES, presmooth: float = 1.0):
 def _net(sizes: tuple[int, ...], width: int):
   import flax.linen as nn
 
-  from lsx.nn.conv import Conv4S2
 
   class FactorNet(nn.Module):
     """Conv4S2 x 4 (width, width, 2w, 2w) -> Dense 256 -> one logit block per factor."""

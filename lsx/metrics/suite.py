@@ -12,11 +12,13 @@ import numpy as np
 
 from lsx import records
 from lsx.data import renders
-from lsx.metrics.dci import dci
-from lsx.metrics.infomec import infomec
+from lsx.metrics import _info
+from lsx.metrics.dci import _check, dci, dci_logistic_from_codes
+from lsx.metrics.infomec import infomec, infomec_from_codes
 from lsx.metrics.interventions import beta_vae_score, factor_vae_score
-from lsx.metrics.mig import mig
+from lsx.metrics.mig import mig, mig_from_codes
 from lsx.metrics.sap import sap
+from lsx.train import sweep
 
 ALL = ("infomec", "mig", "dci", "sap", "factor_vae", "beta_vae")
 
@@ -40,19 +42,16 @@ def encode_samples(represent: Callable, dataset, rng, n: int, chunk: int = 1000,
 @functools.partial(jax.jit, static_argnames=("kf",))
 def _infomec_stacked(zs, codes, num_values, *, kf):
   """InfoMEC of every member's latents zs [M, n, d], one after another in one program."""
-  from lsx.metrics.infomec import infomec_from_codes
   return jax.lax.map(lambda z: infomec_from_codes(z, codes, num_values, kf=kf), zs)
 
 
 @functools.partial(jax.jit, static_argnames=("kf",))
 def _mig_stacked(zs, codes, num_values, *, kf):
-  from lsx.metrics.mig import mig_from_codes
   return jax.vmap(lambda z: mig_from_codes(z, codes, num_values, kf=kf))(zs)
 
 
 @functools.partial(jax.jit, static_argnames=("kf",))
 def _dci_logistic_stacked(zs, codes, zts, codes_test, *, kf):
-  from lsx.metrics.dci import dci_logistic_from_codes
   # lax.map, not vmap: L-BFGS's while loop under vmap runs every member to the slowest's
   # iteration count with batched line searches (measured 28 s for 16 members against 0.26 s
   # for one)
@@ -141,7 +140,6 @@ def score_members(z, f, zt, ft, *, metrics=ALL, discrete_latents: bool = False,
                   dci_estimator: str = "gbt", dci_jobs: int = 1, log=print) -> list[dict]:
   """InfoMEC, MIG, DCI and SAP of stacked latents z [M, n, d] (test split zt [M, m, d])
   against factors f [n, F] (ft): one dict per member (refusals under "errors")."""
-  from lsx.metrics import _info
   m = z.shape[0]
   codes, kf, nvals = _info.encode_columns(f)
   codes, nvals = jnp.asarray(codes), jnp.asarray(nvals, jnp.int32)
@@ -203,7 +201,6 @@ def score_members(z, f, zt, ft, *, metrics=ALL, discrete_latents: bool = False,
                    lambda r, row: {"mig": float(r["mig"][row])})
   if "dci" in metrics:
     if dci_estimator == "logistic" and m > 1:
-      from lsx.metrics.dci import _check
       scaled = {}
       for i in range(m):
         try:
@@ -244,7 +241,6 @@ def evaluate_run(setup, state, workdir: str, *, metrics=None, seed: int = 0, log
   """
   check_evaluate_args(metrics, **kw)
   t0 = time.perf_counter()
-  from lsx.train import sweep
   if not os.access(workdir, os.W_OK):  # before the minutes of scoring, not after
     raise PermissionError(f"workdir {workdir} is not writable: metrics.json could not be "
                           f"written; make it writable or copy the run.")

@@ -19,9 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsx import records
+from lsx import metrics as lm, records
+from lsx.metrics.suite import _merge_sweep_csv
 from lsx.sae import model as sae_model
 from lsx.sae.sources import make_source
+from lsx.train import validate
+from lsx.train.setup import make_run_optimizer, resolve_hp, Setup
 
 
 def sae_of(config, dim: int) -> sae_model.SAE:
@@ -45,8 +48,6 @@ def _check_bounds(config):
 
 
 def build_sae(config, runs=None):
-  from lsx.train import validate
-  from lsx.train.setup import Setup, make_run_optimizer, resolve_hp
   validate.positive(config, "sae.max_width", "sae.k_max", "sae.aux_k", "sae.dead_tokens",
                     "sae.median_samples", "eval.samples")
   if config.sae.bottleneck not in sae_model.BOTTLENECKS:
@@ -81,7 +82,6 @@ def member_scores(setup, stacked_params, stacked_hp) -> list[dict]:
   rows = [{k: float(v[i]) for k, v in out.items()} for i in range(m)]
   if extra is not None and bool(setup.config.eval.get("disentanglement", False)) and \
       np.issubdtype(np.asarray(extra).dtype, np.integer):
-    from lsx import metrics as lm
     codes = jax.jit(jax.vmap(lambda p, h: sae_model.encode(sae, p, x, h)))(stacked_params,
                                                                         stacked_hp)
     half = x.shape[0] // 2
@@ -114,7 +114,6 @@ def finish_run(setup, params, workdir: str) -> None:
 
 
 def finish_sweep(setup, params, workdir: str, members) -> None:
-  from lsx.metrics.suite import _merge_sweep_csv
   rows = member_scores(setup, params, members.hp)
   _write_json(os.path.join(workdir, "metrics.json"), {"members": rows})
   _merge_sweep_csv(os.path.join(workdir, "sweep.csv"), rows)

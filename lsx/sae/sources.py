@@ -20,6 +20,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from lsx.records import require_run
 
 
 class ToySuperposition:
@@ -63,7 +64,6 @@ class ModelActivations:
 
   def __init__(self, workdir: str, layer: str = "Dense_0", data_seed: int = 0, runs=None):
     """`runs` loads the run (lsx.runs, which builds the SAE family with itself)."""
-    from lsx.records import require_run
     require_run(workdir, "an SAE's activations", ("autoencoder",), sweep=False)
     if runs is None:
       raise ValueError("ModelActivations loads its run through lsx.runs: pass runs=lsx.runs.")

@@ -16,6 +16,7 @@ import os
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from lsx.records import write_json
 
 
 class CheckpointError(RuntimeError):
@@ -55,7 +56,6 @@ def save(mngr: ocp.CheckpointManager, step: int, state) -> None:
   """Save `state` as `step` with its checksums. The checksums are written (atomically)
   before the step and moved into it after, so a kill between the two leaves them
   pending, and the restore completes the move: no finished step is left unverified."""
-  from lsx.records import write_json
   pending = _pending(mngr, step)
   if jax.process_index() == 0:
     write_json(pending, _digests(state))

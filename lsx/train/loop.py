@@ -25,6 +25,7 @@ from lsx.train import validate, xla_options
 from lsx.train.setup import Setup
 from lsx.train.state import (PRECISIONS, TrainState, make_shared_chunk, make_train_chunk,
                              make_train_step)
+from lsx.train.config import run_config
 
 log = logging.getLogger("lsx")
 
@@ -46,7 +47,6 @@ def config_changes(recorded: dict, now: dict) -> list[str]:
   """The dotted config keys in which `now` differs from the `recorded` config.json beyond
   `RESUMABLE_CHANGES` (a field the schema gained since, at its default, is no change)."""
   recorded, now = _flat(recorded), _flat(now)
-  from lsx.train.config import run_config
   schema = _flat(config_to_json(run_config()))
   added = {k for k in set(now) - set(recorded) if k in schema and now[k] == schema[k]}
   return sorted(k for k in (set(recorded) | set(now)) - added

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from lsx.train.state import PRECISIONS
+from lsx.train.state import OPTIMIZER_HPS
 
 # ranges of the traced hyperparameters lsx knows by name: (low, low inclusive); an
 # objective can add its own with `info["hp_bounds"]`
@@ -115,7 +117,6 @@ def check_run(config) -> None:
   if int(t.get("keep", 2)) < 1:
     raise ValueError(f"config.train.keep must be >= 1 (checkpoints kept), got {t.keep}: with "
                      f"0 nothing a run trains would be saved.")
-  from lsx.train.state import PRECISIONS
   if t.get("precision", "float32") not in PRECISIONS:
     raise ValueError(f"config.train.precision must be one of {sorted(PRECISIONS)}, got "
                      f"{t.precision!r}.")
@@ -123,7 +124,6 @@ def check_run(config) -> None:
   check_seed(config.get("seed", 0))
   for s_ in tuple((config.get("sweep", {}) or {}).get("seed", ()) or ()):
     check_seed(s_, "config.sweep.seed")
-  from lsx.train.state import OPTIMIZER_HPS
   o = config.get("optim", {}) or {}
   if o.get("name", "adam") not in OPTIMIZER_HPS:
     raise ValueError(f"config.optim.name must be one of {sorted(OPTIMIZER_HPS)}, got "
