@@ -64,9 +64,14 @@ def check_family(config) -> str:
 def build(config) -> Setup:
   """Validate the config and build the run's pieces for its family (config.family,
   default 'autoencoder'). Raises before anything compiles."""
-  family = check_family(config)
+  check_family(config)
   validate.check_run(config)
-  setup = FAMILIES[family](config, sys.modules[__name__])
+  return _build(config)
+
+
+def _build(config) -> Setup:
+  """`build` after its checks."""
+  setup = FAMILIES[config.get("family", "autoencoder")](config, sys.modules[__name__])
   sweep_lib.plan(config, setup.hp)  # the sweep's axes and values, checked here too
   return setup
 
@@ -78,7 +83,7 @@ def train(config, workdir: str | None = None, **kwargs):
   validate.check_run(config)
   engine.prepare_host(config)  # before the build touches a device
   if kwargs.get("setup") is None:
-    kwargs["setup"] = build(config)  # every check before the workdir
+    kwargs["setup"] = _build(config)  # every check before the workdir
   return engine.train(config, workdir, **kwargs)
 
 
