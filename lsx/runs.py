@@ -70,8 +70,20 @@ def build(config) -> Setup:
 
 
 def _build(config) -> Setup:
-  """`build` after its checks."""
-  setup = FAMILIES[config.get("family", "autoencoder")](config, sys.modules[__name__])
+  """`build` after its checks. A config section the family reads but the config lacks
+  (a family set on another family's config) is named with the family, not raised as
+  ml_collections' bare AttributeError."""
+  family = config.get("family", "autoencoder")
+  try:
+    setup = FAMILIES[family](config, sys.modules[__name__])
+  except AttributeError as e:
+    name = str(e).strip("'\"")
+    if name.isidentifier() and name not in config:
+      raise ValueError(f"config.family={family!r} reads config.{name}, which this config "
+                       f"has not: the '{family}' family is configured by its own config "
+                       f"files (docs/configs.md); start from one of those rather than "
+                       f"setting family on another family's config.") from None
+    raise
   sweep_lib.plan(config, setup.hp)  # the sweep's axes and values, checked here too
   return setup
 

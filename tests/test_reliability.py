@@ -99,6 +99,11 @@ CONFIG = [
     ("viz.num_steps", 0, r"viz\.num_steps"),
     ("viz.num_anchors", 0, r"viz\.num_anchors"),
     ("distributed.num_processes", 0, r"num_processes"),
+    # a family set on another family's config: the section it reads is named
+    ("family", "directions", r"config\.family='directions' reads config\.directions, which "
+                             r"this config has not"),
+    ("family", "sae", r"config\.family='sae' reads config\.sae"),
+    ("family", "relative_decoder", r"reads config\.source, which this config has not"),
     # numbers checked in the dtype the run uses them in (float32 hp, int32 steps, uint32 seeds)
     ("hp.lr", 1e-50, r"hp\.lr=1e-50 is not representable in float32.*become 0"),
     ("hp.beta", 1e39, r"hp\.beta=1e\+39 is not representable in float32.*become inf"),
