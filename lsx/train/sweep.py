@@ -39,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from lsx import records
+
 STRATEGIES = ("auto", "vmap", "map", "sharded")
 
 
@@ -109,18 +111,9 @@ def plan(config, base_hp: dict) -> Plan | None:
 
 def num_members(config) -> int:
   """Members of `config.sweep` (1 for a single run), from the config alone: no JAX call,
-  so it can run before the backends start. `plan` validates what this only counts."""
-  spec = _as_dict(config.get("sweep", {}) or {})
-  mode = spec.pop("mode", "product")
-  sizes = []
-  for key, val in spec.items():
-    if key == "hp":
-      sizes += [len(v) for v in _as_dict(val).values() if len(v)]
-    elif isinstance(val, (tuple, list)) and len(val):
-      sizes.append(len(val))
-  if not sizes:
-    return 1
-  return max(sizes) if mode == "zip" else int(np.prod(sizes))
+  so it can run before the backends start. `plan` validates what this only counts
+  (lsx.records.num_members counts a recorded config the same way)."""
+  return records.num_members(config)
 
 
 def _cores() -> int:
