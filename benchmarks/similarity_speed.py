@@ -3,11 +3,11 @@ against one pair, measured side by side.
 
   python benchmarks/similarity_speed.py [--members 16 --samples 10000 --anchors 300]
 
-Every pair gets lsx.compare's measures (k-NN Jaccard@10 and MRR on the first --retrieval
+Every pair gets lsx.compare_spaces's measures (k-NN Jaccard@10 and MRR on the first --retrieval
 samples, matched cosine and linear CKA on all) on absolute and relative representations.
 Rows: the measures from given codes [members, samples, d], with the relative
 representations formed densely ([n, anchors] per member, the textbook way) and from their
-rank-d factors (lsx.compare.relative_pair_table, what lsx runs); then the whole job from
+rank-d factors (lsx.compare_spaces.relative_pair_table, what lsx runs); then the whole job from
 images (encode the samples with every member's conv encoder, then the factored measures),
 as a user runs it on a sweep. Ratio: matrix time / one-pair time (the matrix does
 members^2 pairs).
@@ -18,7 +18,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from lsx import compare, data, models, similarity as ls
+from lsx import compare_spaces as compare, data, models, similarity as ls
 
 
 def best(fn, args, rounds):

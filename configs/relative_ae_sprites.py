@@ -6,7 +6,7 @@
 
 The decoder reads only the relative representation of the code: its cosines to the codes
 of `relative.num_anchors` fixed anchor images under the same encoder, trained end to end
-(family 'relative_ae', lsx.compare). compare_spaces then stitches encoder i with decoder j
+(family 'relative_ae', lsx.compare_spaces). compare_spaces then stitches encoder i with decoder j
 of every pair with no further training (docs/similarity.md).
 """
 from configs import common

@@ -2,7 +2,7 @@
 
   python -m experiments.compare_spaces --workdir workdirs/ae_sprites_sweep [--stitch]
 
-Every pair of members (lsx.compare): k-NN Jaccard@10, MRR, matched cosine and linear CKA
+Every pair of members (lsx.compare_spaces): k-NN Jaccard@10, MRR, matched cosine and linear CKA
 of the absolute codes and of relative representations -> similarity.csv/png. --stitch
 trains a relative decoder per member (encoders frozen; WORKDIR/relative, resumable) and
 decodes every member's codes with every member's decoder (absolute, Procrustes-translated,
@@ -13,7 +13,7 @@ codes. docs/similarity.md.
 import jax
 from absl import flags
 
-from lsx import cli, compare, records, viz
+from lsx import cli, compare_spaces as compare, records, viz
 from lsx.train import build, load_run, sweep, train
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A sweep's workdir (two or more members).")

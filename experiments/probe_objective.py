@@ -1,4 +1,4 @@
-"""Does an objective prefer the factor-aligned solution? (lsx.probe)
+"""Does an objective prefer the factor-aligned solution? (lsx.objective_probe)
 
   # contrastive directions (directions.method latentclr | noiseclr) on a trained decoder:
   python -m experiments.probe_objective --config configs/latentclr_sprites.py \\
@@ -16,7 +16,7 @@ import os
 from absl import flags
 from ml_collections import config_flags
 
-from lsx import cli, probe, viz
+from lsx import cli, objective_probe as probe, viz
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A directions or joint-flows config.",
                                           lock_config=True)

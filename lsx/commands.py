@@ -25,7 +25,7 @@ COMMANDS = {
     "evaluate": ("experiments.evaluate", "score a trained autoencoder with every metric"),
     "discover": ("experiments.discover", "fit and score direction methods on a decoder"),
     "flows": ("experiments.flows", "train and score potential flows"),
-    "compare": ("experiments.compare", "compare direction methods across decoders"),
+    "compare": ("experiments.compare_models", "train configs over seeds and tabulate their metrics"),
     "compare_spaces": ("experiments.compare_spaces", "similarity / stitching of a sweep's "
                                                      "latent spaces"),
     "claims": ("experiments.claims", "measure the papers' claims over seeds"),

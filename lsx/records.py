@@ -60,10 +60,11 @@ def write_config(config, workdir: str) -> str:
 def config_from_json(path: str):
   """The ConfigDict a run was trained with, from its workdir's config.json."""
   import ml_collections
-  return ml_collections.ConfigDict(_read_config(path))
+  return ml_collections.ConfigDict(read_config(path))
 
 
-def _read_config(path: str) -> dict:
+def read_config(path: str) -> dict:
+  """A workdir's config.json as a dict (a file that is not a config refused by name)."""
   try:
     with open(path) as f:
       data = json.load(f)
@@ -308,7 +309,7 @@ def inspect_workdir(workdir: str) -> WorkdirState:
       raise WorkdirError(f"{p} is a directory where the run's {name} belongs: move it "
                          f"away, or train in a new workdir.")
   cfg_path = os.path.join(workdir, "config.json")
-  config = _read_config(cfg_path) if os.path.exists(cfg_path) else None
+  config = read_config(cfg_path) if os.path.exists(cfg_path) else None
   steps, unverified = [], []
   ck = os.path.join(workdir, "checkpoints")
   if os.path.isdir(ck):

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from lsx import records
-from lsx.compare import build_relative_ae, build_relative_decoder
+from lsx.compare_spaces import build_relative_ae, build_relative_decoder
 from lsx.directions.family import Decoder, build_directions
 from lsx.flows.family import build_flows
 from lsx.metrics import suite as metrics_suite

@@ -15,6 +15,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 import pytest  # noqa: E402
 
 from configs import common  # noqa: E402
+from lsx.train.config import set_fields  # noqa: E402,F401  (dotted overrides)
 
 
 def tiny_config(**overrides):
@@ -35,16 +36,14 @@ def tiny_config(**overrides):
   return c
 
 
-def set_fields(c, **fields):
-  """Set dotted fields of a ConfigDict ('train.steps': 4), unlocked for the duration."""
-  with c.unlocked():
-    for k, v in fields.items():
-      node = c
-      *path, last = k.split(".")
-      for p in path:
-        node = node[p]
-      node[last] = v
-  return c
+def assert_trees_equal(a, b, rtol: float = 0.0, atol: float = 0.0):
+  """Two pytrees with the same structure, shapes and dtypes, and leaves equal (bit-exact
+  by default, else within rtol/atol): a tree missing or gaining a leaf fails."""
+  import chex
+  if rtol or atol:
+    chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)
+  else:
+    chex.assert_trees_all_equal(a, b)
 
 
 def small_sweep_config(strategy: str, data: int = 1):

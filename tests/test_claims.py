@@ -80,7 +80,7 @@ def test_claims_config_budgets_and_arguments():
   assert cpu.flows_posthoc.steps > 0 and "CPU budget" in cpu.flows_posthoc.differs
   assert tuple(claims.get_config("smoke").seeds) == (0, 1)
   # a row names the budget it ran at (an override of steps included), not the config's
-  from experiments.claims import _differs
+  from lsx.measure_claims import _differs
   with cpu.unlocked():
     cpu.latentclr.steps = 3000
   assert _differs(cpu.latentclr, 3000).endswith("; budget: 3000 steps (public: 10,000 iterations)")
@@ -90,7 +90,7 @@ def test_claims_config_budgets_and_arguments():
 
 
 def test_unknown_claim_and_repeated_seeds_fail_before_anything_runs(tmp_path):
-  from experiments.claims import run_claims
+  from lsx.measure_claims import run_claims
   for field, value, match in (("claims", ("flows",), "config.claims has"),
                               ("seeds", (0, 0), "distinct seeds")):
     c = common.load("configs/claims.py:smoke")
@@ -187,7 +187,7 @@ def test_equivariance_error_of_a_resting_flow_is_the_reconstruction_of_the_next_
 def claims_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("claims")
   lt.train(tiny_config(), str(root / "vae"), write_figures=False, print_fn=QUIET)
-  from experiments.claims import run_claims
+  from lsx.measure_claims import run_claims
   c = common.load("configs/claims.py:smoke")
   with c.unlocked():
     c.out, c.workdir, c.run_root = (str(root / "claims.json"), str(root / "own"),

@@ -1,12 +1,13 @@
-"""Every family trains through the one runner (lsx.train.train): for autoencoders with a
-two-player objective (FactorVAE), learned directions, post-hoc flows and joint flows, a
-sweep member equals the same run alone, and a killed run resumes bit-exact."""
+"""Every family trains through the one runner (lsx.runs.train): for autoencoders with a
+two-player objective (FactorVAE), learned directions, post-hoc flows (lsx's and the
+reference form), joint flows and sparse autoencoders, a sweep member equals the same run
+alone and a killed run resumes bit-exact (whole trees compared, structure included)."""
 import jax
 import numpy as np
 import pytest
 
 from configs import common
-from conftest import set_fields, tiny_config
+from conftest import assert_trees_equal, set_fields, tiny_config
 from lsx import train as lt
 
 QUIET = lambda s: None
@@ -54,10 +55,17 @@ def _joint(wd):
   return common.load("configs/flows_joint_sprites.py:smoke")
 
 
-FAMILIES = {"factor_vae": (_factor_vae, "gamma"), "directions": (_directions, "temperature"),
-            "flows_posthoc": (_posthoc, "lambda_pde"),
-            "flows_reference": (_posthoc_reference, "lambda_pde"),
-            "flows_joint": (_joint, "lambda_latent")}
+def _sae(wd):
+  return common.load("configs/sae_toy.py:smoke")
+
+
+# family: (config of a decoder workdir, a traced hyperparameter, its values for members 0, 1)
+FAMILIES = {"factor_vae": (_factor_vae, "gamma", (0.5, 2.0)),
+            "directions": (_directions, "temperature", (0.5, 2.0)),
+            "flows_posthoc": (_posthoc, "lambda_pde", (0.5, 2.0)),
+            "flows_reference": (_posthoc_reference, "lambda_pde", (0.5, 2.0)),
+            "flows_joint": (_joint, "lambda_latent", (0.5, 2.0)),
+            "sae": (_sae, "k", (3.0, 2.0))}
 
 
 def _with(c, workdir, **kw):
@@ -66,32 +74,26 @@ def _with(c, workdir, **kw):
   return set_fields(c, workdir=workdir, sweep_strategy="map", **kw)
 
 
-def _equal(a, b):
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_member_equals_run_alone_and_killed_run_resumes_exactly(family, decoder, tmp_path):
-  make, hp_name = FAMILIES[family]
+  make, hp_name, values = FAMILIES[family]
   base = make(decoder)
-  sweep = dict(**{"sweep.seed": (0, 1), "sweep.hp": {hp_name: (0.5, 2.0)}, "sweep.mode": "zip"})
+  sweep = dict(**{"sweep.seed": (0, 1), "sweep.hp": {hp_name: values}, "sweep.mode": "zip"})
   whole, setup = lt.train(_with(base, str(tmp_path / "whole"), **sweep), print_fn=QUIET)
   # killed after one chunk, then resumed: bit-exact parameters and metrics
   lt.train(_with(base, str(tmp_path / "split"), **sweep), print_fn=QUIET, stop_after_chunks=1)
   resumed, _ = lt.train(_with(base, str(tmp_path / "split"), **sweep), print_fn=QUIET)
-  _equal(whole.params, resumed.params)
+  assert_trees_equal(whole.params, resumed.params)
   assert (open(tmp_path / "whole" / "metrics.jsonl").read()
           == open(tmp_path / "split" / "metrics.jsonl").read())
   # member 1 (seed 1, hp 2.0) equals the run alone
-  one = {"seed": 1, f"hp.{hp_name}": 2.0, "sweep.seed": (), "sweep.hp": {}}
+  one = {"seed": 1, f"hp.{hp_name}": values[1], "sweep.seed": (), "sweep.hp": {}}
   alone, _ = lt.train(_with(base, str(tmp_path / "alone"), **one), print_fn=QUIET,
                       write_figures=False)
-  for x, y in zip(jax.tree.leaves(alone.params), jax.tree.leaves(whole.params)):
-    np.testing.assert_allclose(np.asarray(y)[1], np.asarray(x), rtol=2e-5, atol=1e-6)
-  moved = [not np.allclose(np.asarray(y)[1], np.asarray(x)) for x, y in
-           zip(jax.tree.leaves(setup.init_state(jax.random.key(1)).params),
-               jax.tree.leaves(whole.params))]
+  member1 = jax.tree.map(lambda y: y[1], whole.params)
+  assert_trees_equal(member1, alone.params, rtol=2e-5, atol=1e-6)
+  start = setup.init_state(jax.random.key(1)).params
+  moved = jax.tree.leaves(jax.tree.map(lambda x, y: not np.allclose(x, y), start, member1))
   assert any(moved)  # it trained
 
 
@@ -115,8 +117,7 @@ def test_two_player_objective_updates_each_group_by_its_own_loss(decoder, tmp_pa
   tx = optax.adam(1e-4, b1=0.5, b2=0.9)
   upd, _ = tx.update(g, tx.init(state.params["discriminator"]))
   want = optax.apply_updates(state.params["discriminator"], upd)
-  for x, y in zip(jax.tree.leaves(want), jax.tree.leaves(new.params["discriminator"])):
-    np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-5, atol=1e-7)
+  assert_trees_equal(new.params["discriminator"], want, rtol=1e-5, atol=1e-7)
   # gamma is traced: gamma = 0 leaves the VAE loss without the TC term
   _, m0 = step(state, dict(setup.hp, gamma=jax.numpy.float32(0.0)), batch, jax.random.key(1))
   np.testing.assert_allclose(m0["loss"], m0["rec"] + m0["kl"], rtol=1e-5)

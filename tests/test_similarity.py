@@ -93,7 +93,7 @@ def test_pair_matrix_equals_pairs_one_by_one(space):
 
 def test_stitching_diagonal_is_each_members_own_reconstruction(tmp_path):
   from conftest import tiny_config
-  from lsx import compare, train as lt
+  from lsx import compare_spaces as compare, train as lt
   from lsx.models.objectives import neg_log_likelihood
   from lsx.train.config import run_config
   c = tiny_config(**{"objective.name": "ae", "sweep_strategy": "map", "train.steps": 4})
@@ -110,8 +110,8 @@ def test_stitching_diagonal_is_each_members_own_reconstruction(tmp_path):
   rsetup = lt.build(r)
   rstate, _ = lt.train(r, str(tmp_path / "rel"), setup=rsetup, print_fn=lambda s: None,
                        init_params=compare.source_params(rsetup, state.params))
-  for a, b in zip(jax.tree.leaves(state.params["encoder"]), jax.tree.leaves(rstate.params["encoder"])):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the encoders stayed frozen
+  from conftest import assert_trees_equal
+  assert_trees_equal(rstate.params["encoder"], state.params["encoder"])  # stayed frozen
   info = rsetup.objective.info
   errs = compare.stitch_errors(setup.model, state.params, images, info["anchor_images"],
                                rel_decode=info["rel_decode"], rel_params=rstate.params)
@@ -129,7 +129,7 @@ def test_stitching_diagonal_is_each_members_own_reconstruction(tmp_path):
 
 
 def test_pair_table_from_member_statistics_equals_the_measures(space):
-  from lsx import compare
+  from lsx import compare_spaces as compare
   spaces = jnp.stack([space, space @ _rotation(6), space + 0.3 * jax.random.normal(jax.random.key(5), space.shape)])
   t = np.asarray(compare.pair_table(spaces, 120))
   for i in range(3):
@@ -166,7 +166,7 @@ def test_compare_spaces_cli_writes_tables_and_figures(tmp_path):
 
 def test_relative_measures_from_factors_equal_the_dense_relative_representation():
   # relative codes have rank <= d: the factored statistics give the dense table's numbers
-  from lsx import compare
+  from lsx import compare_spaces as compare
   codes = jax.random.normal(jax.random.key(4), (3, 300, 5))
   codes = codes.at[1].set(codes[0] @ _rotation(5, 2) * 2.0 + 0.1 * codes[1])
   idx = ls.choose_anchors(40, "random", n=300, rng=jax.random.key(5))

@@ -69,6 +69,7 @@ def alone(tmp_path_factory):
 
 
 def _rel(a, b):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
   return max(float(np.abs(np.asarray(x) - np.asarray(y)).max() / (np.abs(np.asarray(x)).max() + 1e-12))
              for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 

@@ -7,14 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import set_fields, tiny_config
+from conftest import assert_trees_equal, set_fields, tiny_config
 from lsx import train as lt
 from lsx.train import checkpoint as ckpt
 
 
 def _leaves_equal(a, b):
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert_trees_equal(a, b)
 
 
 def _lines(path):
@@ -194,8 +193,8 @@ def test_vmapped_members_equal_runs_alone():
     alone, ma = jax.jit(chunk)(lt.TrainState.create(model.init(keys[i]), opt, keys[i]),
                                jax.tree.map(lambda a: a[i], hps))
     np.testing.assert_allclose(m["loss"][i], ma["loss"], rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(swept.params)):
-      np.testing.assert_allclose(b[i], a, rtol=1e-4, atol=1e-6)
+    assert_trees_equal(jax.tree.map(lambda b: b[i], swept.params), alone.params, rtol=1e-4,
+                       atol=1e-6)
 
 
 def test_training_programs_keep_reductions_out_of_ynnpack(monkeypatch):

@@ -38,6 +38,7 @@ from lsx.directions._score import (CC_SCORES, SCORES, Reading, Traversal, active
                                   traversal_frames, traversal_images, write_score_table)
 from lsx.directions import family  # noqa: E402  (methods by name; the 'directions' family)
 from lsx.directions import protocols  # noqa: E402  (the papers' evaluation protocols)
+from lsx.directions.protocols import evaluate_sets  # noqa: E402
 
 __all__ = [
     "CC_SCORES", "SCORES", "Traversal", "linear_traversal", "reference_sets",
@@ -51,5 +52,5 @@ __all__ = [
     "pca_directions", "read_in_one_pass", "sample_shifts", "score_direction_sets",
     "score_directions",
     "sefa_directions", "shift_pairs", "skew_expm",
-    "traversal_images", "traverse", "protocols",
+    "traversal_images", "traverse", "protocols", "evaluate_sets",
 ]

@@ -7,11 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsx import metrics as lm, viz
+from lsx import metrics as lm, records, viz
 from lsx.directions._closed_form import factor_directions
 from lsx.directions._param import Directions, make_directions, traverse, walk_path
 from lsx.metrics.directions import ordinal_mask
 from lsx.metrics.oracle import rotation_anisotropy
+from lsx.train.sweep import take_member as take  # member i of a stacked tree
 
 
 def traversal_images(directions: Directions, params, generate: Callable, anchors,
@@ -202,10 +203,6 @@ def score_traversals(sets: dict, oracle: Callable, *, anchors: int, vp_anchors: 
   return out, readings
 
 
-def take(tree, i: int):
-  return jax.tree.map(lambda a: a[i], tree)
-
-
 def reference_sets(decoder, num: int | None, random_seeds: int, *, span: float, num_steps: int,
                    supervised: bool = False, suffix: str = "") -> dict:
   """The rows every traversal method is compared with, as `score_traversals` sets:
@@ -245,7 +242,7 @@ def write_score_table(scored: dict, workdir: str, log=None, **info) -> dict:
   member]}) as scores.json (per member, R matrices included, plus `info`), scores.csv
   and scores.png (mean and spread per row), and a printed table. Returns the summaries."""
   import csv
-  import json
+  import io
   import os
 
   log = log or viz.log
@@ -258,15 +255,17 @@ def write_score_table(scored: dict, workdir: str, log=None, **info) -> dict:
                          float(v) if k in cols else v)
                      for k, v in r.items()
                      if k in cols or k in ("R", "matches", "matches_cc", "manipulation")}
-  with open(os.path.join(workdir, "scores.json"), "w") as f:
-    json.dump({**info, "rows": {n: {"members": [plain(r) for r in rows], "summary": table[n]}
-                                for n, rows in scored.items()}}, f, indent=1)
-  with open(os.path.join(workdir, "scores.csv"), "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(["row", "members"] + [f"{k}_{s}" for k in cols for s in ("mean", "std")])
-    for name, rows in scored.items():
-      w.writerow([name, len(rows)] + [f"{table[name][k][s]:.4f}" for k in cols
-                                      for s in ("mean", "std")])
+  records.write_json(os.path.join(workdir, "scores.json"),
+                     {**info, "rows": {n: {"members": [plain(r) for r in rows],
+                                           "summary": table[n]}
+                                       for n, rows in scored.items()}}, indent=1)
+  buf = io.StringIO()
+  w = csv.writer(buf)
+  w.writerow(["row", "members"] + [f"{k}_{s}" for k in cols for s in ("mean", "std")])
+  for name, rows in scored.items():
+    w.writerow([name, len(rows)] + [f"{table[name][k][s]:.4f}" for k in cols
+                                    for s in ("mean", "std")])
+  records.atomic_write(os.path.join(workdir, "scores.csv"), buf.getvalue())
   viz.save_score_plot(scored, table, os.path.join(workdir, "scores.png"))
   log(f"{'row':32s} " + " ".join(f"{k[:15]:>15s}" for k in cols))
   for name, t in table.items():

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsx.directions._score import take, Traversal
+from lsx.directions._score import score_traversals, take, Traversal
 from lsx.metrics import variation_predictability
 from lsx.metrics.directions import factor_periods, ordinal_mask
 
@@ -246,3 +246,16 @@ def add_protocol_scores(scored: dict, sets: dict, oracle: Callable, eval_config)
       for row, extra in zip(scored[name], rows):
         row.update(extra)
   return scored
+
+
+def evaluate_sets(sets: dict, oracle: Callable, eval_config) -> tuple[dict, list]:
+  """Every traversal set scored as `eval_config` says: `score_traversals` (DFA, VP; the
+  chance-corrected scores with eval.null_permutations > 0) and, with
+  eval.protocol='reference', the papers' protocols (`add_protocol_scores`) merged into the
+  rows. Returns ({name: [scores of each member]}, the oracle's readings)."""
+  e = eval_config
+  scored, readings = score_traversals(
+      sets, oracle, anchors=int(e.anchors), vp_anchors=int(e.vp_anchors),
+      readable_orientation=bool(e.get("readable_orientation", True)),
+      null_permutations=int(e.get("null_permutations", 0)))
+  return add_protocol_scores(scored, sets, oracle, e), readings

@@ -19,9 +19,9 @@ import jax
 
 from lsx import models, viz
 from lsx.data import get_dataset, require_render
-from lsx.directions import reference_sets, score_traversals, traversal_frames
+from lsx.directions import evaluate_sets, reference_sets, traversal_frames
 from lsx.directions.family import CODES, Decoder
-from lsx.directions.protocols import add_protocol_scores, check_protocol
+from lsx.directions.protocols import check_protocol
 from lsx.flows import flow_traversal
 from lsx.objective import Objective
 from lsx.records import read_metrics
@@ -187,9 +187,6 @@ def score_run(setup, params, oracle, *, references: bool = True, flow_sets=None)
     num = flow.num if e.get("protocol", "lsx") == "reference" else None
     sets.update(reference_sets(dec, num, int(e.random_seeds), span=float(e.span) * dec.sd,
                                num_steps=int(e.steps), suffix=""))
-  scored, _ = score_traversals(sets, oracle, anchors=e.anchors, vp_anchors=e.vp_anchors,
-                               readable_orientation=e.readable_orientation,
-                               null_permutations=int(e.null_permutations))
-  add_protocol_scores(scored, sets, oracle, e)  # eval.protocol='reference': the protocols
+  scored, _ = evaluate_sets(sets, oracle, e)
   first = next(iter(flow_sets.values()))
   return scored, traversal_frames(trav, first, dec.generate, dec.z[:int(e.anchors)])

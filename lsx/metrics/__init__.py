@@ -18,6 +18,7 @@ from lsx.metrics.directions import (dataset_dfa, dfa, factor_periods, grid_oracl
                                     ordinal_mask, traverse_linear, variation_pairs,
                                     variation_predictability)
 from lsx.metrics.oracle import (ClassifierOracle, check_oracle, classifier_oracle, make_oracle,
+                                oracle_from_config,
                                oracle_info,
                                rotation_anisotropy)
 
@@ -25,6 +26,6 @@ __all__ = ["infomec", "make_infomec", "infomec_from_codes", "mig", "make_mig",
            "mig_from_codes", "histogram_discretize", "dci", "dci_logistic_from_codes",
            "scores_from_importance", "sap", "sap_continuous", "beta_vae_score",
            "factor_vae_score", "dfa", "dataset_dfa", "factor_periods", "grid_oracle",
-           "classifier_oracle", "ClassifierOracle", "check_oracle", "make_oracle", "oracle_info",
+           "classifier_oracle", "ClassifierOracle", "check_oracle", "make_oracle", "oracle_from_config", "oracle_info",
            "ordinal_mask", "rotation_anisotropy", "traverse_linear",
            "variation_pairs", "variation_predictability"]

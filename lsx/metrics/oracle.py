@@ -245,6 +245,17 @@ def make_oracle(dataset, kind: str = "grid", *, pool: int = 1, steps: int = 3000
   raise AssertionError(kind)
 
 
+def oracle_from_config(dataset, eval_config, *, pool: int | None = None, seed: int = 7,
+                       log: Callable | None = None) -> Callable:
+  """The oracle a run's `eval` section names (eval.oracle, eval.oracle_pool or `pool`,
+  eval.oracle_steps; a classifier trained from key `seed`): every traversal score builds
+  its oracle here."""
+  return make_oracle(dataset, str(eval_config.oracle),
+                     pool=int(pool or eval_config.get("oracle_pool", 1)),
+                     steps=int(eval_config.get("oracle_steps", 3000)),
+                     rng=jax.random.key(int(seed)), log=log)
+
+
 def oracle_info(oracle) -> dict:
   """What an oracle is, for the reports: a classifier's accuracies, or the grid."""
   if isinstance(oracle, ClassifierOracle):

@@ -265,7 +265,7 @@ def evaluate_run(setup, state, workdir: str, *, metrics=None, seed: int = 0, log
     failed = None
     results, healthy = [], []
     for i in range(members.size):
-      params = jax.tree.map(lambda a: a[i], state.params)
+      params = sweep.take_member(state.params, i)
       step_i, seed_i = int(np.asarray(state.step)[i]), int(members.seeds[i])
       why = None
       if i in diverged:
@@ -283,7 +283,7 @@ def evaluate_run(setup, state, workdir: str, *, metrics=None, seed: int = 0, log
       stacked = jax.tree.map(lambda a: a[np.asarray(healthy)], state.params)
       represent_all = lambda x: jax.vmap(lambda p: model.represent(p, x))(stacked)
       reps = [functools.partial(lambda x, i: model.represent(
-          jax.tree.map(lambda a: a[i], state.params), x), i=i) for i in healthy]
+          sweep.take_member(state.params, i), x), i=i) for i in healthy]
       scored = evaluate_members(represent_all, setup.dataset, jax.random.key(seed), reps,
                                 discrete_latents=model.bottleneck.discrete,
                                 metrics=tuple(metrics or ALL), log=log, **kw)

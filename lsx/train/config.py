@@ -8,7 +8,11 @@ A family adds its own sections (directions: decoder, directions, eval; flows: fl
 decoder or data/model, eval) and sets `family`. configs/*.py fill these in; every field
 is documented in docs/configs.md.
 """
+import os
+
 import ml_collections
+
+from lsx.records import config_to_json, read_config
 
 
 def run_config() -> ml_collections.ConfigDict:
@@ -60,7 +64,6 @@ def autoencoder_config() -> ml_collections.ConfigDict:
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """A config from 'path/to/config.py[:arg]' (what --config accepts)."""
   import importlib.util
-  import os
   import sys
   path, _, arg = spec.partition(":")
   if not os.path.exists(path):
@@ -72,3 +75,76 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   mod = importlib.util.module_from_spec(mod_spec)
   mod_spec.loader.exec_module(mod)
   return mod.get_config(arg) if arg else mod.get_config()
+
+
+def flatten(tree, prefix: str = "") -> dict:
+  """{dotted name: leaf} of a nested dict or ConfigDict ('train.steps': 4)."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, (dict, ml_collections.ConfigDict)):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def set_fields(config, strict: bool = True, **fields):
+  """Set dotted fields of a ConfigDict ('train.steps': 4) in place, unlocked for the
+  duration; a field the config lacks raises KeyError naming it (`strict`) or is skipped.
+  Returns the config."""
+  with config.unlocked():
+    for name, value in fields.items():
+      *path, leaf = name.split(".")
+      node = config
+      try:
+        for p in path:
+          node = node[p]
+        if leaf not in node:
+          raise KeyError(leaf)
+      except (KeyError, AttributeError, TypeError):
+        if strict:
+          raise KeyError(f"the config has no field {name!r}.") from None
+        continue
+      node[leaf] = value
+  return config
+
+
+# what a resumed run may change against its recorded config.json
+RESUMABLE_CHANGES = ("train.steps", "train.log_every_s", "workdir")
+
+
+def config_changes(recorded: dict, now: dict) -> list[str]:
+  """The dotted config keys in which `now` differs from the `recorded` config.json beyond
+  `RESUMABLE_CHANGES` (a field the schema gained since, at its default, is no change)."""
+  recorded, now = flatten(recorded), flatten(now)
+  schema = flatten(config_to_json(run_config()))
+  added = {k for k in set(now) - set(recorded) if k in schema and now[k] == schema[k]}
+  return sorted(k for k in (set(recorded) | set(now)) - added
+                if k not in RESUMABLE_CHANGES and recorded.get(k) != now.get(k))
+
+
+def check_resume_config(config, workdir: str, allow: bool = False) -> dict:
+  """Refuse to resume the run in `workdir` with a config that differs from the one it
+  was trained with (config.json) in anything but `RESUMABLE_CHANGES`, naming the keys:
+  the checkpoint's numbers would otherwise be credited to a config that did not make them.
+  With `allow`, return the changes {key: [recorded, new]} instead."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f"{workdir} holds checkpoints but no config.json, so what they were trained with is "
+        f"unknown: restore config.json (the config the run was trained with, written by "
+        f"lsx.train.write_config), or train in a new workdir.")
+  recorded_json, now_json = read_config(path), config_to_json(config)
+  diff = config_changes(recorded_json, now_json)
+  recorded, now = flatten(recorded_json), flatten(now_json)
+  if diff and allow:
+    return {k: [recorded.get(k), now.get(k)] for k in diff}
+  if diff:
+    show = ", ".join(f"{k}: {recorded.get(k)!r} -> {now.get(k)!r}" for k in diff[:8])
+    raise ValueError(f"{workdir} holds a run trained with another config ({show}"
+                     f"{', ...' if len(diff) > 8 else ''}). Resume it with the config.json it "
+                     f"records (only {', '.join(RESUMABLE_CHANGES)} may change), train in a new "
+                     f"workdir, or pass allow_config_change (experiments.train "
+                     f"--allow_config_change) to continue with the change recorded in "
+                     f"history.jsonl.")
+  return {}

@@ -5,80 +5,26 @@ and hands it here.
 """
 from __future__ import annotations
 
+from typing import Callable
 import functools
-import logging
 import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsx import records, viz
+from lsx import records
 from lsx.records import config_to_json, write_config
 from lsx.train import checkpoint as ckpt
 from lsx.train import distributed as dist
 from lsx.train import sweep as sweep_lib
 from lsx.train import workdir as workdir_lib
 from lsx.train import validate, xla_options
-from lsx.train.setup import Setup
+from lsx.train.setup import RunSpec, Setup, prepare_host, run_spec
 from lsx.train.state import (PRECISIONS, TrainState, make_shared_chunk, make_train_chunk,
                              make_train_step)
-from lsx.train.config import run_config
-
-log = logging.getLogger("lsx")
-
-
-RESUMABLE_CHANGES = ("train.steps", "train.log_every_s", "workdir")
-
-
-def _flat(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
-def config_changes(recorded: dict, now: dict) -> list[str]:
-  """The dotted config keys in which `now` differs from the `recorded` config.json beyond
-  `RESUMABLE_CHANGES` (a field the schema gained since, at its default, is no change)."""
-  recorded, now = _flat(recorded), _flat(now)
-  schema = _flat(config_to_json(run_config()))
-  added = {k for k in set(now) - set(recorded) if k in schema and now[k] == schema[k]}
-  return sorted(k for k in (set(recorded) | set(now)) - added
-                if k not in RESUMABLE_CHANGES and recorded.get(k) != now.get(k))
-
-
-def check_resume_config(config, workdir: str, allow: bool = False) -> dict:
-  """Refuse to resume the run in `workdir` with a config that differs from the one it
-  was trained with (config.json) in anything but `RESUMABLE_CHANGES`, naming the keys:
-  the checkpoint's numbers would otherwise be credited to a config that did not make them.
-  With `allow`, return the changes {key: [recorded, new]} instead."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(
-        f"{workdir} holds checkpoints but no config.json, so what they were trained with is "
-        f"unknown: restore config.json (the config the run was trained with, written by "
-        f"lsx.train.write_config), or train in a new workdir.")
-  recorded_json, now_json = records._read_config(path), config_to_json(config)
-  diff = config_changes(recorded_json, now_json)
-  recorded, now = _flat(recorded_json), _flat(now_json)
-  if diff and allow:
-    return {k: [recorded.get(k), now.get(k)] for k in diff}
-  if diff:
-    show = ", ".join(f"{k}: {recorded.get(k)!r} -> {now.get(k)!r}" for k in diff[:8])
-    raise ValueError(f"{workdir} holds a run trained with another config ({show}"
-                     f"{', ...' if len(diff) > 8 else ''}). Resume it with the config.json it "
-                     f"records (only {', '.join(RESUMABLE_CHANGES)} may change), train in a new "
-                     f"workdir, or pass allow_config_change (experiments.train "
-                     f"--allow_config_change) to continue with the change recorded in "
-                     f"history.jsonl.")
-  return {}
-
+from lsx.train.config import check_resume_config, config_changes
 
 class NonFiniteError(FloatingPointError):
   pass
@@ -87,14 +33,6 @@ class NonFiniteError(FloatingPointError):
 def _fmt_time(s: float) -> str:
   s = int(max(s, 0))
   return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def prepare_host(config) -> None:
-  """Before any device is touched (a Setup's build touches them): the multi-process
-  initialization, or a CPU sweep's one device per core (sweep.split_host). Idempotent;
-  no-ops for one process / a single run."""
-  if not dist.maybe_initialize(config):
-    sweep_lib.split_host(config)
 
 
 def train(config, workdir: str | None = None, **kwargs) -> tuple[TrainState, Setup]:
@@ -133,36 +71,16 @@ def train(config, workdir: str | None = None, **kwargs) -> tuple[TrainState, Set
     return _train(config, workdir, setup=setup, **kwargs)
 
 
-def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
-          write_figures: bool = True, print_fn=None, setup: Setup | None = None,
-          init_params=None, allow_config_change: bool = False,
-          skip_corrupt_checkpoint: bool = False) -> tuple[TrainState, Setup]:
-  """The body of `train`, with `workdir` locked and `setup` built."""
-  t_start = time.perf_counter()
-  main = dist.is_main()
-  print_fn = print_fn or (lambda s: print(s, file=sys.stderr, flush=True))
-  if not main:
-    print_fn = lambda s: None
-  members = sweep_lib.plan(config, setup.hp)
-  t = config.train
-  mesh, strategy = None, None
-  if members is not None:
-    strategy = sweep_lib.resolve_strategy(config.get("sweep_strategy", "auto"),
-                                          num_members=members.size,
-                                          data=int(config.get("mesh", {}).get("data", 1)))
-    if strategy == "sharded":
-      mesh = sweep_lib.make_mesh(members.size, int(config.get("mesh", {}).get("data", 1)))
-  mngr = ckpt.manager(os.path.join(workdir, "checkpoints"), max_to_keep=t.get("keep", 2))
-  changes = {}
-  if mngr.latest_step() is not None:
-    changes = check_resume_config(config, workdir, allow=allow_config_change)
+def _initializer(run: RunSpec, init_params) -> tuple[Callable, dict]:
+  """The compiled fresh state (stacked and placed for a sweep) and the traced hp."""
+  setup, members = run.setup, run.members
   if members is None:
-    init, hp, num = jax.jit(setup.init_state), setup.hp, 1
+    init, hp = jax.jit(setup.init_state), setup.hp
   else:
     seeds = jnp.asarray(members.seeds, jnp.uint32)
-    shard = {} if mesh is None else {"out_shardings": sweep_lib.member_sharding(mesh)}
+    shard = {} if run.mesh is None else {"out_shardings": sweep_lib.member_sharding(run.mesh)}
     init = jax.jit(lambda: sweep_lib.stack_init(setup.init_state, seeds), **shard)
-    hp, num = members.hp, members.size
+    hp = members.hp
   if init_params is not None:
     fresh = init
     want = jax.tree.map(lambda a: (a.shape, a.dtype), jax.eval_shape(fresh).params)
@@ -171,140 +89,160 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
       raise ValueError(f"init_params do not match the run's parameters: {got} vs {want} "
                        f"(for a sweep, stack them on a leading member axis).")
     init = functools.partial(jax.jit(lambda p: fresh().replace(params=p)), init_params)
+  if run.mesh is not None:
+    hp = {k: dist.global_array(v, sweep_lib.member_sharding(run.mesh)) for k, v in hp.items()}
+  return init, hp
+
+
+def _restore(run: RunSpec, config, mngr, init, allow_change: bool, skip_corrupt: bool):
+  """(state, first step): the latest checkpoint restored into this config (refused when
+  the config differs from the recorded one), or a fresh state; config.json and
+  metrics.jsonl brought in line with it."""
+  changes = {}
+  if mngr.latest_step() is not None:
+    changes = check_resume_config(config, run.workdir, allow=allow_change)
   abstract = jax.eval_shape(init)
-  if mesh is not None:  # restore straight into the member sharding (global arrays)
-    ms = sweep_lib.member_sharding(mesh)
-    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=ms), abstract)
-    hp = {k: dist.global_array(v, ms) for k, v in hp.items()}
-  state = ckpt.restore(mngr, abstract, skip_corrupt=skip_corrupt_checkpoint and main,
-                       log=print_fn)
-  if main:  # only once the run's checkpoint (if any) restored into this config
-    write_config(config, workdir)
+  if run.mesh is not None:  # restore straight into the member sharding (global arrays)
+    ms = sweep_lib.member_sharding(run.mesh)
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=ms),
+                            abstract)
+  state = ckpt.restore(mngr, abstract, skip_corrupt=skip_corrupt and run.main,
+                       log=run.print_fn)
+  if run.main:  # only once the run's checkpoint (if any) restored into this config
+    write_config(config, run.workdir)
     if changes:
-      records.append_history(workdir, {
+      records.append_history(run.workdir, {
           "resumed_at_step": int(state.step if np.ndim(state.step) == 0
                                  else np.max(state.step)), "changes": changes})
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
   if state is None:
+    if os.path.exists(run.metrics_path) and run.main:
+      os.remove(run.metrics_path)
     # one compiled init instead of hundreds of eagerly dispatched ops (~10x faster start)
-    state = init()
-    start = 0
-    if os.path.exists(metrics_path) and main:
-      os.remove(metrics_path)
-  else:
-    start = int(np.max(dist.to_host(state.step)))
-    if main:
-      records.truncate_metrics(metrics_path, start, print_fn)
-    print_fn(f"resumed from checkpoint at step {start} in {workdir}")
-  total = int(t.steps)
-  step_fn = make_train_step(setup.objective, setup.optimizer,
-                            PRECISIONS[t.get("precision", "float32")])
+    return init(), 0
+  start = int(np.max(dist.to_host(state.step)))
+  if run.main:
+    records.truncate_metrics(run.metrics_path, start, run.print_fn)
+  run.print_fn(f"resumed from checkpoint at step {start} in {run.workdir}")
+  return state, start
+
+
+def _chunk_compiler(run: RunSpec, state, hp) -> tuple[Callable, list]:
+  """chunk_fn(k): the k-step chunk compiled once per k (donating the state), and the
+  compile seconds so far (excluded from steps/s)."""
+  setup, members, strategy = run.setup, run.members, run.strategy
+  step_fn = make_train_step(setup.objective, setup.optimizer, PRECISIONS[run.precision])
   constrain = None
-  if mesh is not None and mesh.shape["data"] > 1:
-    data_spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+  if run.mesh is not None and run.mesh.shape["data"] > 1:
+    data_spec = jax.sharding.NamedSharding(run.mesh, jax.sharding.PartitionSpec("data"))
     constrain = lambda x: jax.lax.with_sharding_constraint(x, data_spec)
   compiled, compile_s = {}, [0.0]
 
   def chunk_fn(k):
     if k not in compiled:
       tc = time.perf_counter()
-      shared = setup.sample_at is not None and strategy in ("vmap", "map")
-      if members is not None and shared:
-        chunk = make_shared_chunk(step_fn, setup.sample_at, int(t.batch_size), k,
+      if members is not None and setup.sample_at is not None and strategy in ("vmap", "map"):
+        chunk = make_shared_chunk(step_fn, setup.sample_at, run.batch, k,
                                   sweep_lib.lift(strategy))
       else:
-        chunk = make_train_chunk(step_fn, setup.sample, int(t.batch_size), k, constrain,
+        chunk = make_train_chunk(step_fn, setup.sample, run.batch, k, constrain,
                                  sample_at=setup.sample_at)
         if members is not None:
-          chunk = sweep_lib.vectorize(chunk, strategy, mesh)
+          chunk = sweep_lib.vectorize(chunk, strategy, run.mesh)
       arch = getattr(setup.model, "arch", None) or None  # the model's (or decoder's) kind
       compiled[k] = xla_options.jit(chunk, arch, donate_argnums=0).lower(state, hp).compile()
       took = time.perf_counter() - tc
       compile_s[0] += took
-      what = f"{k}-step chunk" + (f" of {num} members ({strategy})" if members else "")
-      print_fn(f"compiled a {what} in {took:.1f}s ({time.perf_counter() - t_start:.1f}s since start)")
+      what = f"{k}-step chunk" + (f" of {run.num} members ({strategy})" if members else "")
+      run.print_fn(f"compiled a {what} in {took:.1f}s "
+                   f"({time.perf_counter() - run.t_start:.1f}s since start)")
     return compiled[k]
+  return chunk_fn, compile_s
 
-  t0, done, chunks = time.perf_counter(), 0, 0
-  last_print = -1e9
-  step = start
-  failed = records.load_failed(workdir, start) if members is not None else {}
-  while step < total:
-    k = min(int(t.chunk), total - step)
-    new_state, m = chunk_fn(k)(state, hp)
-    m = dist.to_host(m)
-    bad = np.asarray(m["nonfinite"]).reshape(num, k) if members else np.asarray(m["nonfinite"])
-    if members is None and np.any(bad):
-      i = int(np.argmax(bad))
-      last = mngr.latest_step()
+
+def _check_finite(run: RunSpec, m: dict, k: int, step: int, mngr, failed: dict) -> None:
+  """A single run stops at a non-finite loss (NonFiniteError, the last checkpoint kept);
+  a sweep member is recorded in `failed` (nonfinite.json) and its updates are skipped."""
+  if run.members is None:
+    bad = np.asarray(m["nonfinite"])
+    if np.any(bad):
+      i, last = int(np.argmax(bad)), mngr.latest_step()
       kept = (f"the last good checkpoint (step {last}) in "
-              f"{os.path.join(workdir, 'checkpoints')} is untouched" if last is not None else
-              "no checkpoint yet (it failed before the first one)")
+              f"{os.path.join(run.workdir, 'checkpoints')} is untouched" if last is not None
+              else "no checkpoint yet (it failed before the first one)")
       raise NonFiniteError(
           f"Non-finite loss or gradient at step {step + i + 1} (loss={m['loss'][i]}). "
           f"Training stopped; {kept}. Lower hp.lr, add optim.grad_clip, or check the data.")
-    if members is not None:
-      for i in np.flatnonzero(bad.any(1)):
-        if int(i) not in failed:
-          failed[int(i)] = step + int(np.argmax(bad[i])) + 1
-          print_fn(f"member {i} ({members.labels[i]}) hit a non-finite loss at step "
+    return
+  bad = np.asarray(m["nonfinite"]).reshape(run.num, k)
+  for i in np.flatnonzero(bad.any(1)):
+    if int(i) not in failed:
+      failed[int(i)] = step + int(np.argmax(bad[i])) + 1
+      run.print_fn(f"member {i} ({run.members.labels[i]}) hit a non-finite loss at step "
                    f"{failed[int(i)]}; its updates are skipped from here on.")
-          if main:
-            records.save_failed(workdir, failed)
-    state = new_state
-    step += k
-    done += k
-    chunks += 1
-    if members is None:
-      row = {"step": step, **{key: float(np.mean(v)) for key, v in m.items() if key != "nonfinite"}}
-    else:
-      row = {"step": step, **{key: np.mean(np.asarray(v, np.float64), axis=1).tolist()
-                              for key, v in m.items() if key != "nonfinite"}}
-    if main:
-      records.append_metrics(metrics_path, row)
-    if step % int(t.ckpt_every) == 0 or step == total:
+      if run.main:
+        records.save_failed(run.workdir, failed)
+
+
+def _metrics_row(run: RunSpec, step: int, m: dict) -> dict:
+  """metrics.jsonl's row of a chunk: each metric's mean over the chunk (per member)."""
+  if run.members is None:
+    return {"step": step, **{k: float(np.mean(v)) for k, v in m.items() if k != "nonfinite"}}
+  return {"step": step, **{k: np.mean(np.asarray(v, np.float64), axis=1).tolist()
+                           for k, v in m.items() if k != "nonfinite"}}
+
+
+def _progress_line(run: RunSpec, row: dict, step: int, rate: float) -> str:
+  extra = " ".join(f"{k} {np.mean(row[k]):.4g}" for k in run.setup.log_keys if k in row)
+  who, mean = (f"{run.num} members x ", " (mean)") if run.members else ("", "")
+  return (f"step {step}/{run.total} | {who}{rate:.2f} steps/s "
+          f"({rate * run.num * run.batch:.0f} img/s) | ETA "
+          f"{_fmt_time((run.total - step) / max(rate, 1e-9))} | loss "
+          f"{np.mean(row['loss']):.4g}{mean} {extra}")
+
+
+def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
+           write_figures: bool = True, print_fn=None, setup: Setup | None = None,
+           init_params=None, allow_config_change: bool = False,
+           skip_corrupt_checkpoint: bool = False) -> tuple[TrainState, Setup]:
+  """The body of `train`, with `workdir` locked and `setup` built."""
+  run = run_spec(config, workdir, setup, print_fn)
+  mngr = ckpt.manager(os.path.join(workdir, "checkpoints"), max_to_keep=run.keep)
+  init, hp = _initializer(run, init_params)
+  state, step = _restore(run, config, mngr, init, allow_config_change, skip_corrupt_checkpoint)
+  chunk_fn, compile_s = _chunk_compiler(run, state, hp)
+  failed = records.load_failed(workdir, step) if run.members is not None else {}
+  t0, done, chunks, last_print = time.perf_counter(), 0, 0, -1e9
+  while step < run.total:
+    k = min(run.chunk, run.total - step)
+    new_state, m = chunk_fn(k)(state, hp)
+    m = dist.to_host(m)
+    _check_finite(run, m, k, step, mngr, failed)
+    state, step, done, chunks = new_state, step + k, done + k, chunks + 1
+    row = _metrics_row(run, step, m)
+    if run.main:
+      records.append_metrics(run.metrics_path, row)
+    if step % run.ckpt_every == 0 or step == run.total:
       ckpt.save(mngr, step, state)
     now = time.perf_counter()
-    if now - last_print >= float(t.get("log_every_s", 5.0)) or step == total:
-      rate = done / max(now - t0 - compile_s[0], 1e-9)
-      loss = np.mean(row["loss"])
-      extra = " ".join(f"{key} {np.mean(row[key]):.4g}" for key in setup.log_keys if key in row)
-      who = f"{num} members x " if members else ""
-      print_fn(f"step {step}/{total} | {who}{rate:.2f} steps/s ({rate * num * int(t.batch_size):.0f} img/s)"
-               f" | ETA {_fmt_time((total - step) / max(rate, 1e-9))} | loss {loss:.4g}"
-               f"{' (mean)' if members else ''} {extra}")
+    if now - last_print >= run.log_every_s or step == run.total:
+      run.print_fn(_progress_line(run, row, step, done / max(now - t0 - compile_s[0], 1e-9)))
       last_print = now
     if stop_after_chunks is not None and chunks >= stop_after_chunks:
       return state, setup
-  if members is not None:
-    if main:
-      write_sweep_outputs(members, metrics_path, workdir, failed)
-      if write_figures and setup.finish_sweep is not None:
-        setup.finish_sweep(setup, state.params, workdir, members)
-  elif write_figures and main and setup.finish is not None:
-    setup.finish(setup, state.params, workdir)
+  if write_figures and run.main:
+    _finish(run, state, failed)
+  elif run.members is not None and run.main:
+    sweep_lib.write_outputs(run.members, workdir, failed)
   return state, setup
 
 
-def write_sweep_outputs(members, metrics_path: str, workdir: str, failed=None) -> None:
-  """sweep.csv (one row per member: swept values, final metrics) and sweep.png."""
-  import csv
-  import io
-  failed = failed or {}
-  last = records.read_metrics(os.path.dirname(metrics_path) or ".")[-1]
-  keys = [k for k in last if k != "step"]
-  rows = []
-  for i, lab in enumerate(members.labels):
-    row = {"member": i, "seed": int(members.seeds[i]),
-           **{f"hp.{k}": float(v[i]) for k, v in members.hp.items()}}
-    row.update({k: last[k][i] for k in keys})
-    row["nonfinite_at"] = failed.get(i, "")
-    rows.append(row)
-  buf = io.StringIO()
-  w = csv.DictWriter(buf, list(rows[0]))
-  w.writeheader()
-  w.writerows(rows)
-  records.atomic_write(os.path.join(workdir, "sweep.csv"), buf.getvalue())
-  viz.save_sweep_plot(rows, [a for a in members.axes if a != "seed"],
-                      [k for k in ("loss", "rec", "kl") if k in keys],
-                      os.path.join(workdir, "sweep.png"))
+def _finish(run: RunSpec, state, failed: dict) -> None:
+  """A finished run's outputs: the sweep's tables and figures, or the run's figures."""
+  setup = run.setup
+  if run.members is None:
+    if setup.finish is not None:
+      setup.finish(setup, state.params, run.workdir)
+    return
+  sweep_lib.write_outputs(run.members, run.workdir, failed)
+  if setup.finish_sweep is not None:
+    setup.finish_sweep(setup, state.params, run.workdir, run.members)

@@ -1,5 +1,6 @@
 """What a run is built from: `Setup` (the pieces every family builds and the engine runs),
-the traced hyperparameters resolved from a config, and the run's optimizer.
+the traced hyperparameters resolved from a config, the run's optimizer, and the `RunSpec`
+the engine reads (resolved once from a config and its Setup).
 
 Every family's builder returns a `Setup`; `lsx.train.loop` runs one. Nothing here knows a
 family.
@@ -7,12 +8,17 @@ family.
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
+import time
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
 from lsx.objective import Objective
+from lsx.train import distributed as dist
+from lsx.train import sweep as sweep_lib
 from lsx.train import validate
 from lsx.train.state import OPTIMIZER_HPS, TrainState, make_optimizer, objective_optimizer
 
@@ -89,3 +95,55 @@ def make_run_optimizer(config, objective):
       lr_decay_factor=float(o.get("lr_decay_factor", 1.0))))
 
 
+def prepare_host(config) -> None:
+  """Before any device is touched (a Setup's build touches them): the multi-process
+  initialization, or a CPU sweep's one device per core (sweep.split_host). Idempotent;
+  no-ops for one process / a single run."""
+  if not dist.maybe_initialize(config):
+    sweep_lib.split_host(config)
+
+
+@dataclasses.dataclass
+class RunSpec:
+  """What the engine (lsx.train.loop) reads of a run, resolved once from its config and
+  `Setup`: the sweep's members and strategy, the budget, cadences and the printer."""
+  setup: Setup
+  workdir: str
+  members: sweep_lib.Plan | None  # None: a single run
+  strategy: str | None
+  mesh: jax.sharding.Mesh | None
+  num: int  # members (1 for a single run)
+  total: int
+  batch: int
+  chunk: int
+  ckpt_every: int
+  log_every_s: float
+  keep: int
+  precision: str
+  main: bool
+  print_fn: Callable
+  t_start: float
+
+  @property
+  def metrics_path(self) -> str:
+    return os.path.join(self.workdir, "metrics.jsonl")
+
+
+def run_spec(config, workdir: str, setup: Setup, print_fn) -> RunSpec:
+  """The run spec of `config` trained in `workdir` with the built `setup` (print_fn: the
+  progress printer, default stderr; silent on every process but the main one)."""
+  main, t = dist.is_main(), config.train
+  print_fn = print_fn or (lambda s: print(s, file=sys.stderr, flush=True))
+  members = sweep_lib.plan(config, setup.hp)
+  strategy = mesh = None
+  if members is not None:
+    data = int(config.get("mesh", {}).get("data", 1))
+    strategy = sweep_lib.resolve_strategy(config.get("sweep_strategy", "auto"),
+                                          num_members=members.size, data=data)
+    if strategy == "sharded":
+      mesh = sweep_lib.make_mesh(members.size, data)
+  return RunSpec(setup, workdir, members, strategy, mesh, 1 if members is None else members.size,
+              int(t.steps), int(t.batch_size), int(t.chunk), int(t.ckpt_every),
+              float(t.get("log_every_s", 5.0)), t.get("keep", 2),
+              t.get("precision", "float32"), main, print_fn if main else (lambda s: None),
+              time.perf_counter())

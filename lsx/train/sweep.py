@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from lsx import records
+from lsx import records, viz
 
 STRATEGIES = ("auto", "vmap", "map", "sharded")
 
@@ -228,9 +228,35 @@ def shard_members(tree, mesh):
 
 
 def take_member(tree, i: int):
+  """Member i of a stacked pytree (every leaf's leading axis indexed)."""
   return jax.tree.map(lambda a: a[i], tree)
 
 
 def stack_init(init_state: Callable, seeds) -> Any:
   """Stacked initial states: member i starts exactly as a single run with seed i."""
   return jax.vmap(lambda s: init_state(jax.random.key(s)))(jnp.asarray(seeds, jnp.uint32))
+
+
+def write_outputs(members: Plan, workdir: str, failed: dict | None = None) -> None:
+  """A finished sweep's tables: sweep.csv (one row per member: swept values, final
+  metrics, the step of a non-finite loss) and sweep.png."""
+  import csv
+  import io
+  failed = failed or {}
+  last = records.read_metrics(workdir)[-1]
+  keys = [k for k in last if k != "step"]
+  rows = []
+  for i, _ in enumerate(members.labels):
+    row = {"member": i, "seed": int(members.seeds[i]),
+           **{f"hp.{k}": float(v[i]) for k, v in members.hp.items()}}
+    row.update({k: last[k][i] for k in keys})
+    row["nonfinite_at"] = failed.get(i, "")
+    rows.append(row)
+  buf = io.StringIO()
+  w = csv.DictWriter(buf, list(rows[0]))
+  w.writeheader()
+  w.writerows(rows)
+  records.atomic_write(os.path.join(workdir, "sweep.csv"), buf.getvalue())
+  viz.save_sweep_plot(rows, [a for a in members.axes if a != "seed"],
+                      [k for k in ("loss", "rec", "kl") if k in keys],
+                      os.path.join(workdir, "sweep.png"))

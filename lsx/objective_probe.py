@@ -24,9 +24,10 @@ import numpy as np
 from lsx import directions as ld, metrics as lm
 from lsx.directions import family as dfam
 from lsx.flows import family as ffam
-from lsx import runs
+from lsx.traversal_eval import decoder_from_config
 from lsx.objective import Objective
-from lsx.train import Setup, ensure_trained, load_run, make_run_optimizer, resolve_hp, train
+from lsx.runs import load_run, train
+from lsx.train import Setup, make_run_optimizer, resolve_hp
 
 # post-hoc flow objective: which of its terms a run minimizes (L = cls + ic + pde - jvp)
 TERM_SETS = {"all": ("cls", "ic", "pde", "-jvp"), "no_jvp": ("cls", "ic", "pde"),
@@ -70,8 +71,7 @@ def probe_directions(config, steps: int, eval_batches: int, log=print):
     raise ValueError(f"the directions probe needs a contrastive method {ld.FORMS}, got "
                      f"{method!r} (a reconstructor or closed form has no objective to "
                      f"evaluate at given directions).")
-  dec = runs.load_decoder(ensure_trained(config.decoder.workdir, config.decoder.config),
-                          int(config.eval.data))
+  dec = decoder_from_config(config)
   sup, norms = ld.factor_directions(dec.z, dec.factors, dec.dataset.factor_sizes,
                                     lm.ordinal_mask(dec.dataset))
   k, d = sup.shape
@@ -88,8 +88,7 @@ def probe_directions(config, steps: int, eval_batches: int, log=print):
     p = _fit(c, setup, wd, {"directions": {"d": jnp.asarray(m0)}}, steps)
     sets[f"{method} from {name}"] = ld.normalize(p["directions"]["d"])
     log(f"trained {method} from {name}: {steps} steps")
-  oracle = lm.make_oracle(dec.dataset, config.eval.oracle, pool=int(config.eval.oracle_pool),
-                          steps=int(config.eval.oracle_steps), rng=jax.random.key(7), log=log)
+  oracle = lm.oracle_from_config(dec.dataset, config.eval, log=log)
   trav = ld.linear_traversal(setup.objective.directions, int(config.eval.steps),
                              float(config.eval.span) * dec.sd / int(config.eval.steps))
   stacked = {"d": jnp.stack([jnp.asarray(m) for m in sets.values()])}
@@ -162,8 +161,7 @@ def probe_flows(workdir: str, steps: int, eval_batches: int, classifier_steps: i
     p = _fit(pc, frozen, os.path.join(out_dir, f"classifier {i}"),
              {"flow": fp, "classifier": init_clf(jax.random.key(5))}, classifier_steps)
     values[name] = value(p)
-  oracle = lm.make_oracle(dec.dataset, c.eval.oracle, pool=int(c.eval.oracle_pool),
-                          steps=int(c.eval.oracle_steps), rng=jax.random.key(c.seed + 7), log=log)
+  oracle = lm.oracle_from_config(dec.dataset, c.eval, seed=int(c.seed) + 7, log=log)
   scored, _ = ffam.score_run(joint_setup, joint.params, oracle, references=False,
                              flow_sets=sets)
   rows = {}

@@ -1,6 +1,6 @@
 """Train several configs over several seeds, score each run, and tabulate mean +- std.
 
-  python -m experiments.compare --configs=configs/qlae_scenes.py,configs/betavae_scenes.py,\
+  python -m experiments.compare_models --configs=configs/qlae_scenes.py,configs/betavae_scenes.py,\
 configs/ae_scenes.py --seeds=0,1,2 --root=workdirs/compare_scenes
 
 Each (config, seed) trains in ROOT/<config>_s<seed> (resuming if it exists) and is scored
@@ -10,16 +10,16 @@ the mean +- std table. Every run gets the same budget (`--steps` overrides all c
 from __future__ import annotations
 
 import csv
-import json
+import io
 import logging
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from configs.common import load as load_config
-from lsx.runs import evaluate_workdir
-from lsx.train import train
+from lsx import cli, records
+from lsx.runs import evaluate_workdir, train
+from lsx.train.config import load_config
 
 _CONFIGS = flags.DEFINE_list("configs", None, "Config files (path[:arg]).")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
@@ -72,17 +72,16 @@ def main(argv):
                              dci_jobs=_JOBS.value)
       rows.append({"model": name, **{k: v for k, v in res.items()
                                      if isinstance(v, (int, float, str))}})
-      with open(os.path.join(_ROOT.value, "comparison.csv"), "w", newline="") as f:
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        w = csv.DictWriter(f, keys)
-        w.writeheader()
-        w.writerows(rows)
+      buf = io.StringIO()  # rewritten after every run: a cut-short comparison keeps its rows
+      w = csv.DictWriter(buf, list(dict.fromkeys(k for r in rows for k in r)))
+      w.writeheader()
+      w.writerows(rows)
+      records.atomic_write(os.path.join(_ROOT.value, "comparison.csv"), buf.getvalue())
   md = table(rows)
-  with open(os.path.join(_ROOT.value, "comparison.md"), "w") as f:
-    f.write(md + "\n")
+  records.atomic_write(os.path.join(_ROOT.value, "comparison.md"), md + "\n")
   print(md)
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["configs"])
-  app.run(main)
+  cli.run(main)

@@ -1,0 +1,116 @@
+"""One traversal-evaluation pipeline: decoder and oracle from a config, the method's sets
+beside the reference sets, scores, report.
+
+Every traversal lsx learns or fits (contrastive and closed-form directions, potential
+flows, the claims' baselines, the objective probe's starts) is scored the same way:
+
+  decoder_from_config(config)   the frozen generator of config.decoder (trained first when
+                                its workdir holds no finished run), its codes of
+                                config.eval.data images
+  lsx.metrics.oracle_from_config(dataset, config.eval)
+                                the factor oracle eval.oracle names
+  lsx.directions.evaluate_sets(sets, oracle, config.eval)
+                                DFA / VP / direction-MIG of every member in one oracle pass,
+                                the papers' protocols with eval.protocol='reference'
+  report(scored, workdir, ...)  scores.json / .csv / .png and the printed table
+
+`discover` and `flows` are the two whole pipelines the experiments of the same names
+run; `lsx.measure_claims` and `lsx.objective_probe` build their own sets and use the
+same pieces.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+
+from lsx import directions as ld, metrics as lm, runs, viz
+from lsx.directions import family as dfamily
+from lsx.flows import family as ffamily
+from lsx.records import read_metrics
+from lsx.train import sweep
+
+FLOW_CURVES = {"pde": "L_PDE (wave residual)", "pde_rel": "relative wave residual",
+               "ic": "L_IC", "jvp": "L_JVP (rewarded)", "cls": "classifier CE",
+               "rec": "reconstruction (x_0)", "latent": "L_latent"}
+
+
+def decoder_from_config(config, images: int | None = None) -> dfamily.Decoder:
+  """The frozen decoder config.decoder names ({workdir, config}), trained first when its
+  workdir holds no finished run, with the codes of `images` (default config.eval.data)
+  data images."""
+  workdir = runs.ensure_trained(config.decoder.workdir, config.decoder.config)
+  return runs.load_decoder(workdir, int(images or config.eval.data))
+
+
+def report(scored: dict, workdir: str, oracle, *, factor_names, log: Callable = viz.log,
+           **info) -> dict:
+  """scores.json / scores.csv / scores.png of `scored` in `workdir` (with the oracle's
+  description and `info`), and the printed table. Returns the per-row summaries."""
+  return ld.write_score_table(scored, workdir, oracle_info=lm.oracle_info(oracle),
+                              factor_names=list(factor_names), log=log, **info)
+
+
+def discover(config, compare: bool = False, log: Callable = viz.log) -> dict:
+  """Fit config.directions.method (or, with `compare`, every method of
+  config.compare.methods, each in workdir/<method>, plus the reference rows: random
+  directions, the latent axes of this decoder and of a plain AE decoder, the supervised
+  factor directions) and score every member. Writes directions.png, scores.json/csv/png
+  and readings.npz (the oracle's raw readings per row) in config.workdir; returns the
+  scores {row: [per member]}."""
+  c = config
+  lm.check_oracle(c.eval.oracle)
+  ld.protocols.check_protocol(c.eval)
+  methods = tuple(c.compare.methods) if compare else (c.directions.method,)
+  for m in methods:
+    dfamily.method_kind(m)  # an unknown name fails before anything trains
+  dec = decoder_from_config(c)
+  oracle = lm.oracle_from_config(dec.dataset, c.eval, log=log)
+  sub = lambda m: os.path.join(c.workdir, m) if compare else c.workdir
+  sets = {m: (*dfamily.fit(c, m, dec, sub(m)), dec) for m in methods}
+  if compare:
+    span, s = float(c.eval.span), int(c.eval.steps)
+    sets.update(ld.reference_sets(dec, c.directions.num, c.compare.random_seeds,
+                                  span=span * dec.sd, num_steps=s, supervised=True,
+                                  suffix=" (decoder)"))
+    ae = runs.load_decoder(runs.ensure_trained(c.compare.ae_workdir, c.compare.ae_config),
+                           int(c.eval.data))
+    sets.update(ld.reference_sets(ae, c.directions.num, 0, span=span * ae.sd, num_steps=s,
+                                  suffix=" (plain AE)"))
+  scored, readings = ld.evaluate_sets(sets, oracle, c.eval)
+  trav, params, _ = sets[methods[0]]
+  frames = ld.traversal_frames(trav, ld.take(params, 0), dec.generate, dec.z[:3])
+  viz.save_traversal_grid(frames, os.path.join(c.workdir, "directions.png"))
+  report(scored, c.workdir, oracle, factor_names=dec.dataset.factor_names, log=log)
+  np.savez_compressed(os.path.join(c.workdir, "readings.npz"),
+                      **{f"{n}/{f}": getattr(r, f) for n, r in zip(sets, readings)
+                         for f in ("factors", "distance", "anisotropy")})
+  return scored
+
+
+def flows(config, log: Callable = viz.log) -> dict:
+  """Train (or resume) the flows run of `config` (post hoc on a trained decoder, trained
+  first, or jointly with its VAE) and score every member's flows next to the same VAE's
+  latent axes and random directions. Writes flows_losses.png, flows.png (member 0) and
+  scores.json/csv/png in config.workdir; returns the scores {row [member i]: [scores]}."""
+  c = config
+  lm.check_oracle(c.eval.oracle)
+  if c.flows.mode == "posthoc":
+    runs.ensure_trained(c.decoder.workdir, c.decoder.config)
+  state, setup = runs.train(c, c.workdir)
+  viz.save_metric_curves(read_metrics(c.workdir), setup.log_keys,
+                         os.path.join(c.workdir, "flows_losses.png"), FLOW_CURVES)
+  oracle = lm.oracle_from_config(setup.dataset, c.eval, seed=int(c.seed) + 7, log=log)
+  members = sweep.plan(c, setup.hp)
+  scored = {}
+  for i in range(1 if members is None else members.size):
+    params = state.params if members is None else ld.take(state.params, i)
+    rows, frames = ffamily.score_run(setup, params, oracle)
+    tag = "" if members is None else f" [member {i}]"
+    scored.update({f"{n}{tag}": r for n, r in rows.items()})
+    if i == 0:
+      viz.save_traversal_grid(frames, os.path.join(c.workdir, "flows.png"))
+  ordinal = [n for n, o in zip(setup.dataset.factor_names, lm.ordinal_mask(setup.dataset)) if o]
+  report(scored, c.workdir, oracle, factor_names=ordinal, log=log, mode=c.flows.mode)
+  return scored
