@@ -9,7 +9,7 @@ ReLU'd, x^ = f W_dec + b_dec, loss = sum-of-squares error + aux_coeff * AuxK, Ad
 decoder rows renormalized after every step. No latent is dead in these few steps, so
 both skip AuxK (it is 0 without gradient then). The PyTorch model is the plain dense
 form (matmuls, torch.topk, scatter); lsx computes the same numbers with k-of-m gathers
-for the decoder and the encoder's gradient (lsx.sae.model.sparse_topk/sparse_decode). Fixed random activations; the first steps
+for the decoder and the encoder's gradient (lsx.sae.bottlenecks.sparse_topk/sparse_decode). Fixed random activations; the first steps
 (compilation, allocation) are excluded. Prints steps/s, activations/s, peak resident
 memory, then `ratio lsx/pytorch: R` and `ratio sweep/sequential: R` (16 members, k x
 seed, reading one batch per step, against the same 16 runs one after another).

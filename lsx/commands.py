@@ -3,6 +3,7 @@
   lsx train --config configs/betavae_sprites.py        # = python -m experiments.train ...
   lsx evaluate --workdir workdirs/betavae_sprites
   lsx runs [DIR]                                       # the workdirs under DIR (workdirs/)
+  lsx tensorboard WORKDIR                              # its TensorBoard events from metrics.jsonl
   lsx <command> --help                                 # its config and flags
 
 Subcommands run `experiments/<module>.py` of the lsx checkout in the current directory
@@ -38,7 +39,9 @@ def usage() -> str:
   lines = ["usage: lsx <command> [flags]    (lsx <command> --help: its config and flags)", ""]
   lines += [f"  {name:<15s} {what}" for name, (_, what) in COMMANDS.items()]
   lines += [f"  {'runs [DIR]':<15s} the workdirs under DIR (default workdirs/): family, "
-            f"step / total, last loss, members, status"]
+            f"step / total, last loss, members, status",
+            f"  {'tensorboard DIR':<15s} write a run's TensorBoard events (DIR/tb) from its "
+            f"metrics.jsonl and figures"]
   return "\n".join(lines)
 
 
@@ -124,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
       print(format_table(rows))
     return 0
+  if cmd == "tensorboard":
+    return tensorboard(rest)
   if cmd not in COMMANDS:
-    close = difflib.get_close_matches(cmd, list(COMMANDS) + ["runs"], n=1)
+    close = difflib.get_close_matches(cmd, list(COMMANDS) + ["runs", "tensorboard"], n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     print(f"error: unknown command {cmd!r}.{hint}\n\n{usage()}", file=sys.stderr)
     return 2
@@ -139,6 +144,26 @@ def main(argv: list[str] | None = None) -> int:
   import runpy
   sys.argv = [f"lsx {cmd}"] + rest
   runpy.run_module(module, run_name="__main__", alter_sys=True)
+  return 0
+
+
+def tensorboard(args: list[str]) -> int:
+  """`lsx tensorboard WORKDIR`: the run's event files rebuilt (lsx.train.events.rebuild)."""
+  from lsx import cli
+  from lsx.train import events
+  if len(args) != 1 or args[0].startswith("-"):
+    print("error: lsx tensorboard WORKDIR takes one run's workdir, got "
+          f"{args!r}.", file=sys.stderr)
+    return 2
+  try:
+    out = events.rebuild(args[0])
+  except ImportError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  except cli._user_errors() as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print(f"wrote {out}: tensorboard --logdir {out}")
   return 0
 
 

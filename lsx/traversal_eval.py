@@ -44,6 +44,21 @@ def decoder_from_config(config, images: int | None = None) -> dfamily.Decoder:
   return runs.load_decoder(workdir, int(images or config.eval.data))
 
 
+def direction_labels(scores: dict, dataset, prefix: str = "direction") -> list[str]:
+  """A label per direction of one scored member: its index and the factor its attribution
+  row R puts most weight on, with that weight's share ('direction 3: x (72%)'; 'moves no
+  factor' when its row is empty). R's columns are the dataset's ordinal factors."""
+  names = [n for n, o in zip(dataset.factor_names, lm.ordinal_mask(dataset)) if o]
+  r = np.asarray(scores["R"], np.float64)
+  out = []
+  for k, row in enumerate(r):
+    total = row.sum()
+    what = (f"{names[int(row.argmax())]} ({row.max() / total:.0%})" if total > 0
+            else "moves no factor")
+    out.append(f"{prefix} {k}: {what}")
+  return out
+
+
 def report(scored: dict, workdir: str, oracle, *, factor_names, log: Callable = viz.log,
            **info) -> dict:
   """scores.json / scores.csv / scores.png of `scored` in `workdir` (with the oracle's
@@ -81,7 +96,10 @@ def discover(config, compare: bool = False, log: Callable = viz.log) -> dict:
   scored, readings = ld.evaluate_sets(sets, oracle, c.eval)
   trav, params, _ = sets[methods[0]]
   frames = ld.traversal_frames(trav, ld.take(params, 0), dec.generate, dec.z[:3])
-  viz.save_traversal_grid(frames, os.path.join(c.workdir, "directions.png"))
+  viz.save_traversal_grid(frames, os.path.join(c.workdir, "directions.png"),
+                          row_labels=direction_labels(scored[methods[0]][0], dec.dataset),
+                          title=f"{methods[0]} directions (member 0), each row labelled by "
+                                f"the factor it moves most")
   report(scored, c.workdir, oracle, factor_names=dec.dataset.factor_names, log=log)
   np.savez_compressed(os.path.join(c.workdir, "readings.npz"),
                       **{f"{n}/{f}": getattr(r, f) for n, r in zip(sets, readings)
@@ -110,7 +128,11 @@ def flows(config, log: Callable = viz.log) -> dict:
     tag = "" if members is None else f" [member {i}]"
     scored.update({f"{n}{tag}": r for n, r in rows.items()})
     if i == 0:
-      viz.save_traversal_grid(frames, os.path.join(c.workdir, "flows.png"))
+      first = next(iter(rows.values()))[0]
+      viz.save_traversal_grid(frames, os.path.join(c.workdir, "flows.png"),
+                              row_labels=direction_labels(first, setup.dataset, "potential"),
+                              title="potential flows (member 0), each row labelled by the "
+                                    "factor it moves most")
   ordinal = [n for n, o in zip(setup.dataset.factor_names, lm.ordinal_mask(setup.dataset)) if o]
   report(scored, c.workdir, oracle, factor_names=ordinal, log=log, mode=c.flows.mode)
   return scored

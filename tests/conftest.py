@@ -15,7 +15,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 import pytest  # noqa: E402
 
 from configs import common  # noqa: E402
-from lsx.train.config import set_fields  # noqa: E402,F401  (dotted overrides)
+from lsx.train import config as config_lib  # noqa: E402
+
+
+def set_fields(c, **fields):
+  """Set (or add) dotted fields of a ConfigDict ('train.steps': 4): the library's one
+  dotted-override helper, allowed to add a field a test's config section lacks."""
+  return config_lib.set_fields(c, create=True, **fields)
 
 
 def tiny_config(**overrides):

@@ -42,18 +42,36 @@ def build_autoencoder(config, runs=None) -> Setup:
                resolve_hp(config, objective), finish=write_run_figures)
 
 
-# what a resumed run may change: how long it runs, how it logs, where the workdir is
+def latent_importance(model, params, images) -> tuple[np.ndarray, str, np.ndarray]:
+  """Per latent: its importance (the mean KL to the prior, nats, for a Gaussian
+  bottleneck; else the variance of its codes over `images`), the name, and whether it
+  collapsed (KL < 0.01 nats, or a variance under 1% of the largest)."""
+  stats = jax.device_get(jax.jit(model.encode)(params, images))
+  if "logvar" in stats:
+    mu, lv = np.asarray(stats["mean"], np.float64), np.asarray(stats["logvar"], np.float64)
+    kl = (0.5 * (mu ** 2 + np.exp(lv) - 1.0 - lv)).mean(0)
+    return kl, "KL", kl < 0.01
+  var = np.asarray(model.bottleneck.mean(stats), np.float64).var(0)
+  return var, "var", var < 0.01 * max(float(var.max()), 1e-12)
 
 
 def write_run_figures(setup: Setup, params, workdir: str) -> None:
-  """reconstructions.png and traversals.png for a trained autoencoder."""
+  """reconstructions.png (data and reconstructions, each with its error) and
+  traversals.png / .gif (latents sorted by KL or variance, collapsed ones marked) for a
+  trained autoencoder."""
   v = setup.config.get("viz", {})
   model = setup.model
   images, _ = setup.dataset.sample(jax.random.key(1234), 256)
   z = np.asarray(jax.jit(model.represent)(params, images))
   n = int(v.get("num_anchors", 3))
-  recon = jax.jit(model.reconstruct)(params, images[:8])
-  viz.save_reconstructions(images[:8], recon, os.path.join(workdir, "reconstructions.png"))
+  recon = np.asarray(jax.jit(model.reconstruct)(params, images[:8]))
+  x = np.asarray(images[:8], np.float64)
+  err = ((x - recon) ** 2).reshape(len(x), -1).sum(1)
+  viz.save_reconstructions(images[:8], recon, os.path.join(workdir, "reconstructions.png"),
+                           errors=err, error_name="squared error (sum over pixels)")
+  importance, name, collapsed = latent_importance(model, params, images)
   decode = jax.jit(lambda z: model.generate(params, z))
   viz.save_traversals(decode, z[:n], os.path.join(workdir, "traversals.png"), latents=z,
-                      num_steps=int(v.get("num_steps", 9)), num_sigma=float(v.get("num_sigma", 3.0)))
+                      num_steps=int(v.get("num_steps", 9)),
+                      num_sigma=float(v.get("num_sigma", 3.0)), importance=importance,
+                      importance_name=name, collapsed=collapsed)

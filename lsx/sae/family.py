@@ -25,6 +25,7 @@ from lsx.sae import model as sae_model
 from lsx.sae.sources import make_source
 from lsx.train import validate
 from lsx.train.setup import make_run_optimizer, resolve_hp, Setup
+from lsx.viz.labelled import save_figure
 
 
 def sae_of(config, dim: int) -> sae_model.SAE:
@@ -149,6 +150,5 @@ def save_frontier(rows, members, path: str) -> None:
   if len(groups) <= 12:
     ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  save_figure(fig, path, dpi=120)
 

@@ -26,9 +26,10 @@ def run_config() -> ml_collections.ConfigDict:
   # lr_decay_steps: steps at which the learning rate is multiplied by lr_decay_factor
   c.optim = dict(name="adam", grad_clip=0.0, lr_decay_steps=(), lr_decay_factor=1.0)
   # precision: 'float32' or 'bfloat16' (losses computed in bf16; parameters and optimizer
-  # state stay float32); CPUs keep float32 (docs/sweeps.md has the measurement)
+  # state stay float32); CPUs keep float32 (docs/sweeps.md has the measurement);
+  # tensorboard: event files in workdir/tb when tensorboardX is installed (lsx.train.events)
   c.train = dict(steps=2000, batch_size=64, chunk=50, ckpt_every=500, keep=2, log_every_s=5.0,
-                 precision="float32")
+                 precision="float32", tensorboard=True)
   # sweep: many runs as one program (lsx/train/sweep.py). Sweepable: seed and traced hp,
   # e.g. sweep.seed=(0, 1, 2), sweep.hp=dict(beta=(1., 4.)); mode 'product' or 'zip'.
   c.sweep = ml_collections.ConfigDict({"mode": "product", "seed": (), "hp": {}})
@@ -88,10 +89,10 @@ def flatten(tree, prefix: str = "") -> dict:
   return out
 
 
-def set_fields(config, strict: bool = True, **fields):
+def set_fields(config, strict: bool = True, create: bool = False, **fields):
   """Set dotted fields of a ConfigDict ('train.steps': 4) in place, unlocked for the
-  duration; a field the config lacks raises KeyError naming it (`strict`) or is skipped.
-  Returns the config."""
+  duration; a field the config lacks is created in its (existing) section with `create`,
+  else raises KeyError naming it (`strict`) or is skipped. Returns the config."""
   with config.unlocked():
     for name, value in fields.items():
       *path, leaf = name.split(".")
@@ -99,7 +100,7 @@ def set_fields(config, strict: bool = True, **fields):
       try:
         for p in path:
           node = node[p]
-        if leaf not in node:
+        if leaf not in node and not create:
           raise KeyError(leaf)
       except (KeyError, AttributeError, TypeError):
         if strict:
@@ -110,7 +111,7 @@ def set_fields(config, strict: bool = True, **fields):
 
 
 # what a resumed run may change against its recorded config.json
-RESUMABLE_CHANGES = ("train.steps", "train.log_every_s", "workdir")
+RESUMABLE_CHANGES = ("train.steps", "train.log_every_s", "train.tensorboard", "workdir")
 
 
 def config_changes(recorded: dict, now: dict) -> list[str]:

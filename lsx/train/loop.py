@@ -6,6 +6,7 @@ and hands it here.
 from __future__ import annotations
 
 from typing import Callable
+import contextlib
 import functools
 import os
 import time
@@ -17,6 +18,7 @@ import numpy as np
 from lsx import records
 from lsx.records import config_to_json, write_config
 from lsx.train import checkpoint as ckpt
+from lsx.train import events
 from lsx.train import distributed as dist
 from lsx.train import sweep as sweep_lib
 from lsx.train import workdir as workdir_lib
@@ -39,10 +41,10 @@ def train(config, workdir: str | None = None, **kwargs) -> tuple[TrainState, Set
   """Train (or resume) the run or sweep described by `config` in `workdir` (default
   config.workdir), holding the workdir's lock (`lsx.train.workdir`: one writer at a time).
 
-  Writes config.json, metrics.jsonl (one line per chunk; per-member lists for a
-  sweep), orbax checkpoints under checkpoints/ (the stacked state for a sweep), and at
-  the end reconstructions.png + traversals.png (single run) or sweep.csv + sweep.png
-  (sweep). A non-finite loss stops a single run with `NonFiniteError` (the last good
+  Writes config.json, metrics.jsonl (one line per chunk; per-member lists for a sweep),
+  TensorBoard events in tb/ (`lsx.train.events`, with tensorboardX), orbax checkpoints
+  under checkpoints/ (the stacked state for a sweep), and at the end the family's figures
+  (single run) or sweep.csv + sweep.png (sweep). A non-finite loss stops a single run with `NonFiniteError` (the last good
   checkpoint stays as it was); in a sweep the member's updates are skipped from then on
   and it is reported and marked in sweep.csv, while the others go on.
   `stop_after_chunks` ends early after that many chunks of this call (simulates a kill).
@@ -211,38 +213,42 @@ def _train(config, workdir: str, *, stop_after_chunks: int | None = None,
   state, step = _restore(run, config, mngr, init, allow_config_change, skip_corrupt_checkpoint)
   chunk_fn, compile_s = _chunk_compiler(run, state, hp)
   failed = records.load_failed(workdir, step) if run.members is not None else {}
+  tb = events.open_writer(workdir, config_to_json(config), run.members and run.members.labels,
+                          step, enabled=run.main and run.events, log=run.print_fn)
   t0, done, chunks, last_print = time.perf_counter(), 0, 0, -1e9
-  while step < run.total:
-    k = min(run.chunk, run.total - step)
-    new_state, m = chunk_fn(k)(state, hp)
-    m = dist.to_host(m)
-    _check_finite(run, m, k, step, mngr, failed)
-    state, step, done, chunks = new_state, step + k, done + k, chunks + 1
-    row = _metrics_row(run, step, m)
+  with contextlib.closing(tb):
+    while step < run.total:
+      k = min(run.chunk, run.total - step)
+      new_state, m = chunk_fn(k)(state, hp)
+      m = dist.to_host(m)
+      _check_finite(run, m, k, step, mngr, failed)
+      state, step, done, chunks = new_state, step + k, done + k, chunks + 1
+      row = _metrics_row(run, step, m)
+      if run.main:
+        records.append_metrics(run.metrics_path, row)
+        tb.scalars(row)
+      if step % run.ckpt_every == 0 or step == run.total:
+        ckpt.save(mngr, step, state)
+      now = time.perf_counter()
+      if now - last_print >= run.log_every_s or step == run.total:
+        run.print_fn(_progress_line(run, row, step, done / max(now - t0 - compile_s[0], 1e-9)))
+        last_print = now
+      if stop_after_chunks is not None and chunks >= stop_after_chunks:
+        return state, setup
     if run.main:
-      records.append_metrics(run.metrics_path, row)
-    if step % run.ckpt_every == 0 or step == run.total:
-      ckpt.save(mngr, step, state)
-    now = time.perf_counter()
-    if now - last_print >= run.log_every_s or step == run.total:
-      run.print_fn(_progress_line(run, row, step, done / max(now - t0 - compile_s[0], 1e-9)))
-      last_print = now
-    if stop_after_chunks is not None and chunks >= stop_after_chunks:
-      return state, setup
-  if write_figures and run.main:
-    _finish(run, state, failed)
-  elif run.members is not None and run.main:
-    sweep_lib.write_outputs(run.members, workdir, failed)
+      _finish(run, state, failed, write_figures)
+      tb.figures(workdir, step)
+      if chunks:
+        tb.hparams(row)
   return state, setup
 
 
-def _finish(run: RunSpec, state, failed: dict) -> None:
-  """A finished run's outputs: the sweep's tables and figures, or the run's figures."""
+def _finish(run: RunSpec, state, failed: dict, write_figures: bool) -> None:
+  """A finished run's outputs: the sweep's tables (and figures), or the run's figures."""
   setup = run.setup
-  if run.members is None:
-    if setup.finish is not None:
-      setup.finish(setup, state.params, run.workdir)
-    return
-  sweep_lib.write_outputs(run.members, run.workdir, failed)
-  if setup.finish_sweep is not None:
-    setup.finish_sweep(setup, state.params, run.workdir, run.members)
+  if run.members is not None:
+    sweep_lib.write_outputs(run.members, run.workdir, failed)
+    if write_figures and setup.finish_sweep is not None:
+      setup.finish_sweep(setup, state.params, run.workdir, run.members)
+  elif write_figures and setup.finish is not None:
+    setup.finish(setup, state.params, run.workdir)

@@ -121,6 +121,7 @@ class RunSpec:
   keep: int
   precision: str
   main: bool
+  events: bool  # TensorBoard event files (train.tensorboard)
   print_fn: Callable
   t_start: float
 
@@ -145,5 +146,6 @@ def run_spec(config, workdir: str, setup: Setup, print_fn) -> RunSpec:
   return RunSpec(setup, workdir, members, strategy, mesh, 1 if members is None else members.size,
               int(t.steps), int(t.batch_size), int(t.chunk), int(t.ckpt_every),
               float(t.get("log_every_s", 5.0)), t.get("keep", 2),
-              t.get("precision", "float32"), main, print_fn if main else (lambda s: None),
+              t.get("precision", "float32"), main, bool(t.get("tensorboard", True)),
+              print_fn if main else (lambda s: None),
               time.perf_counter())

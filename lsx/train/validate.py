@@ -106,10 +106,12 @@ def check_hp(name: str, value, bounds: dict | None = None, where: str = "config.
   # (or to a subnormal, whose precision is gone) would train something else silently
   info = np.finfo(HP_DTYPE)
   if abs(v) > float(info.max) or (v != 0 and abs(v) < float(info.tiny)):
+    with np.errstate(over="ignore", under="ignore"):
+      cast = float(HP_DTYPE(v))
     raise ValueError(f"{where}.{name}={v:g} is not representable in {np.dtype(HP_DTYPE).name}, "
                      f"the dtype the training step reads it in (magnitudes from "
                      f"{float(info.tiny):.3g} to {float(info.max):.3g}, or 0): it would become "
-                     f"{float(HP_DTYPE(v)):g}.")
+                     f"{cast:g}.")
   bound = (bounds or {}).get(name) or HP_BOUNDS.get(name)
   if bound is None and name.endswith("_lr"):  # a player's learning rate
     bound = HP_BOUNDS["lr"]
@@ -145,6 +147,7 @@ RUN_SCHEMA = {
                                       "be saved"),
     "train.precision": Field("choice", choices=tuple(sorted(PRECISIONS))),
     "train.log_every_s": Field("float", 0.0),
+    "train.tensorboard": Field("choice", choices=(True, False)),
     "seed": Field("seed"), "sweep.seed": Field("seeds"),
     "sweep.mode": Field("choice", choices=("product", "zip")),
     "sweep_strategy": Field("choice", choices=SWEEP_STRATEGIES),

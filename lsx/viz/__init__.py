@@ -1,28 +1,15 @@
-"""PNG figures: image grids, reconstructions, latent traversals."""
+"""PNG figures: image grids, reconstructions, latent traversals, sweep and score plots.
+
+Every figure has labelled rows and columns (lsx.viz.labelled) and carries its labels as
+PNG text (`read_labels(path)`); traversals are also written as animated GIFs.
+"""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-
-def to_uint8(images) -> np.ndarray:
-  a = np.asarray(images, np.float32)
-  if a.shape[-1] == 1:
-    a = np.repeat(a, 3, axis=-1)
-  return (np.clip(a, 0.0, 1.0) * 255).round().astype(np.uint8)
-
-
-def image_grid(images, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
-  """images [rows, cols, H, W, C] in [0,1] -> one uint8 RGB array with `pad` px gutters."""
-  images = to_uint8(images)
-  rows, cols, h, w, c = images.shape
-  out = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c),
-                int(pad_value * 255), np.uint8)
-  for r in range(rows):
-    for k in range(cols):
-      y, x = pad + r * (h + pad), pad + k * (w + pad)
-      out[y:y + h, x:x + w] = images[r, k]
-  return out
+from lsx.viz.labelled import (grid_figure, image_grid, read_labels, save_figure,  # noqa: F401
+                              save_gif, to_uint8)
 
 
 def save_png(array: np.ndarray, path: str, scale: int = 1) -> str:
@@ -33,9 +20,15 @@ def save_png(array: np.ndarray, path: str, scale: int = 1) -> str:
   return path
 
 
-def save_reconstructions(images, recons, path: str, scale: int = 2) -> str:
-  """Two rows: inputs above their reconstructions."""
-  return save_png(image_grid(np.stack([np.asarray(images), np.asarray(recons)])), path, scale)
+def save_reconstructions(images, recons, path: str, errors=None,
+                         error_name: str = "error") -> str:
+  """Two labelled rows, "data" above "reconstruction"; each column titled by its image's
+  reconstruction error (`errors` [n], named `error_name`) when given."""
+  grid = np.stack([np.asarray(images), np.asarray(recons)])
+  cols = [f"{float(e):.1f}" for e in errors] if errors is not None else []
+  return save_figure(grid_figure(
+      grid, row_labels=["data", "reconstruction"], col_labels=cols,
+      xlabel=f"per-image {error_name}" if cols else "", title="reconstructions"), path)
 
 
 def traversal_values(latents, num_steps: int = 9, num_sigma: float = 3.0):
@@ -46,9 +39,14 @@ def traversal_values(latents, num_steps: int = 9, num_sigma: float = 3.0):
 
 
 def save_traversals(decode, anchors_z, path: str, latents=None, num_steps: int = 9,
-                    num_sigma: float = 3.0, scale: int = 2) -> str:
-  """Grid with one row per latent dimension; columns are, per anchor, the traversal of
-  that dimension over +-num_sigma std around the anchor's code (std from `latents`).
+                    num_sigma: float = 3.0, importance=None, importance_name: str = "KL",
+                    collapsed=None, gif: bool = True) -> str:
+  """Latent traversals with labelled rows and columns: one row per latent dimension
+  (labelled `z<j>` and its `importance` [d], e.g. its KL or variance, rows sorted by it,
+  `collapsed` [d] rows greyed and marked), for each anchor a block of `num_steps` columns
+  moving that latent over +-num_sigma std (std from `latents`) around the anchor's code
+  (the columns labelled in sigmas, the anchor's own column outlined). Writes the PNG and,
+  with `gif`, the same traversal animated beside it (`path` with .gif).
 
   `decode(z [n, d]) -> images [n, H, W, C]` in [0, 1].
   """
@@ -60,10 +58,31 @@ def save_traversals(decode, anchors_z, path: str, latents=None, num_steps: int =
   for j in range(d):
     z[:, j, :, j] += offsets[j]
   imgs = np.asarray(decode(z.reshape(-1, d)))
-  imgs = imgs.reshape((a, d, num_steps) + imgs.shape[1:])
-  # rows = dims, columns = anchors side by side (each a block of num_steps)
-  grid = imgs.transpose(1, 0, 2, 3, 4, 5).reshape((d, a * num_steps) + imgs.shape[3:])
-  return save_png(image_grid(grid), path, scale)
+  imgs = imgs.reshape((a, d, num_steps) + imgs.shape[1:])  # [a, d, S, H, W, C]
+  order = np.arange(d) if importance is None else np.argsort(-np.asarray(importance), kind="stable")
+  collapsed = np.zeros(d, bool) if collapsed is None else np.asarray(collapsed, bool)
+  labels = [f"z{j}" + ("" if importance is None else f"  {importance_name} "
+                       f"{float(importance[j]):.2f}") + ("  (collapsed)" if collapsed[j] else "")
+            for j in order]
+  grid = imgs[:, order].transpose(1, 0, 2, 3, 4, 5)  # [d, a, S, H, W, C]
+  grid = grid.reshape((d, a * num_steps) + imgs.shape[3:])
+  sig = np.linspace(-num_sigma, num_sigma, num_steps)
+  cols = [f"{x:+.1f}σ" if abs(x) > 1e-9 else "0" for x in sig] * a
+  centre = [i * num_steps + num_steps // 2 for i in range(a)] if num_steps % 2 else []
+  fig = grid_figure(
+      grid, row_labels=labels, col_labels=cols, marked_cols=centre,
+      col_groups=[(f"anchor {i + 1}", i * num_steps, (i + 1) * num_steps) for i in range(a)],
+      dim_rows=[r for r, j in enumerate(order) if collapsed[j]],
+      xlabel="offset of the row's latent from the anchor's code (std of the codes; "
+             "outlined: the anchor)",
+      title=("latent traversals" + ("" if importance is None else
+                                    f", rows by {importance_name}")))
+  save_figure(fig, path)
+  if gif:  # frame s: every latent (rows) x every anchor (columns) at offset s
+    frames = [image_grid(imgs[:, order, s].transpose(1, 0, 2, 3, 4)) / 255.0
+              for s in range(num_steps)]
+    save_gif(np.stack(frames), path.rsplit(".", 1)[0] + ".gif")
+  return path
 
 
 def save_sweep_plot(rows, axes, metrics, path: str) -> str:
@@ -90,8 +109,7 @@ def save_sweep_plot(rows, axes, metrics, path: str) -> str:
       ax.set_xlabel(axis)
       ax.set_ylabel(metric)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  save_figure(fig, path, dpi=100)
   return path
 
 
@@ -101,12 +119,28 @@ def log(message: str) -> None:
   print(message, file=sys.stderr, flush=True)
 
 
-def save_traversal_grid(frames, path: str, anchors: int = 3, scale: int = 2) -> str:
-  """frames [K, N, S, H, W, C] (K directions, N anchors, S steps): one row per direction,
-  the first `anchors` anchors side by side."""
+def save_traversal_grid(frames, path: str, anchors: int = 3, row_labels=None, title: str = "",
+                        step_labels=None, gif: bool = True) -> str:
+  """frames [K, N, S, H, W, C] (K directions, N anchors, S steps): one labelled row per
+  direction (`row_labels`, default 'direction k'), the first `anchors` anchors side by
+  side as labelled column blocks (`step_labels` [S] name the steps; the middle one, the
+  anchor, outlined when S is odd). With `gif`, the traversal animated beside the PNG."""
   frames = np.asarray(frames)
-  grid = [image_grid(frames[:, a]) for a in range(min(anchors, frames.shape[1]))]
-  return save_png(np.concatenate(grid, axis=1), path, scale)
+  k, n, s = frames.shape[:3]
+  a = min(anchors, n)
+  grid = frames[:, :a].reshape((k, a * s) + frames.shape[3:])
+  steps = list(step_labels) if step_labels is not None else [str(i - s // 2) for i in range(s)]
+  fig = grid_figure(
+      grid, row_labels=list(row_labels) if row_labels is not None else
+      [f"direction {i}" for i in range(k)], col_labels=steps * a,
+      col_groups=[(f"anchor {i + 1}", i * s, (i + 1) * s) for i in range(a)],
+      marked_cols=[i * s + s // 2 for i in range(a)] if s % 2 else [],
+      xlabel="step along the traversal (outlined: the anchor)", title=title)
+  save_figure(fig, path)
+  if gif:
+    save_gif(np.stack([image_grid(frames[:, :a, t]) / 255.0 for t in range(s)]),
+             path.rsplit(".", 1)[0] + ".gif")
+  return path
 
 
 def save_score_plot(scored, table, path):
@@ -130,8 +164,7 @@ def save_score_plot(scored, table, path):
   axes[0].set_yticklabels(names)
   axes[0].invert_yaxis()
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  save_figure(fig, path, dpi=100)
 
 
 def save_metric_curves(rows, keys, path: str, titles=None, log_keys=("pde",)) -> str:
@@ -156,8 +189,7 @@ def save_metric_curves(rows, keys, path: str, titles=None, log_keys=("pde",)) ->
     if values.shape[1] > 1:
       ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  save_figure(fig, path, dpi=100)
   return path
 
 
@@ -181,6 +213,5 @@ def save_matrices(mats: dict, path: str, cols: int = 2) -> str:
   for ax in list(axes.flat)[len(mats):]:
     ax.axis("off")
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  save_figure(fig, path, dpi=100)
   return path
