@@ -6,10 +6,4 @@ from configs import common
 
 
 def get_config(arg: str = ""):
-  config = common.base_config()
-  config.workdir = "workdirs/ae_sprites"
-  config.data.name = "sprites"
-  config.objective.name = "ae"
-  config.hp = dict(lr=1e-3)
-  config.train.steps = 2000
-  return common.finalize(config, arg)
+  return common.autoencoder(arg, "ae_sprites", "sprites", "ae", dict(lr=1e-3))

@@ -7,10 +7,5 @@ from configs import common
 
 
 def get_config(arg: str = ""):
-  config = common.base_config()
-  config.workdir = "workdirs/betavae_sprites"
-  config.data.name = "sprites"
-  config.objective.name = "beta_vae"
-  config.hp = dict(beta=4.0, lr=1e-3)
-  config.train.steps = 2000
-  return common.finalize(config, arg)
+  return common.autoencoder(arg, "betavae_sprites", "sprites", "beta_vae",
+                            dict(beta=4.0, lr=1e-3))

@@ -49,6 +49,21 @@ def finalize(config, arg: str = ""):
   return config
 
 
+def autoencoder(arg: str, name: str, data: str, objective: str, hp: dict, steps: int = 2000,
+                fields: dict | None = None):
+  """An autoencoder training config in one call: workdirs/<name>, the built-in dataset
+  `data`, the objective, its hyperparameters and budget; `fields` are dotted overrides
+  ({'model.latent_dim': 12}); then `finalize(config, arg)`."""
+  config = base_config()
+  config.workdir = f"workdirs/{name}"
+  config.data.name = data
+  config.objective.name = objective
+  config_lib.set_fields(config, create=True, **dict(fields or {}))
+  config.hp = dict(hp)
+  config.train.steps = steps
+  return finalize(config, arg)
+
+
 def load(spec: str):
   """A config from 'path/to/config.py[:arg]' (lsx.train.config.load_config)."""
   return config_lib.load_config(spec)

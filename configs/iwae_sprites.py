@@ -6,11 +6,5 @@ from configs import common
 
 
 def get_config(arg: str = ""):
-  config = common.base_config()
-  config.workdir = "workdirs/iwae_sprites"
-  config.data.name = "sprites"
-  config.objective.name = "iwae"
-  config.objective.iwae_k = 5
-  config.hp = dict(lr=1e-3)
-  config.train.steps = 2000
-  return common.finalize(config, arg)
+  return common.autoencoder(arg, "iwae_sprites", "sprites", "iwae", dict(lr=1e-3),
+                            fields={"objective.iwae_k": 5})

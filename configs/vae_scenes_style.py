@@ -8,12 +8,6 @@ from configs import common
 
 
 def get_config(arg: str = ""):
-  config = common.base_config()
-  config.workdir = "workdirs/vae_scenes_style"
-  config.data.name = "scenes"
-  config.objective.name = "beta_vae"
-  config.model.arch = "style"
-  config.model.latent_dim = 64
-  config.hp = dict(beta=1.0, lr=1e-3)
-  config.train.steps = 3000
-  return common.finalize(config, arg)
+  return common.autoencoder(arg, "vae_scenes_style", "scenes", "beta_vae",
+                            dict(beta=1.0, lr=1e-3), steps=3000,
+                            fields={"model.arch": "style", "model.latent_dim": 64})

@@ -9,11 +9,5 @@ from configs import common
 
 
 def get_config(arg: str = ""):
-  config = common.base_config()
-  config.workdir = "workdirs/vae_sprites_wide"
-  config.data.name = "sprites"
-  config.objective.name = "beta_vae"
-  config.model.latent_dim = 226
-  config.hp = dict(beta=1.0, lr=1e-3)
-  config.train.steps = 2000
-  return common.finalize(config, arg)
+  return common.autoencoder(arg, "vae_sprites_wide", "sprites", "beta_vae",
+                            dict(beta=1.0, lr=1e-3), fields={"model.latent_dim": 226})

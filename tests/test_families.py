@@ -1,6 +1,6 @@
 """Every family trains through the one runner (lsx.runs.train): for autoencoders with a
 two-player objective (FactorVAE), learned directions, post-hoc flows (lsx's and the
-reference form), joint flows and sparse autoencoders, a sweep member equals the same run
+reference form), joint flows, sparse autoencoders and denoisers, a sweep member equals the same run
 alone and a killed run resumes bit-exact (whole trees compared, structure included)."""
 import jax
 import numpy as np
@@ -59,13 +59,18 @@ def _sae(wd):
   return common.load("configs/sae_toy.py:smoke")
 
 
+def _diffusion(wd):
+  return common.load("configs/diffusion_sprites.py:smoke")
+
+
 # family: (config of a decoder workdir, a traced hyperparameter, its values for members 0, 1)
 FAMILIES = {"factor_vae": (_factor_vae, "gamma", (0.5, 2.0)),
             "directions": (_directions, "temperature", (0.5, 2.0)),
             "flows_posthoc": (_posthoc, "lambda_pde", (0.5, 2.0)),
             "flows_reference": (_posthoc_reference, "lambda_pde", (0.5, 2.0)),
             "flows_joint": (_joint, "lambda_latent", (0.5, 2.0)),
-            "sae": (_sae, "k", (3.0, 2.0))}
+            "sae": (_sae, "k", (3.0, 2.0)),
+            "diffusion": (_diffusion, "beta_end", (0.03, 0.02))}
 
 
 def _with(c, workdir, **kw):

@@ -5,11 +5,11 @@ and hands it here.
 """
 from __future__ import annotations
 
-from typing import Callable
 import contextlib
 import functools
 import os
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -17,24 +17,16 @@ import numpy as np
 
 from lsx import records
 from lsx.records import config_to_json, write_config
-from lsx.train import checkpoint as ckpt
-from lsx.train import events
-from lsx.train import distributed as dist
-from lsx.train import sweep as sweep_lib
-from lsx.train import workdir as workdir_lib
-from lsx.train import validate, xla_options
+from lsx.train import checkpoint as ckpt, distributed as dist, events, sweep as sweep_lib
+from lsx.train import validate, workdir as workdir_lib, xla_options
+from lsx.train.config import check_resume_config, config_changes
 from lsx.train.setup import RunSpec, Setup, prepare_host, run_spec
 from lsx.train.state import (PRECISIONS, TrainState, make_shared_chunk, make_train_chunk,
                              make_train_step)
-from lsx.train.config import check_resume_config, config_changes
+
 
 class NonFiniteError(FloatingPointError):
-  pass
-
-
-def _fmt_time(s: float) -> str:
-  s = int(max(s, 0))
-  return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+  """A single run's loss or gradient became NaN or Inf (its last checkpoint is kept)."""
 
 
 def train(config, workdir: str | None = None, **kwargs) -> tuple[TrainState, Setup]:
@@ -196,9 +188,10 @@ def _metrics_row(run: RunSpec, step: int, m: dict) -> dict:
 def _progress_line(run: RunSpec, row: dict, step: int, rate: float) -> str:
   extra = " ".join(f"{k} {np.mean(row[k]):.4g}" for k in run.setup.log_keys if k in row)
   who, mean = (f"{run.num} members x ", " (mean)") if run.members else ("", "")
+  eta = int(max((run.total - step) / max(rate, 1e-9), 0))
   return (f"step {step}/{run.total} | {who}{rate:.2f} steps/s "
           f"({rate * run.num * run.batch:.0f} img/s) | ETA "
-          f"{_fmt_time((run.total - step) / max(rate, 1e-9))} | loss "
+          f"{eta // 3600}:{eta % 3600 // 60:02d}:{eta % 60:02d} | loss "
           f"{np.mean(row['loss']):.4g}{mean} {extra}")
 
 

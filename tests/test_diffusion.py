@@ -1,0 +1,176 @@
+"""The diffusion family (lsx.diffusion): the U-Net's convolution against lax, the samplers
+against closed forms (a Gaussian data distribution, whose optimal denoiser is known),
+the exact DDPM inversion, h-space edits, the EMA update, the config's refusals and the
+figures. A sweep member equal to its run alone and a killed run resuming bit-exact:
+tests/test_families.py, with every family."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import common
+from conftest import assert_trees_equal, set_fields
+from lsx import runs, viz
+from lsx.diffusion import (Conv3x3, UNet, ddim_invert, ddim_sample, ddim_timesteps,
+                           ddpm_sample, dpm_encode, linear_schedule, q_sample)
+from lsx.diffusion import family
+
+QUIET = dict(print_fn=lambda s: None)
+HP = {"beta_start": jnp.float32(1e-4), "beta_end": jnp.float32(0.02)}
+
+
+def test_conv3x3_is_lax_conv_of_the_same_kernel():
+  x = jax.random.normal(jax.random.key(0), (2, 6, 5, 3))
+  m = Conv3x3(4)
+  p = m.init(jax.random.key(1), x)
+  want = jax.lax.conv_general_dilated(x, p["params"]["kernel"], (1, 1), "SAME",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(m.apply(p, x), want + p["params"]["bias"], rtol=1e-5, atol=1e-5)
+
+
+def _gaussian_eps(s2, sched):
+  # data x_0 ~ N(0, s2 I): E[eps | x_t] = sqrt(1 - ab) x_t / (ab s2 + 1 - ab)
+  def eps_fn(x, t, dh=None):
+    ab = sched.alphas_cumprod[t].reshape(-1, *([1] * (x.ndim - 1)))
+    return jnp.sqrt(1 - ab) * x / (ab * s2 + 1 - ab), None
+  return eps_fn
+
+
+def test_ddim_with_the_optimal_gaussian_denoiser_is_the_closed_form_linear_map():
+  s2, steps = 0.25, 50
+  sched = linear_schedule(HP, 1000)
+  x_T = jax.random.normal(jax.random.key(0), (4000, 2))
+  x0 = ddim_sample(_gaussian_eps(s2, sched), sched, x_T, steps)
+  # the same steps in numpy, float64: each is x -> x * (sqrt(ab') a s2 + sqrt(1-ab') b) / v
+  ab = np.cumprod(1 - np.linspace(1e-4, 0.02, 1000))
+
+  def factor(n):
+    ts, f = ddim_timesteps(1000, n)[::-1], 1.0
+    for i, t in enumerate(ts):
+      abp = ab[ts[i + 1]] if i + 1 < len(ts) else 1.0
+      v = ab[t] * s2 + 1 - ab[t]
+      f *= (np.sqrt(abp) * np.sqrt(ab[t]) * s2 + np.sqrt(1 - abp) * np.sqrt(1 - ab[t])) / v
+    return f
+  np.testing.assert_allclose(np.asarray(x0), np.asarray(x_T) * factor(steps), rtol=2e-4,
+                             atol=1e-6)
+  # the map takes N(0, I) to the data's N(0, s2) as the steps grow (DDIM's discretization
+  # error: 4% at 50 steps, < 1% at 1000)
+  assert float(np.std(np.asarray(x0))) == pytest.approx(factor(steps), rel=0.03)
+  err = [abs(factor(n) - np.sqrt(s2)) for n in (50, 200, 1000)]
+  assert err[0] > err[1] > err[2] and err[2] < 0.005 and err[0] < 0.03
+
+
+def test_ddim_inversion_then_sampling_returns_the_image():
+  sched = linear_schedule(HP, 1000)
+  eps_fn = _gaussian_eps(0.25, sched)
+  x0 = 0.5 * jax.random.normal(jax.random.key(1), (64, 3))
+  x_T = ddim_invert(eps_fn, sched, x0, 100)
+  assert float(jnp.std(x_T)) == pytest.approx(1.0, rel=0.1)  # back to (about) N(0, I)
+  # the inversion evaluates each step's eps one timestep early: the round trip's error is
+  # first order in the step (here a shrink of the image by 2.7% at 100 steps, 0.27% at 1000)
+  err = {}
+  for n in (100, 1000):
+    back = ddim_sample(eps_fn, sched, ddim_invert(eps_fn, sched, x0, n), n)
+    err[n] = float(jnp.max(jnp.abs(back - x0)) / jnp.max(jnp.abs(x0)))
+  assert err[100] < 0.03 and err[1000] < 0.004 and err[1000] < err[100] / 5
+
+
+@pytest.fixture(scope="module")
+def net():
+  unet = UNet(out_channels=1, widths=(8, 16), emb_dim=16)
+  params = unet.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1,), jnp.int32))
+  eps_fn = jax.jit(lambda x, t, dh=None: unet.apply(params, x, t, dh))
+  return unet, params, eps_fn
+
+
+def test_the_exact_ddpm_inversion_reproduces_the_image(net):
+  _, _, eps_fn = net
+  sched = linear_schedule(HP, 30)
+  x0 = jax.random.uniform(jax.random.key(2), (3, 8, 8, 1), minval=-1, maxval=1)
+  x_T, noises = jax.jit(lambda x: dpm_encode(eps_fn, sched, x, jax.random.key(3)))(x0)
+  assert noises.shape == (30, 3, 8, 8, 1)
+  back = jax.jit(lambda x, z: ddpm_sample(eps_fn, sched, x, z))(x_T, noises)
+  # exact up to float32 rounding, which the chain amplifies by up to 1 / sqrt(alpha_bar)
+  np.testing.assert_allclose(np.asarray(back), np.asarray(x0), atol=5e-4)
+  # other noises give another image: the reconstruction is the encoding's, not a fixed point
+  other = ddpm_sample(eps_fn, sched, x_T, jnp.roll(noises, 1, axis=1))
+  assert float(jnp.abs(other - x0).mean()) > 0.1
+
+
+def test_h_space_edits(net):
+  unet, params, eps_fn = net
+  sched = linear_schedule(HP, 30)
+  x = jax.random.normal(jax.random.key(4), (2, 8, 8, 1))
+  t = jnp.array([5, 20])
+  eps, h = unet.apply(params, x, t)
+  assert h.shape == (2, 4, 4, 16)
+  eps0, _ = unet.apply(params, x, t, jnp.zeros_like(h))
+  np.testing.assert_array_equal(np.asarray(eps0), np.asarray(eps))
+  dh = jax.random.normal(jax.random.key(5), h.shape[1:])
+  plain = ddim_sample(eps_fn, sched, x, 10)
+  # an edit only below t_edit... never: t_edit beyond the last timestep is no edit
+  np.testing.assert_array_equal(np.asarray(ddim_sample(eps_fn, sched, x, 10, delta_h=dh,
+                                                       t_edit=30)), np.asarray(plain))
+  asym = ddim_sample(eps_fn, sched, x, 10, delta_h=dh)
+  sym = ddim_sample(eps_fn, sched, x, 10, delta_h=dh, asymmetric=False)
+  assert float(jnp.abs(asym - plain).mean()) > 1e-3 and float(jnp.abs(sym - asym).mean()) > 1e-4
+  # asymmetric: the edited eps predicts x0 while the direction term keeps the unedited one
+  ts = ddim_timesteps(30, 1)  # one step from t = 0 to the image: only the x0 term counts
+  one_a = ddim_sample(eps_fn, sched, x, 1, delta_h=dh)
+  one_s = ddim_sample(eps_fn, sched, x, 1, delta_h=dh, asymmetric=False)
+  assert ts.tolist() == [0]
+  np.testing.assert_allclose(np.asarray(one_a), np.asarray(one_s), rtol=1e-5, atol=1e-5)
+
+
+def test_q_sample_is_the_forward_marginal():
+  sched = linear_schedule(HP, 100)
+  x0, noise = jnp.ones((2, 3)), jnp.full((2, 3), 2.0)
+  ab = np.cumprod(1 - np.linspace(1e-4, 0.02, 100))
+  got = q_sample(sched, x0, jnp.array([0, 99]), noise)
+  want = np.sqrt(ab[[0, 99]])[:, None] + 2 * np.sqrt(1 - ab[[0, 99]])[:, None]
+  np.testing.assert_allclose(np.asarray(got), np.broadcast_to(want, (2, 3)), rtol=1e-5)
+
+
+def _smoke(workdir, **fields):
+  return set_fields(common.load("configs/diffusion_sprites.py:smoke"), workdir=str(workdir),
+                    **fields)
+
+
+def test_the_ema_is_folded_in_after_each_step_and_the_optimizer_never_moves_it(tmp_path):
+  from lsx.train import make_train_step
+  setup = runs.build(_smoke(tmp_path / "a", **{"hp.ema_decay": 0.9}))
+  state = setup.init_state()
+  state = state.replace(params={**state.params, "ema": jax.tree.map(lambda a: a + 1.0,
+                                                                   state.params["ema"])})
+  step = jax.jit(make_train_step(setup.objective, setup.optimizer))
+  batch, _ = setup.sample(jax.random.key(0), 4)
+  new, m = step(state, setup.hp, batch, jax.random.key(1))
+  want = jax.tree.map(lambda e, p: 0.9 * e + 0.1 * p, state.params["ema"], new.params["net"])
+  assert_trees_equal(new.params["ema"], want, rtol=1e-6, atol=1e-7)
+  assert not bool(m["nonfinite"]) and float(m["eps_mse"]) > 0
+
+
+def test_a_finished_run_writes_labelled_samples_and_its_denoising_trajectory(tmp_path):
+  wd = tmp_path / "run"
+  runs.train(_smoke(wd), **QUIET)
+  samples = viz.read_labels(str(wd / "samples.png"))
+  assert samples["title"].startswith("DDIM samples (4 steps")
+  traj = viz.read_labels(str(wd / "denoising.png"))["axes"][0]
+  assert traj["rows"] == [f"sample {i}" for i in range(4)]
+  assert traj["columns"] == ["t=19", "t=13", "t=6", "t=0"]
+  setup, state = runs.load_run(str(wd))
+  imgs = family.sample_images(setup, state.params, 2, 4)
+  assert imgs.shape == (2, 16, 16, 1) and 0 <= imgs.min() and imgs.max() <= 1
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("hp.beta_end", 1e-5, r"0 < beta_start < beta_end < 1"),
+    ("hp.ema_decay", 1.0, r"ema_decay must be in \[0, 1\)"),
+    ("diffusion.widths", (8,), r"widths must list >= 2"),
+    ("diffusion.sample_steps", 50, r"sample_steps=50 exceeds the schedule's 20"),
+    ("diffusion.widths", (8, 16, 16, 16, 16, 16), r"16x16 cannot be halved 5 times"),
+    ("diffusion.timesteps", 0, r"diffusion\.timesteps must be >= 1"),
+])
+def test_bad_diffusion_configs_are_refused_before_anything_compiles(field, value, match, tmp_path):
+  with pytest.raises(ValueError, match=match):
+    runs.build(_smoke(tmp_path / "x", **{field: value}))
