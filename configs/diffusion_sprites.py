@@ -32,7 +32,7 @@ def build(arg: str, data: str, channels: int):
       conv_impl="gemm"))
   c.hp = dict(beta_start=1e-4, beta_end=0.02, ema_decay=0.999, lr=2e-4)
   c.optim.grad_clip = 1.0
-  c.train.update(steps=20000, batch_size=64, chunk=50, ckpt_every=1000, log_every_s=30.0)
+  c.train.update(steps=6000, batch_size=32, chunk=50, ckpt_every=500, log_every_s=30.0)
   if "sweep" in parts:
     c.workdir += "_sweep"
     c.sweep.seed = (0, 1, 2)

@@ -1,7 +1,11 @@
-"""Train an autoencoder from a config file; re-running resumes from the last checkpoint.
+"""Train a run of any family from a config file; re-running resumes from the last checkpoint.
 
   python -m experiments.train --config configs/betavae_sprites.py [--workdir DIR]
       [--config.train.steps=4000] [--config.hp.beta=8]
+  python -m experiments.train --config configs/diffusion_sprites.py    # config.family selects
+
+The family (config.family: autoencoder, directions, flows, sae, relative_ae,
+relative_decoder, diffusion) is built by lsx.runs; every config key: docs/configs.md.
 """
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ from lsx.records import read_metrics
 from lsx.records import inspect_workdir
 
 COMMANDS = {
-    "train": ("experiments.train", "train an autoencoder, SAE, directions or flows run"),
+    "train": ("experiments.train", "train a run of any family (autoencoder, directions, flows, "
+                                   "SAE, relative, diffusion)"),
     "evaluate": ("experiments.evaluate", "score a trained autoencoder with every metric"),
     "discover": ("experiments.discover", "fit and score direction methods on a decoder"),
     "flows": ("experiments.flows", "train and score potential flows"),
