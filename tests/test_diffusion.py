@@ -174,3 +174,83 @@ def test_a_finished_run_writes_labelled_samples_and_its_denoising_trajectory(tmp
 def test_bad_diffusion_configs_are_refused_before_anything_compiles(field, value, match, tmp_path):
   with pytest.raises(ValueError, match=match):
     runs.build(_smoke(tmp_path / "x", **{field: value}))
+
+
+# --- directions in h (lsx.diffusion.directions), against explicit Jacobians and numpy
+
+@pytest.fixture(scope="module")
+def den(net):
+  from lsx.diffusion.family import Denoiser
+  unet, params, _ = net
+  eps_fn = lambda x, t, dh=None: unet.apply(params, x, t, dh)
+  return Denoiser(eps_fn, linear_schedule(HP, 30), (8, 8, 1), (4, 4, 16))
+
+
+def _same_up_to_sign(a, b, tol):
+  cos = np.abs(np.sum(np.asarray(a) * np.asarray(b), -1))
+  assert np.all(cos > 1 - tol), cos
+
+
+def test_pca_directions_are_the_principal_components(den):
+  from lsx.diffusion.directions import collect_h, pca_directions
+  hs = collect_h(den, jax.random.normal(jax.random.key(0), (6, 8, 8, 1)), 5)
+  assert hs.shape == (5, 6, 4, 4, 16)
+  flat = np.asarray(hs).reshape(30, -1).astype(np.float64)
+  u, var = pca_directions(np.asarray(hs).reshape(30, -1), 3)
+  _, s, vt = np.linalg.svd(flat - flat.mean(0), full_matrices=False)
+  _same_up_to_sign(u, vt[:3], 1e-4)
+  np.testing.assert_allclose(np.asarray(var), s[:3] ** 2 / 29, rtol=1e-3)
+
+
+def test_jacobian_and_pullback_directions_are_the_singular_vectors_of_the_jacobians(den):
+  from lsx.diffusion.directions import jacobian_directions, pullback_directions
+  x = jax.random.normal(jax.random.key(1), (1, 8, 8, 1))
+  t = jnp.array([12])
+  d_h = int(np.prod(den.h_shape))
+  j_eps = np.asarray(jax.jacfwd(lambda dh: den.eps_fn(x, t, dh.reshape(1, 4, 4, 16))[0]
+                                .reshape(-1))(jnp.zeros(d_h)), np.float64)
+  _, s, vt = np.linalg.svd(j_eps)
+  v, sv = jacobian_directions(den, x, 12, 2, iters=200)
+  _same_up_to_sign(v, vt[:2], 1e-3)
+  np.testing.assert_allclose(np.asarray(sv), s[:2], rtol=1e-3)
+  j_h = np.asarray(jax.jacfwd(lambda xx: den.eps_fn(xx.reshape(x.shape), t)[1].reshape(-1))(
+      x.reshape(-1)), np.float64)
+  u_np, s, vt = np.linalg.svd(j_h)
+  v, sv, u = pullback_directions(den, x, 12, 2, iters=200)
+  _same_up_to_sign(v, vt[:2], 1e-3)
+  _same_up_to_sign(u, u_np[:, :2].T, 1e-3)
+  np.testing.assert_allclose(np.asarray(sv), s[:2], rtol=1e-3)
+
+
+def test_an_edit_generator_is_scored_by_the_traversal_scorer(den):
+  from lsx import data
+  from lsx.directions import evaluate_sets
+  from lsx.diffusion.directions import EditGenerator, coefficient_traversal
+  ds = data.Sprites(size=8)
+  u = jax.random.normal(jax.random.key(2), (3, 256))
+  gen = EditGenerator(den, u / jnp.linalg.norm(u, axis=1, keepdims=True), ds, steps=4,
+                      num_anchors=12, scale=5.0)
+  assert gen.z.shape == (12, 64 + 3)
+  x_T = gen.z[:2, :64].reshape(2, 8, 8, 1)
+  plain = process_to_image(ddim_sample(den.eps_fn, den.schedule, x_T, 4))
+  np.testing.assert_allclose(np.asarray(gen.generate(gen.z[:2])), np.asarray(plain),
+                             atol=1e-6)  # c = 0 is no edit
+  moved = gen.generate(gen.z[:2].at[:, 64].set(3.0))
+  assert float(jnp.abs(moved - plain).mean()) > 1e-4
+  sizes = np.asarray(ds.factor_sizes)
+
+  def oracle(images):  # reads "factors" from image statistics: enough to drive the pipeline
+    m = images.reshape(images.shape[0], -1).mean(1)
+    f = jnp.stack([jnp.clip((m * 7 * (j + 1)).astype(jnp.int32), 0, int(sizes[j]) - 1)
+                   for j in range(len(sizes))], 1)
+    return f, jnp.zeros(images.shape[0])
+  e = set_fields(common.load("configs/flows_sprites.py:smoke").eval,
+                 **{"anchors": 4, "vp_anchors": 6, "protocol": "lsx", "null_permutations": 0})
+  scored, _ = evaluate_sets({"h directions": coefficient_traversal(gen, 2, 3.0)}, oracle, e)
+  row = scored["h directions"][0]
+  assert {"disentanglement", "completeness", "vp"} <= set(row) and row["R"].shape[0] == 3
+
+
+def process_to_image(x):
+  from lsx.diffusion import to_image
+  return to_image(x)

@@ -92,9 +92,10 @@ def _ab(sched: Schedule, t):
 
 def ddim_sample(eps_fn: Callable, sched: Schedule, x_T, steps: int, *, eta: float = 0.0,
                 delta_h=None, t_edit: int = 0, asymmetric: bool = True, t_boost: int = -1,
-                rng=None, trajectory: bool = False):
+                rng=None, trajectory: bool = False, record_h: bool = False):
   """DDIM from x_T over `steps` timesteps (module doc). Returns x_0, or (x_0, the x̂_0
-  predicted at each step [steps, ...]) with `trajectory`."""
+  predicted at each step [steps, ...]) with `trajectory`, or (x_0, the unedited h of each
+  step [steps, n, ...]) with `record_h`."""
   ts = ddim_timesteps(sched.num_steps, steps)[::-1]
   prev = np.concatenate([ts[1:], [-1]]).astype(np.int32)
   n = x_T.shape[0]
@@ -104,7 +105,7 @@ def ddim_sample(eps_fn: Callable, sched: Schedule, x_T, steps: int, *, eta: floa
   def body(x, inp):
     t, tp, i = inp
     tv = jnp.full((n,), t, jnp.int32)
-    eps, _ = eps_fn(x, tv, None)
+    eps, h = eps_fn(x, tv, None)
     eps_x0 = eps_dir = eps
     if delta_h is not None:
       dh = jnp.where(t >= t_edit, 1.0, 0.0) * delta_h
@@ -118,11 +119,13 @@ def ddim_sample(eps_fn: Callable, sched: Schedule, x_T, steps: int, *, eta: floa
     x_prev = jnp.sqrt(ab_prev) * x0 + jnp.sqrt(jnp.maximum(1.0 - ab_prev - sigma ** 2, 0.0)) * eps_dir
     if stochastic:
       x_prev = x_prev + sigma * jax.random.normal(jax.random.fold_in(rng, i), x.shape)
-    return x_prev, x0
+    return x_prev, (x0 if trajectory else None, h if record_h else None)
 
-  x, x0s = jax.lax.scan(body, x_T, (jnp.asarray(ts), jnp.asarray(prev),
-                                     jnp.arange(len(ts))))
-  return (x, x0s) if trajectory else x
+  x, (x0s, hs) = jax.lax.scan(body, x_T, (jnp.asarray(ts), jnp.asarray(prev),
+                                           jnp.arange(len(ts))))
+  if trajectory:
+    return x, x0s
+  return (x, hs) if record_h else x
 
 
 def ddim_invert(eps_fn: Callable, sched: Schedule, x0, steps: int):

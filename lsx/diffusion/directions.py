@@ -1,0 +1,147 @@
+"""Directions in a denoiser's h-space and in x_t, and the generator that lets lsx's
+traversal scorer read them.
+
+- `pca_directions`: global h directions, the principal components of h collected over
+  samples and timesteps of the reverse process (Haas et al. 2024, "Discovering
+  interpretable directions in the semantic latent space of diffusion models", public code
+  renhaa/semantic-diffusion).
+- `jacobian_directions`: per image, the top right singular vectors of the Jacobian
+  ∂ε/∂h at (x_t, t), by power iteration with deflation (Haas et al.: the directions in h
+  that change the noise prediction most).
+- `pullback_directions`: per image, the top singular vectors of ∂h/∂x_t (Park et al.
+  2023, "Understanding the latent space of diffusion models through the lens of
+  Riemannian geometry", public code enkeejunior1/Diffusion-Pullback): right singular
+  vectors are directions to move x_t, left ones their images in h.
+
+Every power iteration uses only Jacobian-vector and vector-Jacobian products (never the
+Jacobian itself), with `iters` iterations per vector from a fixed key.
+
+`EditGenerator` turns a set of K h-directions U [K, D] into a generator of codes
+z = [x_T (flattened), c (K coefficients)]: generate(z) runs DDIM from x_T with the edit
+Δh = Σ_k c_k U_k (Asyrp's asymmetric edit for t ≥ t_edit by default). Its anchors are the
+codes [x_T, 0]; a traversal along the last K coordinates (`coefficient_traversal`) moves
+c_k alone, so `lsx.directions.evaluate_sets`, the VP and manipulation protocols and the
+reference rows score h-space directions exactly as they score a VAE decoder's.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lsx.diffusion import process
+from lsx.directions import linear_traversal, make_directions
+
+
+def collect_h(den, x_T, steps: int):
+  """h at every DDIM step of the unedited reverse process from x_T: [steps, n, *h]."""
+  _, hs = process.ddim_sample(den.eps_fn, den.schedule, x_T, steps, record_h=True)
+  return hs
+
+
+def pca_directions(h, k: int):
+  """The top-k principal directions [k, D] (unit rows, ordered by variance) of h [..., D]
+  pooled over every leading axis, with the variance each explains [k]."""
+  x = jnp.reshape(h, (-1, h.shape[-1])).astype(jnp.float32)
+  x = x - x.mean(0)
+  _, s, vt = jnp.linalg.svd(x, full_matrices=False)
+  return vt[:k], (s[:k] ** 2) / max(x.shape[0] - 1, 1)
+
+
+def _top_singular(matvec: Callable, dim: int, k: int, iters: int, rng):
+  """The top-k right singular vectors [k, dim] of a linear map A, by power iteration
+  on v -> AᵀA v with deflation against the vectors already found; `matvec(v)` = AᵀA v.
+  Returns (vectors, singular values)."""
+  vecs, vals = [], []
+  for j in range(int(k)):
+    v = jax.random.normal(jax.random.fold_in(rng, j), (dim,))
+    prev = jnp.stack(vecs) if vecs else jnp.zeros((0, dim))
+
+    def body(_, v):
+      w = matvec(v)
+      w = w - prev.T @ (prev @ w)
+      return w / jnp.maximum(jnp.linalg.norm(w), 1e-30)
+
+    v = jax.lax.fori_loop(0, int(iters), body, v / jnp.linalg.norm(v))
+    vecs.append(v)
+    vals.append(jnp.sqrt(jnp.maximum(v @ matvec(v), 0.0)))
+  return jnp.stack(vecs), jnp.stack(vals)
+
+
+def jacobian_directions(den, x_t, t: int, k: int, iters: int = 20, rng=None):
+  """The top-k directions in h [k, D] of ∂ε/∂h at one image x_t [1, H, W, C] and timestep
+  t (unit rows, by singular value), and the singular values [k]."""
+  rng = jax.random.key(0) if rng is None else rng
+  tv = jnp.full((x_t.shape[0],), int(t), jnp.int32)
+  shape = (x_t.shape[0],) + tuple(den.h_shape)
+  f = lambda dh: den.eps_fn(x_t, tv, dh.reshape(shape))[0].reshape(-1)
+  zero = jnp.zeros(int(np.prod(shape)))
+  _, vjp = jax.vjp(f, zero)
+  matvec = lambda v: vjp(jax.jvp(f, (zero,), (v,))[1])[0]
+  return _top_singular(matvec, zero.shape[0], k, iters, rng)
+
+
+def pullback_directions(den, x_t, t: int, k: int, iters: int = 20, rng=None):
+  """Park et al.'s pullback directions at one image x_t [1, ...] and timestep t: the top-k
+  right singular vectors of ∂h/∂x_t [k, X] (directions to move x_t), their singular
+  values [k] and the matching left singular vectors in h [k, D] (unit rows)."""
+  rng = jax.random.key(0) if rng is None else rng
+  tv = jnp.full((x_t.shape[0],), int(t), jnp.int32)
+  f = lambda x: den.eps_fn(x.reshape(x_t.shape), tv, None)[1].reshape(-1)
+  x0 = x_t.reshape(-1)
+  _, vjp = jax.vjp(f, x0)
+  jv = lambda v: jax.jvp(f, (x0,), (v,))[1]
+  v, s = _top_singular(lambda v: vjp(jv(v))[0], x0.shape[0], k, iters, rng)
+  u = jax.vmap(jv)(v)
+  return v, s, u / jnp.maximum(jnp.linalg.norm(u, axis=1, keepdims=True), 1e-30)
+
+
+@dataclasses.dataclass
+class EditGenerator:
+  """A denoiser with K h-directions as a generator of codes [x_T, c] (module doc), with
+  the attributes lsx's scorer reads from a decoder: `generate`, anchor codes `z`
+  ([x_T, 0] for `num_anchors` draws of x_T from key `seed`), `dataset`, `sd` (1: the
+  coefficients are in units of the directions' norm, which `scale` sets)."""
+  den: Any
+  directions: Any  # [K, D]
+  dataset: Any
+  steps: int = 20
+  num_anchors: int = 64
+  scale: float = 1.0
+  t_edit: int = 0
+  asymmetric: bool = True
+  seed: int = 1234
+
+  def __post_init__(self):
+    u = jnp.asarray(self.directions, jnp.float32) * float(self.scale)
+    self.k = u.shape[0]
+    self.x_dim = int(np.prod(self.den.image_shape))
+    shape, steps = tuple(self.den.h_shape), int(self.steps)
+
+    def generate(z):
+      x_T = z[:, :self.x_dim].reshape((-1,) + tuple(self.den.image_shape))
+      dh = (z[:, self.x_dim:] @ u).reshape((-1,) + shape)
+      x0 = process.ddim_sample(self.den.eps_fn, self.den.schedule, x_T, steps, delta_h=dh,
+                               t_edit=int(self.t_edit), asymmetric=self.asymmetric)
+      return process.to_image(x0)
+
+    self.generate = jax.jit(generate)
+    x_T = jax.random.normal(jax.random.key(int(self.seed)), (int(self.num_anchors), self.x_dim))
+    self.z = jnp.concatenate([x_T, jnp.zeros((x_T.shape[0], self.k))], 1)
+    self.sd = 1.0
+
+  def coefficient_axes(self):
+    """{"d": [1, K, x_dim + K]}: the stacked parameters of the K coefficient axes (for a
+    `linear_traversal` of global directions over codes of this generator)."""
+    return {"d": jnp.eye(self.x_dim + self.k)[self.x_dim:][None]}
+
+
+def coefficient_traversal(gen: EditGenerator, num_steps: int, span: float):
+  """The traversal moving each coefficient c_k over ±span in `num_steps` steps, and its
+  parameters: a set (traversal, params, gen) for `lsx.directions.evaluate_sets`."""
+  trav = linear_traversal(make_directions("global", gen.k, gen.x_dim + gen.k), int(num_steps),
+                          float(span) / int(num_steps))
+  return trav, gen.coefficient_axes(), gen
