@@ -36,6 +36,7 @@ class Case:
   match: str  # regex the error message must contain; '' for a recovers case
   make: Callable  # make(ctx) -> action(); the action raises (or, for recovers, returns a check)
   recovers: bool = False
+  error: type = ValueError  # the class (or a base of it) the action must raise
 
 
 CASES: list[Case] = []
@@ -746,6 +747,35 @@ def trained(tmp_path_factory):
   return run, sweep
 
 
+def _expected_errors() -> dict:
+  """The rows whose answer is not a ValueError: the class each must raise."""
+  from lsx.data import DatasetNotPreparedError
+  from lsx.train.checkpoint import CheckpointError, CorruptCheckpointError
+  from lsx.train.workdir import WorkdirLockedError
+  missing = ["config:config file that does not exist", "workdir:checkpoints without config.json",
+             "directions:decoder.workdir='/nonexistent/decoder'",
+             "flows:decoder.workdir='/nonexistent/decoder'", "evaluate:missing workdir",
+             "evaluate:no checkpoint yet", "extract:missing workdir"]
+  corrupt = [f"checkpoint:latest checkpoint: {h}" for h in
+             ("flip", "truncate", "delete", "garbage", "checksums", "checksum_value")]
+  return {**{k: FileNotFoundError for k in missing},
+          **{k: CorruptCheckpointError for k in corrupt},
+          "checkpoint:evaluate a run whose latest checkpoint is corrupt": CorruptCheckpointError,
+          "workdir:resume with allow_config_change and a new model": CheckpointError,
+          "workdir:workdir is a file": NotADirectoryError,
+          "workdir:workdir under a file": NotADirectoryError,
+          "evaluate:workdir is a file": NotADirectoryError,
+          "workdir:read-only workdir": PermissionError,
+          "evaluate:read-only workdir": PermissionError,
+          "workdir:held by a live process": WorkdirLockedError,
+          "extract:out is an existing run": FileExistsError,
+          "data:TFDS dataset not prepared": DatasetNotPreparedError}
+
+
+for _c in CASES:
+  _c.error = _expected_errors().get(f"{_c.area}:{_c.name}", ValueError)
+
+
 @pytest.mark.parametrize("c", CASES, ids=[f"{c.area}:{c.name}" for c in CASES])
 def test_bad_input(c: Case, trained, tmp_path):
   from lsx import cli
@@ -758,6 +788,8 @@ def test_bad_input(c: Case, trained, tmp_path):
     before = snapshot(tmp_path)
     with pytest.raises(cli._user_errors()) as e:
       action()
+    assert isinstance(e.value, c.error), (
+        f"raised {type(e.value).__name__}, expected {c.error.__name__}: {e.value}")
     msg = str(e.value.args[0] if isinstance(e.value, KeyError) and e.value.args else e.value)
     assert msg.strip() and "Traceback" not in msg and len(msg) < 1200, msg
     # a sentence that names the problem: a bare KeyError('size') echoing a field would
@@ -855,7 +887,8 @@ def test_sigkill_at_a_random_moment_then_resume_equals_uninterrupted(kill_at_lin
 def _markdown() -> str:
   rows = ["| area | input or fault | answer |", "|---|---|---|"]
   for c in CASES:
-    ans = "recovers (see the test)" if c.recovers else f"error matching `{c.match}`"
+    ans = ("recovers (see the test)" if c.recovers
+           else f"{c.error.__name__} matching `{c.match}`, no file changed")
     rows.append(f"| {c.area} | {c.name.replace('|', '/')} | {ans.replace('|', '/')} |")
   for s, a, m in CLI:
     rows.append(f"| cli | `experiments.{s} {' '.join(a)}` | one line matching `{m.replace('|', '/')}`, exit 2 |")
