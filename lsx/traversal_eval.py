@@ -14,8 +14,8 @@ flows, the claims' baselines, the objective probe's starts) is scored the same w
                                 the papers' protocols with eval.protocol='reference'
   report(scored, workdir, ...)  scores.json / .csv / .png and the printed table
 
-`discover` and `flows` are the two whole pipelines the experiments of the same names
-run; `lsx.measure_claims` and `lsx.objective_probe` build their own sets and use the
+`discover`, `flows` and `hspace` (directions in a denoiser's h-space) are the whole
+pipelines the experiments of the same names run; `lsx.measure_claims` and `lsx.objective_probe` build their own sets and use the
 same pieces.
 """
 from __future__ import annotations
@@ -23,13 +23,17 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lsx import directions as ld, metrics as lm, runs, viz
+from lsx.diffusion import directions as hdirs, family as diffusion_family
+from lsx.diffusion import process as diffusion_process
 from lsx.directions import family as dfamily
 from lsx.flows import family as ffamily
 from lsx.records import read_metrics
-from lsx.train import sweep
+from lsx.train import sweep, validate
 
 FLOW_CURVES = {"pde": "L_PDE (wave residual)", "pde_rel": "relative wave residual",
                "ic": "L_IC", "jvp": "L_JVP (rewarded)", "cls": "classifier CE",
@@ -135,4 +139,91 @@ def flows(config, log: Callable = viz.log) -> dict:
                                     "factor it moves most")
   ordinal = [n for n, o in zip(setup.dataset.factor_names, lm.ordinal_mask(setup.dataset)) if o]
   report(scored, c.workdir, oracle, factor_names=ordinal, log=log, mode=c.flows.mode)
+  return scored
+
+
+H_METHODS = ("pca", "jacobian", "pullback", "random", "factors")
+
+
+def check_hspace(config) -> None:
+  """config.hspace and config.eval refused by name before anything loads or compiles."""
+  hs = config.hspace
+  unknown = sorted(set(hs.methods) - set(H_METHODS))
+  if unknown or not hs.methods:
+    raise ValueError(f"config.hspace.methods has {unknown or 'nothing'}; known: "
+                     f"{list(H_METHODS)}.")
+  validate.positive(config, "hspace.num", "hspace.samples", "hspace.sample_steps",
+                    "hspace.iters", "eval.anchors", "eval.steps", "eval.vp_anchors")
+  lm.check_oracle(config.eval.oracle)
+  ld.protocols.check_protocol(config.eval)
+
+
+def hspace_directions(config, den, dataset, oracle, log: Callable = viz.log) -> dict:
+  """{method: unit h-directions [K, D] scaled to one std of the sampled h along each}:
+  the methods of config.hspace.methods (module doc of lsx.diffusion.directions; 'random':
+  random unit directions; 'factors': h regressed on the oracle's reading of the samples),
+  from h collected along the DDIM paths of config.hspace.samples draws of x_T."""
+  hs = config.hspace
+  check_hspace(config)
+  k, rng = int(hs.num), jax.random.key(int(hs.seed))
+  x_T = jax.random.normal(rng, (int(hs.samples),) + den.image_shape)
+  x0, h = jax.jit(lambda x: diffusion_process.ddim_sample(
+      den.eps_fn, den.schedule, x, int(hs.sample_steps), record_h=True))(x_T)
+  flat = h.reshape(h.shape[0] * h.shape[1], -1)  # [steps x samples, D]
+  x_t = diffusion_process.q_sample(den.schedule, x0[:1], jnp.full((1,), int(hs.t)),
+                                   jax.random.normal(jax.random.fold_in(rng, 1), x0[:1].shape))
+  out = {}
+  for m in hs.methods:
+    if m == "pca":
+      u = hdirs.pca_directions(flat, k)[0]
+    elif m == "jacobian":
+      u = hdirs.jacobian_directions(den, x_t, int(hs.t), k, int(hs.iters))[0]
+    elif m == "pullback":
+      u = hdirs.pullback_directions(den, x_t, int(hs.t), k, int(hs.iters))[2]
+    elif m == "random":
+      r = jax.random.normal(jax.random.fold_in(rng, 2), (k, flat.shape[1]))
+      u = r / jnp.linalg.norm(r, axis=1, keepdims=True)
+    else:
+      factors, _ = oracle(diffusion_process.to_image(x0))
+      u = hdirs.factor_h_directions(h.mean(0), factors, lm.ordinal_mask(dataset))
+    out[m] = u * hdirs.projection_std(flat, u)[:, None]
+    log(f"h directions: {m} ({u.shape[0]})")
+  return out
+
+
+def hspace(config, log: Callable = viz.log) -> dict:
+  """Directions in the h-space of the denoiser run config.diffusion.workdir (trained first
+  from config.diffusion.config when absent), each method's K directions edited into
+  DDIM sampling (lsx.diffusion.directions.EditGenerator: Asyrp's asymmetric edit for
+  t >= hspace.t_edit) and scored by the traversal scorer over ±eval.span stds. Writes
+  hspace_<method>.png, scores.json/csv/png in config.workdir; returns the scores."""
+  c = config
+  check_hspace(c)
+  runs.ensure_trained(c.diffusion.workdir, c.diffusion.config)
+  setup, state = runs.load_run(c.diffusion.workdir)
+  if setup.config.get("family") != "diffusion":
+    raise ValueError(f"{c.diffusion.workdir} holds a {setup.config.get('family')!r} run; "
+                     f"hspace reads a denoiser run (configs/diffusion_sprites.py).")
+  if sweep.plan(setup.config, setup.hp) is not None:
+    raise ValueError(f"{c.diffusion.workdir} is a sweep: extract one member first "
+                     f"(python -m experiments.extract_member).")
+  den = diffusion_family.denoiser(setup, state.params)
+  oracle = lm.oracle_from_config(setup.dataset, c.eval, log=log)
+  os.makedirs(c.workdir, exist_ok=True)
+  hs, span, steps = c.hspace, float(c.eval.span), int(c.eval.steps)
+  sets = {}
+  for m, u in hspace_directions(c, den, setup.dataset, oracle, log).items():
+    gen = hdirs.EditGenerator(den, u, setup.dataset, steps=int(hs.sample_steps),
+                              num_anchors=int(c.eval.anchors) + int(c.eval.vp_anchors),
+                              t_edit=int(hs.t_edit), asymmetric=bool(hs.asymmetric))
+    sets[m] = hdirs.coefficient_traversal(gen, steps, span)
+  scored, _ = ld.evaluate_sets(sets, oracle, c.eval)
+  for m, (trav, params, gen) in sets.items():
+    frames = ld.traversal_frames(trav, ld.take(params, 0), gen.generate, gen.z[:3])
+    viz.save_traversal_grid(frames, os.path.join(c.workdir, f"hspace_{m}.png"),
+                            row_labels=direction_labels(scored[m][0], setup.dataset, m),
+                            title=f"h-space directions: {m} (edits t >= {int(hs.t_edit)})")
+  ordinal = [n for n, o in zip(setup.dataset.factor_names, lm.ordinal_mask(setup.dataset)) if o]
+  report(scored, c.workdir, oracle, factor_names=ordinal, log=log,
+         denoiser=c.diffusion.workdir)
   return scored

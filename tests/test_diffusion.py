@@ -150,9 +150,15 @@ def test_the_ema_is_folded_in_after_each_step_and_the_optimizer_never_moves_it(t
   assert not bool(m["nonfinite"]) and float(m["eps_mse"]) > 0
 
 
-def test_a_finished_run_writes_labelled_samples_and_its_denoising_trajectory(tmp_path):
-  wd = tmp_path / "run"
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+  wd = tmp_path_factory.mktemp("diffusion") / "run"
   runs.train(_smoke(wd), **QUIET)
+  return wd
+
+
+def test_a_finished_run_writes_labelled_samples_and_its_denoising_trajectory(smoke_run):
+  wd = smoke_run
   samples = viz.read_labels(str(wd / "samples.png"))
   assert samples["title"].startswith("DDIM samples (4 steps")
   traj = viz.read_labels(str(wd / "denoising.png"))["axes"][0]
@@ -254,3 +260,23 @@ def test_an_edit_generator_is_scored_by_the_traversal_scorer(den):
 def process_to_image(x):
   from lsx.diffusion import to_image
   return to_image(x)
+
+
+def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
+  import json
+  from lsx import traversal_eval
+  c = set_fields(common.load("configs/hspace_sprites.py:smoke"),
+                 **{"workdir": str(tmp_path / "hs"), "diffusion.workdir": str(smoke_run)})
+  scored = traversal_eval.hspace(c, log=lambda s: None)
+  assert list(scored) == ["pca", "jacobian", "pullback", "random", "factors"]
+  rows = json.load(open(tmp_path / "hs" / "scores.json"))["rows"]
+  assert set(rows) == set(scored) and rows["pca"]["members"][0]["vp"] >= 0
+  labels = viz.read_labels(str(tmp_path / "hs" / "hspace_pca.png"))["axes"][0]["rows"]
+  assert len(labels) == 2 and labels[0].startswith("pca 0: ")
+  # the factor-regressed reference has one direction per ordinal factor of sprites
+  assert len(scored["factors"][0]["R"]) == 4
+  bad = set_fields(common.load("configs/hspace_sprites.py:smoke"),
+                   **{"hspace.methods": ("pca", "sefa"), "diffusion.workdir": str(smoke_run),
+                      "workdir": str(tmp_path / "bad")})
+  with pytest.raises(ValueError, match=r"hspace\.methods has \['sefa'\]"):
+    traversal_eval.hspace(bad, log=lambda s: None)

@@ -145,3 +145,22 @@ def coefficient_traversal(gen: EditGenerator, num_steps: int, span: float):
   trav = linear_traversal(make_directions("global", gen.k, gen.x_dim + gen.k), int(num_steps),
                           float(span) / int(num_steps))
   return trav, gen.coefficient_axes(), gen
+
+
+def factor_h_directions(h, factors, ordinal):
+  """Directions in h regressed from the factors: h [N, D] on the ordinal factors
+  [N, J] (centred, least squares), one unit row per factor [J', D] — the supervised
+  reference row, as `lsx.directions.factor_directions` is for a VAE's codes."""
+  f = np.asarray(factors, np.float64)[:, np.asarray(ordinal, bool)]
+  x = np.asarray(h, np.float64).reshape(f.shape[0], -1)
+  f, x = f - f.mean(0), x - x.mean(0)
+  b, *_ = np.linalg.lstsq(f, x, rcond=None)  # [J', D]
+  return jnp.asarray(b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12),
+                     jnp.float32)
+
+
+def projection_std(h, directions):
+  """The std of h [N, D] along each unit direction [K, D]: the unit an edit is measured
+  in (c = 1 moves h by one std of the samples along that direction)."""
+  x = jnp.reshape(h, (-1, directions.shape[1]))
+  return jnp.maximum(jnp.std(x @ directions.T, axis=0), 1e-6)

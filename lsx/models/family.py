@@ -45,12 +45,13 @@ def build_autoencoder(config, runs=None) -> Setup:
 def latent_importance(model, params, images) -> tuple[np.ndarray, str, np.ndarray]:
   """Per latent: its importance (the mean KL to the prior, nats, for a Gaussian
   bottleneck; else the variance of its codes over `images`), the name, and whether it
-  collapsed (KL < 0.01 nats, or a variance under 1% of the largest)."""
+  collapsed: inactive by Burda et al. (2016)'s activity, the variance of its encoder mean
+  over the data below 0.01 (other bottlenecks: below 1% of the largest variance)."""
   stats = jax.device_get(jax.jit(model.encode)(params, images))
   if "logvar" in stats:
     mu, lv = np.asarray(stats["mean"], np.float64), np.asarray(stats["logvar"], np.float64)
     kl = (0.5 * (mu ** 2 + np.exp(lv) - 1.0 - lv)).mean(0)
-    return kl, "KL", kl < 0.01
+    return kl, "KL", mu.var(0) < 0.01
   var = np.asarray(model.bottleneck.mean(stats), np.float64).var(0)
   return var, "var", var < 0.01 * max(float(var.max()), 1e-12)
 

@@ -1,0 +1,37 @@
+"""Directions in the h-space of the sprites denoiser, scored like a VAE decoder's.
+
+  python -m experiments.hspace --config configs/hspace_sprites.py
+  python -m experiments.hspace --config configs/hspace_sprites.py:smoke   # tests
+
+Sections: diffusion (the denoiser run: its workdir, and the config that trains it when the
+workdir holds none), hspace (methods: 'pca' of h over samples and timesteps, 'jacobian' of
+∂ε/∂h and 'pullback' of ∂h/∂x_t at one image and timestep t by `iters` power iterations,
+'random', 'factors' regressed on the oracle's reading of the samples; num: K directions;
+samples: the x_T draws h is collected from along sample_steps DDIM steps, which are also
+the edited sampler's steps; t_edit: edits apply for t >= t_edit; asymmetric: Asyrp's
+edit, else symmetric), eval (as configs/flows_sprites.py: span in stds of h along each
+direction, steps each way, anchors, vp_anchors, the oracle).
+"""
+import ml_collections
+
+from configs import common
+from configs.flows_sprites import eval_options
+
+
+def get_config(arg: str = ""):
+  parts = common.check_arg(arg, ("smoke",))
+  c = ml_collections.ConfigDict()
+  c.workdir = "workdirs/hspace_sprites"
+  c.diffusion = dict(workdir="workdirs/diffusion_sprites", config="configs/diffusion_sprites.py")
+  c.hspace = dict(methods=("pca", "jacobian", "pullback", "random", "factors"), num=8,
+                  samples=256, sample_steps=20, t=500, iters=20, t_edit=0, asymmetric=True,
+                  seed=0)
+  c.eval = eval_options(anchors=8, steps=3, vp_anchors=24, null_permutations=0, oracle_pool=2)
+  if "smoke" in parts:
+    c.workdir = "workdirs/hspace_smoke"
+    c.diffusion = dict(workdir="workdirs/diffusion_smoke",
+                       config="configs/diffusion_sprites.py:smoke")
+    c.hspace.update(num=2, samples=8, sample_steps=3, t=10, iters=3)
+    c.eval.update(anchors=2, steps=2, vp_anchors=6)
+  c.lock()
+  return c
