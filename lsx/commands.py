@@ -27,6 +27,7 @@ COMMANDS = {
     "evaluate": ("experiments.evaluate", "score a trained autoencoder with every metric"),
     "discover": ("experiments.discover", "fit and score direction methods on a decoder"),
     "flows": ("experiments.flows", "train and score potential flows"),
+    "hspace": ("experiments.hspace", "find and score directions in a denoiser's h-space"),
     "compare": ("experiments.compare_models", "train configs over seeds and tabulate their metrics"),
     "compare_spaces": ("experiments.compare_spaces", "similarity / stitching of a sweep's "
                                                      "latent spaces"),
