@@ -9,7 +9,9 @@ workdir holds none), hspace (methods: 'pca' of h over samples and timesteps, 'ja
 'random', 'factors' regressed on the oracle's reading of the samples; num: K directions;
 samples: the x_T draws h is collected from along sample_steps DDIM steps, which are also
 the edited sampler's steps; t_edit: edits apply for t >= t_edit; asymmetric: Asyrp's
-edit, else symmetric), eval (as configs/flows_sprites.py: span in stds of h along each
+edit, else symmetric), vae (a VAE run of the same data whose prior samples' validity and
+factor TV distance are reported beside the denoiser's samples: lsx.metrics.sample_quality),
+eval (as configs/flows_sprites.py: span in stds of h along each
 direction, steps each way, anchors, vp_anchors, the oracle).
 """
 import ml_collections
@@ -23,6 +25,8 @@ def get_config(arg: str = ""):
   c = ml_collections.ConfigDict()
   c.workdir = "workdirs/hspace_sprites"
   c.diffusion = dict(workdir="workdirs/diffusion_sprites", config="configs/diffusion_sprites.py")
+  # the VAE whose prior samples are scored beside the denoiser's ('' workdir: none)
+  c.vae = dict(workdir="", config="configs/betavae_sprites.py")
   c.hspace = dict(methods=("pca", "jacobian", "pullback", "random", "factors"), num=8,
                   samples=256, sample_steps=20, t=500, iters=20, t_edit=0, asymmetric=True,
                   seed=0)

@@ -32,6 +32,7 @@ from lsx.diffusion import directions as hdirs, family as diffusion_family
 from lsx.diffusion import process as diffusion_process
 from lsx.directions import family as dfamily
 from lsx.flows import family as ffamily
+from lsx.metrics.sample_quality import sample_quality
 from lsx.records import read_metrics
 from lsx.train import sweep, validate
 
@@ -158,8 +159,9 @@ def check_hspace(config) -> None:
   ld.protocols.check_protocol(config.eval)
 
 
-def hspace_directions(config, den, dataset, oracle, log: Callable = viz.log) -> dict:
-  """{method: unit h-directions [K, D] scaled to one std of the sampled h along each}:
+def hspace_directions(config, den, dataset, oracle, log: Callable = viz.log):
+  """({method: unit h-directions [K, D] scaled to one std of the sampled h along each},
+  the DDIM samples h was collected from, as images):
   the methods of config.hspace.methods (module doc of lsx.diffusion.directions; 'random':
   random unit directions; 'factors': h regressed on the oracle's reading of the samples),
   from h collected along the DDIM paths of config.hspace.samples draws of x_T."""
@@ -188,7 +190,7 @@ def hspace_directions(config, den, dataset, oracle, log: Callable = viz.log) -> 
       u = hdirs.factor_h_directions(h.mean(0), factors, lm.ordinal_mask(dataset))
     out[m] = u * hdirs.projection_std(flat, u)[:, None]
     log(f"h directions: {m} ({u.shape[0]})")
-  return out
+  return out, diffusion_process.to_image(x0)
 
 
 def hspace(config, log: Callable = viz.log) -> dict:
@@ -211,8 +213,18 @@ def hspace(config, log: Callable = viz.log) -> dict:
   oracle = lm.oracle_from_config(setup.dataset, c.eval, log=log)
   os.makedirs(c.workdir, exist_ok=True)
   hs, span, steps = c.hspace, float(c.eval.span), int(c.eval.steps)
+  directions, samples = hspace_directions(c, den, setup.dataset, oracle, log)
+  quality = {f"denoiser (DDIM, {int(hs.sample_steps)} steps)":
+             sample_quality(samples, oracle, setup.dataset)}
+  if c.get("vae") and c.vae.workdir:  # the VAE's prior samples of the same data, beside
+    dec = runs.load_decoder(runs.ensure_trained(c.vae.workdir, c.vae.config), 16)
+    z = jax.random.normal(jax.random.key(int(hs.seed) + 1), (samples.shape[0],
+                                                            dec.model.latent_dim))
+    quality["VAE prior samples"] = sample_quality(dec.generate(z), oracle, setup.dataset)
+  for name, q in quality.items():
+    log(f"{name}: validity {q['validity']:.3f}, factor TV {q['tv_mean']:.3f}")
   sets = {}
-  for m, u in hspace_directions(c, den, setup.dataset, oracle, log).items():
+  for m, u in directions.items():
     gen = hdirs.EditGenerator(den, u, setup.dataset, steps=int(hs.sample_steps),
                               num_anchors=int(c.eval.anchors) + int(c.eval.vp_anchors),
                               t_edit=int(hs.t_edit), asymmetric=bool(hs.asymmetric))
@@ -225,5 +237,5 @@ def hspace(config, log: Callable = viz.log) -> dict:
                             title=f"h-space directions: {m} (edits t >= {int(hs.t_edit)})")
   ordinal = [n for n, o in zip(setup.dataset.factor_names, lm.ordinal_mask(setup.dataset)) if o]
   report(scored, c.workdir, oracle, factor_names=ordinal, log=log,
-         denoiser=c.diffusion.workdir)
+         denoiser=c.diffusion.workdir, sample_quality=quality)
   return scored

@@ -269,7 +269,10 @@ def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
                  **{"workdir": str(tmp_path / "hs"), "diffusion.workdir": str(smoke_run)})
   scored = traversal_eval.hspace(c, log=lambda s: None)
   assert list(scored) == ["pca", "jacobian", "pullback", "random", "factors"]
-  rows = json.load(open(tmp_path / "hs" / "scores.json"))["rows"]
+  out = json.load(open(tmp_path / "hs" / "scores.json"))
+  (q,) = out["sample_quality"].values()
+  assert 0 <= q["validity"] <= 1 and set(q["tv"]) == {"shape", "scale", "orientation", "x", "y"}
+  rows = out["rows"]
   assert set(rows) == set(scored) and rows["pca"]["members"][0]["vp"] >= 0
   labels = viz.read_labels(str(tmp_path / "hs" / "hspace_pca.png"))["axes"][0]["rows"]
   assert len(labels) == 2 and labels[0].startswith("pca 0: ")

@@ -229,3 +229,47 @@ def test_metric_options_out_of_range_are_refused():
   # a uniform importance row: completeness is 0, never a hair below
   d, c = lm.scores_from_importance(np.ones((3, 2)))
   assert 0.0 <= float(d) <= 1.0 and 0.0 <= float(c) <= 1.0
+
+
+# --- sample quality without a download (lsx.metrics.sample_quality)
+
+class _Bars:
+  """A tiny rendered dataset: a bar at row a (4 values) of brightness b (5 values)."""
+  factor_names, factor_sizes, num_examples = ("row", "brightness"), (4, 5), 20
+  image_shape = (4, 4, 1)
+
+  def index_to_factors(self, idx):
+    idx = jnp.asarray(idx)
+    return jnp.stack([idx // 5, idx % 5], 1)
+
+  def render(self, f):
+    f = jnp.asarray(f)
+    rows = (jnp.arange(4)[None, :] == f[:, :1]).astype(jnp.float32)  # [n, 4]
+    img = rows[:, :, None] * (0.2 + 0.2 * f[:, 1:2, None])
+    return jnp.broadcast_to(img[..., None], (f.shape[0], 4, 4, 1))
+
+  def sample(self, rng, n):
+    k1, k2 = jax.random.split(rng)
+    f = jnp.stack([jax.random.randint(k1, (n,), 0, 4), jax.random.randint(k2, (n,), 0, 5)], 1)
+    return self.render(f), f
+
+
+def test_sample_quality_tells_data_from_noise_and_a_collapsed_generator():
+  from lsx.metrics import grid_oracle
+  from lsx.metrics.sample_quality import sample_quality, total_variation
+  ds = _Bars()
+  oracle = grid_oracle(ds)
+  real, _ = ds.sample(jax.random.key(5), 2000)
+  q = sample_quality(real, oracle, ds, reference=2000)
+  assert q["validity"] == 1.0 and q["tv_mean"] < 0.05
+  noise = jax.random.uniform(jax.random.key(6), (500, 4, 4, 1))
+  assert sample_quality(noise, oracle, ds)["validity"] == 0.0
+  one_row = ds.render(jnp.stack([jnp.zeros(400, jnp.int32),
+                                 jnp.arange(400, dtype=jnp.int32) % 5], 1))
+  q = sample_quality(one_row, oracle, ds, reference=4000)
+  assert q["validity"] == 1.0 and q["tv"]["row"] == pytest.approx(0.75, abs=0.03)
+  assert q["tv"]["brightness"] < 0.05
+  # total variation on closed cases
+  assert total_variation([0, 0, 1, 1], [0, 1, 0, 1], 2) == 0.0
+  assert total_variation([0, 0], [1, 1], 3) == 1.0
+  assert total_variation([0, 1, 2, 2], [2, 2, 2, 2], 3) == pytest.approx(0.5)
