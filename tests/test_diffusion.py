@@ -283,3 +283,51 @@ def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
                       "workdir": str(tmp_path / "bad")})
   with pytest.raises(ValueError, match=r"hspace\.methods has \['sefa'\]"):
     traversal_eval.hspace(bad, log=lambda s: None)
+
+
+# --- Asyrp's h-space properties (lsx.diffusion.properties), on generators of known form
+
+class _Gen:
+  """codes [x_T (4), c (2)] -> 2x2 images whose pixel j reads factor j: linear in c, or
+  quadratic in c_0 (`square`)."""
+  x_dim, k = 4, 2
+
+  def __init__(self, square=False):
+    self.square = square
+    self.z = jnp.concatenate([jax.random.normal(jax.random.key(0), (8, 4)),
+                              jnp.zeros((8, 2))], 1)
+
+  def generate(self, z):
+    c0, c1 = z[:, 4], z[:, 5]
+    p0 = 0.5 + 0.1 * (c0 ** 2 if self.square else c0)
+    p = jnp.stack([p0, 0.5 + 0.1 * c1, 0.5 + 0.01 * z[:, 0], jnp.full_like(c0, 0.5)], 1)
+    return p.reshape(-1, 2, 2, 1)
+
+
+def _pixel_oracle(images):
+  x = images.reshape(images.shape[0], -1)
+  return x[:, :2] * 10.0, jnp.abs(x - 0.5).mean(1)
+
+
+def test_h_properties_on_generators_of_known_form():
+  from lsx.diffusion import properties as hp
+  sizes = (11, 11)
+  h = hp.homogeneity(_Gen(), _pixel_oracle, sizes, k=0, c=1.0)
+  np.testing.assert_allclose(h["mean"], [0.1, 0.0], atol=1e-6)
+  assert h["cv"][0] < 1e-5  # the same change on every sample
+  lin = hp.linearity(_Gen(), _pixel_oracle, sizes, 0, [-2.0, -1.0, 1.0, 2.0])
+  assert lin["r2"][0] == pytest.approx(1.0, abs=1e-6)
+  sq = hp.linearity(_Gen(square=True), _pixel_oracle, sizes, 0, [-2.0, -1.0, 1.0, 2.0])
+  assert sq["r2"][0] < 0.1  # c^2 is no line through the origin
+  comp = hp.composition(_Gen(), _pixel_oracle, sizes, 0, 1, 1.0)
+  assert comp["image_error"] < 1e-5 and comp["factor_error"] < 1e-5
+  assert hp.composition(_Gen(square=True), _pixel_oracle, sizes, 0, 1, 1.0)["factor_error"] < 1e-5
+
+  class _Data:  # what sample_quality reads: factors and fresh samples
+    factor_names, factor_sizes = ("a", "b"), sizes
+
+    def sample(self, rng, n):
+      return jnp.full((n, 2, 2, 1), 0.5), jnp.full((n, 2), 5, jnp.int32)
+  r = hp.robustness(_Gen(), _pixel_oracle, _Data(), 1.0, threshold=0.05)
+  assert r["image_change"] > 0 and r["x_step"] > 0
+  assert 0.0 <= r["h_validity"] <= 1.0 and 0.0 <= r["x_validity"] <= 1.0

@@ -1,0 +1,106 @@
+"""Asyrp's claims about h-space, measured with a factor oracle (Kwon et al. 2023).
+
+On an `EditGenerator` (codes [x_T, c]; c_k edits along h-direction k) and an oracle that
+reads factor indices from images, each function returns numbers a claim can be checked
+against (factor values in units of their range, index / (size - 1)):
+
+- `homogeneity`: one Δh has the same effect on every sample: the mean change of each
+  factor over the anchors and its coefficient of variation across them (std / |mean|;
+  0: the same change everywhere);
+- `linearity`: scaling Δh scales the effect: the mean factor change at each edit scale
+  and the R² of a line through the origin fitted to it (1: linear);
+- `composition`: composing Δh composes the effects: the image-space error of
+  G(c u_a + c u_b) against G(c u_a) + G(c u_b) - G(0), relative to the composed edit's
+  own change, and the same for the factor changes;
+- `robustness`: edits of h leave valid images where perturbing x_T by the same image
+  change does not: the validity (`lsx.metrics.sample_quality`) of samples edited by random
+  h-directions against samples whose x_T moved so that the images change by as much.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lsx.metrics.sample_quality import sample_quality
+
+
+def _read(oracle: Callable, images, sizes) -> np.ndarray:
+  f, _ = oracle(images)
+  return np.asarray(f, np.float64) / np.maximum(np.asarray(sizes, np.float64) - 1, 1)
+
+
+def _edited(gen, k: int, c: float, anchors: int):
+  z = gen.z[:int(anchors)]
+  return gen.generate(z.at[:, gen.x_dim + int(k)].set(float(c)))
+
+
+def homogeneity(gen, oracle: Callable, sizes, k: int, c: float, anchors: int = 32) -> dict:
+  """{"mean" [J], "cv" [J]} of each factor's change by direction k at scale c."""
+  base = _read(oracle, gen.generate(gen.z[:int(anchors)]), sizes)
+  change = _read(oracle, _edited(gen, k, c, anchors), sizes) - base
+  mean, std = change.mean(0), change.std(0)
+  return {"mean": mean, "cv": std / np.maximum(np.abs(mean), 1e-12)}
+
+
+def linearity(gen, oracle: Callable, sizes, k: int, scales, anchors: int = 32) -> dict:
+  """{"scales", "change" [S, J] (mean factor change at each scale), "r2" [J]}: R² of the
+  least-squares line through the origin, change_j(c) = a_j c."""
+  base = _read(oracle, gen.generate(gen.z[:int(anchors)]), sizes)
+  s = np.asarray(scales, np.float64)
+  ch = np.stack([(_read(oracle, _edited(gen, k, c, anchors), sizes) - base).mean(0)
+                 for c in s])
+  a = (s[:, None] * ch).sum(0) / max((s ** 2).sum(), 1e-12)
+  resid = ((ch - s[:, None] * a) ** 2).sum(0)
+  total = ((ch - ch.mean(0)) ** 2).sum(0)
+  return {"scales": s, "change": ch, "r2": 1.0 - resid / np.maximum(total, 1e-12)}
+
+
+def composition(gen, oracle: Callable, sizes, ka: int, kb: int, c: float,
+                anchors: int = 32) -> dict:
+  """{"image_error", "factor_error"}: |G(a + b) - (G(a) + G(b) - G(0))| relative to
+  |G(a + b) - G(0)| in pixels, and the same for the oracle's factor readings."""
+  z = gen.z[:int(anchors)]
+  col = lambda k: gen.x_dim + int(k)
+  g0 = gen.generate(z)
+  ga = gen.generate(z.at[:, col(ka)].set(float(c)))
+  gb = gen.generate(z.at[:, col(kb)].set(float(c)))
+  gab = gen.generate(z.at[:, col(ka)].set(float(c)).at[:, col(kb)].set(float(c)))
+  err = lambda x0, xa, xb, xab: float(np.linalg.norm(np.asarray(xab - (xa + xb - x0)))
+                                      / max(np.linalg.norm(np.asarray(xab - x0)), 1e-12))
+  r = lambda g: _read(oracle, g, sizes)
+  return {"image_error": err(g0, ga, gb, gab), "factor_error": err(r(g0), r(ga), r(gb), r(gab))}
+
+
+def robustness(gen, oracle: Callable, dataset, c: float, *, anchors: int = 32, seed: int = 0,
+               threshold: float | None = None) -> dict:
+  """{"h_validity", "x_validity", "image_change", "x_step"}: the validity of samples
+  edited by a random unit combination of the generator's directions at scale c (a
+  generator of random h-directions gives Asyrp's random Δh), and of samples whose x_T
+  moved along a random direction by the step (bisected) that changes the images as much."""
+  z = gen.z[:int(anchors)]
+  g0 = gen.generate(z)
+  d = gen.k
+  u = jax.random.normal(jax.random.key(seed), (d,))
+  zh = z.at[:, gen.x_dim:].set(float(c) * u / jnp.linalg.norm(u))
+  gh = gen.generate(zh)
+  change = float(jnp.mean(jnp.sqrt(jnp.sum((gh - g0) ** 2, axis=(1, 2, 3)))))
+  v = jax.random.normal(jax.random.key(seed + 1), (gen.x_dim,))
+  v = v / jnp.linalg.norm(v)
+
+  def moved(eps):
+    return gen.generate(z.at[:, :gen.x_dim].add(eps * v))
+
+  def image_change(eps):
+    return float(jnp.mean(jnp.sqrt(jnp.sum((moved(eps) - g0) ** 2, axis=(1, 2, 3)))))
+  lo, hi = 0.0, 1.0
+  while image_change(hi) < change and hi < 1e3:  # bracket, then bisect the x_T step
+    lo, hi = hi, hi * 2
+  for _ in range(12):
+    mid = (lo + hi) / 2
+    lo, hi = (mid, hi) if image_change(mid) < change else (lo, mid)
+  q = lambda x: sample_quality(x, oracle, dataset, threshold=threshold)["validity"]
+  return {"h_validity": q(gh), "x_validity": q(moved(hi)), "image_change": change,
+          "x_step": hi}
