@@ -40,6 +40,14 @@ def test_discover_one_method_writes_grid_and_scores(decoders, tmp_path):
        "--config.directions.kind=expm", "--config.eval.oracle=classifier",
        "--config.eval.oracle_steps=5", "--config.eval.protocol=reference")
   assert (tmp_path / "directions.png").stat().st_size > 0
+  from lsx import viz  # each row names its direction and the factor it moves most
+  grid = viz.read_labels(str(tmp_path / "directions.png"))
+  rows = grid["axes"][0]["rows"]
+  num = len(json.load(open(tmp_path / "scores.json"))["rows"]["noiseclr"]["members"][0]["R"])
+  assert len(rows) == num and all(r.startswith(f"direction {k}: ") for k, r in enumerate(rows))
+  assert all(r.split(": ")[1].split(" (")[0] in ("scale", "orientation", "x", "y",
+                                                 "moves no factor") for r in rows)
+  assert grid["title"].startswith("noiseclr directions")
   res = json.load(open(tmp_path / "scores.json"))
   assert res["oracle_info"]["kind"] == "classifier" and set(res["oracle_info"]["accuracy"]) == {
       "shape", "scale", "orientation", "x", "y"}
