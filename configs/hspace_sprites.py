@@ -6,7 +6,9 @@
 Sections: diffusion (the denoiser run: its workdir, and the config that trains it when the
 workdir holds none), hspace (methods: 'pca' of h over samples and timesteps, 'jacobian' of
 ∂ε/∂h and 'pullback' of ∂h/∂x_t at one image and timestep t by `iters` power iterations,
-'random', 'factors' regressed on the oracle's reading of the samples; num: K directions;
+'noiseclr' / 'latentclr' learned contrastively on the noise predictions (config
+contrastive), 'random', 'factors' regressed on the oracle's reading of the samples; num:
+K directions;
 samples: the x_T draws h is collected from along sample_steps DDIM steps, which are also
 the edited sampler's steps; t_edit: edits apply for t >= t_edit; asymmetric: Asyrp's
 edit, else symmetric), vae (a VAE run of the same data whose prior samples' validity and
@@ -27,15 +29,22 @@ def get_config(arg: str = ""):
   c.diffusion = dict(workdir="workdirs/diffusion_sprites", config="configs/diffusion_sprites.py")
   # the VAE whose prior samples are scored beside the denoiser's ('' workdir: none)
   c.vae = dict(workdir="", config="configs/betavae_sprites.py")
-  c.hspace = dict(methods=("pca", "jacobian", "pullback", "random", "factors"), num=8,
+  c.hspace = dict(methods=("pca", "jacobian", "pullback", "noiseclr", "latentclr", "random",
+                           "factors"), num=8,
                   samples=256, sample_steps=20, t=500, iters=20, t_edit=0, asymmetric=True,
                   seed=0)
+  # the contrastive methods' runs (family 'h_directions', in workdir/<method>): budget and
+  # hp (temperature; alpha: the edit's length in RMS deviations of h; t_min: the smallest
+  # timestep the training images are noised to)
+  c.contrastive = dict(steps=1000, batch_size=16, lr=1e-3, temperature=0.5, alpha=0.5,
+                       t_min=0)
   c.eval = eval_options(anchors=8, steps=3, vp_anchors=24, null_permutations=0, oracle_pool=2)
   if "smoke" in parts:
     c.workdir = "workdirs/hspace_smoke"
     c.diffusion = dict(workdir="workdirs/diffusion_smoke",
                        config="configs/diffusion_sprites.py:smoke")
     c.hspace.update(num=2, samples=8, sample_steps=3, t=10, iters=3)
+    c.contrastive.update(steps=2, batch_size=3)
     c.eval.update(anchors=2, steps=2, vp_anchors=6)
   c.lock()
   return c

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from lsx import records
 from lsx.compare_spaces import build_relative_ae, build_relative_decoder
-from lsx.diffusion.family import build_diffusion
+from lsx.diffusion.family import build_diffusion, build_h_directions
 from lsx.directions.family import Decoder, build_directions
 from lsx.flows.family import build_flows
 from lsx.metrics import suite as metrics_suite
@@ -51,6 +51,7 @@ FAMILIES = {
     "relative_ae": build_relative_ae,
     "relative_decoder": build_relative_decoder,
     "diffusion": build_diffusion,
+    "h_directions": build_h_directions,
 }
 
 

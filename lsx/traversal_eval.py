@@ -34,7 +34,7 @@ from lsx.directions import family as dfamily
 from lsx.flows import family as ffamily
 from lsx.metrics.sample_quality import sample_quality
 from lsx.records import read_metrics
-from lsx.train import sweep, validate
+from lsx.train import config as config_lib, sweep, validate
 
 FLOW_CURVES = {"pde": "L_PDE (wave residual)", "pde_rel": "relative wave residual",
                "ic": "L_IC", "jvp": "L_JVP (rewarded)", "cls": "classifier CE",
@@ -143,7 +143,26 @@ def flows(config, log: Callable = viz.log) -> dict:
   return scored
 
 
-H_METHODS = ("pca", "jacobian", "pullback", "random", "factors")
+H_METHODS = ("pca", "jacobian", "pullback", "random", "factors", "noiseclr", "latentclr")
+
+
+def h_direction_config(config, method: str):
+  """The run config ('h_directions' family) that learns `method`'s h directions for the
+  h-space pipeline, in config.workdir/<method> (config.contrastive: its budget and hp)."""
+  import ml_collections
+  ct, hs = config.contrastive, config.hspace
+  c = config_lib.run_config()
+  c.family = "h_directions"
+  c.seed = int(hs.seed)
+  c.workdir = os.path.join(config.workdir, method)
+  c.diffusion = ml_collections.ConfigDict(config.diffusion.to_dict())
+  c.hdirections = ml_collections.ConfigDict(dict(method=method, num=int(hs.num),
+                                                 t_min=int(ct.t_min)))
+  c.hp = dict(temperature=float(ct.temperature), alpha=float(ct.alpha), lr=float(ct.lr))
+  chunk = min(int(ct.steps), 50)
+  c.train.update(steps=int(ct.steps), batch_size=int(ct.batch_size), chunk=chunk,
+                 ckpt_every=chunk * 4, log_every_s=30.0)
+  return c
 
 
 def check_hspace(config) -> None:
@@ -182,6 +201,9 @@ def hspace_directions(config, den, dataset, oracle, log: Callable = viz.log):
       u = hdirs.jacobian_directions(den, x_t, int(hs.t), k, int(hs.iters))[0]
     elif m == "pullback":
       u = hdirs.pullback_directions(den, x_t, int(hs.t), k, int(hs.iters))[2]
+    elif m in hdirs.CONTRASTIVE:
+      state, _ = runs.train(h_direction_config(config, m), print_fn=log)
+      u = state.params["d"] / jnp.linalg.norm(state.params["d"], axis=1, keepdims=True)
     elif m == "random":
       r = jax.random.normal(jax.random.fold_in(rng, 2), (k, flat.shape[1]))
       u = r / jnp.linalg.norm(r, axis=1, keepdims=True)

@@ -268,7 +268,8 @@ def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
   c = set_fields(common.load("configs/hspace_sprites.py:smoke"),
                  **{"workdir": str(tmp_path / "hs"), "diffusion.workdir": str(smoke_run)})
   scored = traversal_eval.hspace(c, log=lambda s: None)
-  assert list(scored) == ["pca", "jacobian", "pullback", "random", "factors"]
+  assert list(scored) == ["pca", "jacobian", "pullback", "noiseclr", "latentclr", "random",
+                          "factors"]
   out = json.load(open(tmp_path / "hs" / "scores.json"))
   (q,) = out["sample_quality"].values()
   assert 0 <= q["validity"] <= 1 and set(q["tv"]) == {"shape", "scale", "orientation", "x", "y"}

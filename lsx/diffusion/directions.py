@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lsx.diffusion import process
-from lsx.directions import linear_traversal, make_directions
+from lsx.directions import (latentclr_loss, linear_traversal, make_directions,
+                            noiseclr_loss_reference)
 
 
 def collect_h(den, x_T, steps: int):
@@ -164,3 +165,57 @@ def projection_std(h, directions):
   in (c = 1 moves h by one std of the samples along that direction)."""
   x = jnp.reshape(h, (-1, directions.shape[1]))
   return jnp.maximum(jnp.std(x @ directions.T, axis=0), 1e-6)
+
+
+CONTRASTIVE = ("noiseclr", "latentclr")
+CONTRASTIVE_HP = {"temperature": 0.5, "alpha": 0.5}
+
+
+def contrastive_objective(den, method: str, k: int, h_scale: float, t_min: int = 0):
+  """(init(rng) -> {"d": [K, D]}, loss(params, x0 [N, ...], rng, hp) -> (loss, aux)):
+  K directions in h learned contrastively on the denoiser's noise predictions, as NoiseCLR
+  (Dalva & Yanardag 2024) learns its directions: for data images x_0 noised to x_t at
+  random t >= t_min, the feature of direction k on x_t is the unit-normalized difference
+  ε(x_t, t, α h_scale u_k) - ε(x_t, t) (u_k = d_k / |d_k|); 'noiseclr' is the public
+  estimator (one random anchor direction a step, the log of a ratio of means), 'latentclr'
+  LatentCLR's loss on the same features. hp: temperature, alpha (the edit's length in
+  units of `h_scale`, the RMS deviation of h)."""
+  if method not in CONTRASTIVE:
+    raise ValueError(f"contrastive h methods are {CONTRASTIVE}, got {method!r}.")
+  d = int(np.prod(den.h_shape))
+  sched, steps = den.schedule, den.schedule.num_steps
+
+  def init(rng):
+    return {"d": jax.random.normal(rng, (int(k), d))}
+
+  def loss(params, x0, rng, hp):
+    k_t, k_e, k_a = jax.random.split(rng, 3)
+    n = x0.shape[0]
+    t = jax.random.randint(k_t, (n,), int(t_min), steps)
+    x_t = process.q_sample(sched, process.to_model(x0), t, jax.random.normal(k_e, x0.shape))
+    eps0, _ = den.eps_fn(x_t, t, None)
+    u = params["d"] / jnp.linalg.norm(params["d"], axis=1, keepdims=True)
+    dh = (hp["alpha"] * h_scale * u).reshape((-1, 1) + tuple(den.h_shape))
+
+    def feature(dh_k):
+      eps, _ = den.eps_fn(x_t, t, jnp.broadcast_to(dh_k, (n,) + tuple(den.h_shape)))
+      f = (eps - eps0).reshape(n, -1)
+      return f / jnp.maximum(jnp.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    feats = jax.lax.map(feature, dh)  # [K, N, P]
+    if method == "noiseclr":
+      value = noiseclr_loss_reference(feats, hp["temperature"],
+                                      anchor=jax.random.randint(k_a, (), 0, u.shape[0]))
+    else:
+      value = latentclr_loss(feats, hp["temperature"])
+    return value, {"contrastive": value}
+  return init, loss
+
+
+def h_scale(den, dataset, rng, n: int = 64, t_min: int = 0) -> float:
+  """The RMS deviation of h over `n` data images noised at random t >= t_min."""
+  x0, _ = dataset.sample(rng, int(n))
+  k_t, k_e = jax.random.split(jax.random.fold_in(rng, 1))
+  t = jax.random.randint(k_t, (int(n),), int(t_min), den.schedule.num_steps)
+  x_t = process.q_sample(den.schedule, process.to_model(x0), t, jax.random.normal(k_e, x0.shape))
+  h = den.eps_fn(x_t, t, None)[1].reshape(int(n), -1)
+  return float(jnp.sqrt(jnp.mean(jnp.sum((h - h.mean(0)) ** 2, axis=1))))

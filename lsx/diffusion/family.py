@@ -21,7 +21,7 @@ import numpy as np
 
 from lsx import viz
 from lsx.data import get_dataset
-from lsx.diffusion import process
+from lsx.diffusion import directions as hdirs, process
 from lsx.diffusion.unet import UNet, h_shape, init_unet
 from lsx.objective import Objective
 from lsx.train import validate
@@ -147,3 +147,32 @@ def write_figures(setup: Setup, params, workdir: str) -> None:
   viz.save_figure(fig, os.path.join(workdir, "denoising.png"))
 
 
+
+
+def build_h_directions(config, runs) -> Setup:
+  """The `Setup` of K directions in a trained denoiser's h-space learned contrastively
+  (`config.family = 'h_directions'`; lsx.diffusion.directions.contrastive_objective):
+  config.diffusion.workdir holds the denoiser (one run, not a sweep), config.hdirections
+  {method: 'noiseclr' | 'latentclr', num: K, t_min}, hp {temperature, alpha, lr}. The
+  batch is data images (config.diffusion's dataset), noised inside the loss."""
+  h = config.hdirections
+  if h.method not in hdirs.CONTRASTIVE:
+    raise ValueError(f"config.hdirections.method must be one of {hdirs.CONTRASTIVE}, got "
+                     f"{h.method!r}.")
+  validate.positive(config, "hdirections.num")
+  if int(h.num) < 2:
+    raise ValueError(f"config.hdirections.num must be >= 2 (the contrastive loss compares "
+                     f"directions), got {h.num}.")
+  dsetup, state = runs.load_run(config.diffusion.workdir)
+  if dsetup.config.get("family") != "diffusion":
+    raise ValueError(f"{config.diffusion.workdir} holds a {dsetup.config.get('family')!r} "
+                     f"run; h directions are learned on a denoiser run.")
+  den = denoiser(dsetup, state.params)
+  scale = hdirs.h_scale(den, dsetup.dataset, jax.random.key(3), t_min=int(h.t_min))
+  init, loss = hdirs.contrastive_objective(den, h.method, int(h.num), scale, int(h.t_min))
+  objective = Objective(f"h_{h.method}", init, loss, hdirs.CONTRASTIVE_HP,
+                        info={"denoiser": den, "h_scale": scale,
+                              "hp_bounds": {"alpha": (0.0, False)}})
+  return Setup(config, dsetup.dataset, dsetup.model, objective,
+               make_run_optimizer(config, objective), resolve_hp(config, objective),
+               log_keys=("contrastive",))
