@@ -11,8 +11,8 @@
 
 `FAMILIES` is a literal table {name: builder}; a builder is `builder(config, runs)` and
 returns a `lsx.train.Setup`. `runs` is this module: a family that reads another run (a
-direction method's decoder, an SAE's source model, a relative decoder's encoders) loads
-it through `runs.load_run` / `runs.load_decoder`, so no family imports the layer above
+direction method's decoder, an SAE's source model, a relative decoder's encoders, the
+denoiser h directions are learned on) loads it through `runs.load_run` / `runs.load_decoder`, so no family imports the layer above
 it. `lsx.train` re-exports `train`, `build`, `load_run`, ... from here.
 """
 from __future__ import annotations

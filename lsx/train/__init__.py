@@ -4,7 +4,8 @@
 step with orbax checkpoints and exact resume, a non-finite guard, metrics.jsonl and
 progress, as one run or a sweep (`lsx.train.sweep`) under any strategy. It knows no
 family: `lsx.runs` holds the family table ('autoencoder', 'directions', 'flows', 'sae',
-'relative_ae', 'relative_decoder') and builds a run's Setup from its config.
+'relative_ae', 'relative_decoder', 'diffusion', 'h_directions') and builds a run's Setup
+from its config.
 
 The run API (`train(config, workdir)`, `build`, `load_run`, `ensure_trained`,
 `extract_member`, `FAMILIES`) is re-exported here from `lsx.runs`, loaded on first use
