@@ -332,3 +332,18 @@ def test_h_properties_on_generators_of_known_form():
   r = hp.robustness(_Gen(), _pixel_oracle, _Data(), 1.0, threshold=0.05)
   assert r["image_change"] > 0 and r["x_step"] > 0
   assert 0.0 <= r["h_validity"] <= 1.0 and 0.0 <= r["x_validity"] <= 1.0
+
+
+def test_inversion_quality_on_the_gaussian_closed_form():
+  from lsx.diffusion import properties as hp
+  from lsx.diffusion.family import Denoiser
+  sched = linear_schedule(HP, 1000)
+  # images whose model-space values are Gaussian N(0, 0.25): the closed-form denoiser
+  den = Denoiser(_gaussian_eps(0.25, sched), sched, (2, 2, 1), (1,))
+  x = 0.5 * jax.random.normal(jax.random.key(3), (64, 2, 2, 1))
+  images = jnp.clip((x + 1) / 2, 0, 1)
+  coarse = lambda im: (jnp.floor(im.reshape(im.shape[0], -1) * 4), jnp.zeros(im.shape[0]))
+  q = hp.inversion_quality(den, images, coarse, steps=100)
+  assert q["mse"] < 1e-3 and q["same_factors"] > 0.5
+  fine = hp.inversion_quality(den, images, coarse, steps=1000)
+  assert fine["mse"] < q["mse"] / 20 and fine["same_factors"] >= q["same_factors"]
