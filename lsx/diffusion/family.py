@@ -25,6 +25,7 @@ from lsx.diffusion import directions as hdirs, process
 from lsx.diffusion.unet import UNet, h_shape, init_unet
 from lsx.objective import Objective
 from lsx.train import validate
+from lsx.train.sweep import take_member
 from lsx.train.setup import Setup, make_run_optimizer, resolve_hp
 
 HP_DEFAULTS = {**process.SCHEDULE_HP, "ema_decay": 0.999}
@@ -107,7 +108,7 @@ def build_diffusion(config, runs=None) -> Setup:
   objective = make_objective(net, shape, int(config.diffusion.timesteps))
   return Setup(config, dataset, net, objective, make_run_optimizer(config, objective),
                resolve_hp(config, objective), finish=write_figures, log_keys=("eps_mse",),
-               finish_sweep=lambda s, p, w, m: write_figures(s, jax.tree.map(lambda a: a[0], p), w))
+               finish_sweep=lambda s, p, w, m: write_figures(s, take_member(p, 0), w))
 
 
 def sample_images(setup: Setup, params, n: int, steps: int, seed: int = 0, trajectory=False):
