@@ -49,11 +49,16 @@ def decoder_from_config(config, images: int | None = None) -> dfamily.Decoder:
   return runs.load_decoder(workdir, int(images or config.eval.data))
 
 
+def ordinal_names(dataset) -> list[str]:
+  """The names of the dataset's ordinal factors: the columns of an attribution row R."""
+  return [n for n, o in zip(dataset.factor_names, lm.ordinal_mask(dataset)) if o]
+
+
 def direction_labels(scores: dict, dataset, prefix: str = "direction") -> list[str]:
   """A label per direction of one scored member: its index and the factor its attribution
   row R puts most weight on, with that weight's share ('direction 3: x (72%)'; 'moves no
   factor' when its row is empty). R's columns are the dataset's ordinal factors."""
-  names = [n for n, o in zip(dataset.factor_names, lm.ordinal_mask(dataset)) if o]
+  names = ordinal_names(dataset)
   r = np.asarray(scores["R"], np.float64)
   out = []
   for k, row in enumerate(r):
@@ -138,8 +143,8 @@ def flows(config, log: Callable = viz.log) -> dict:
                               row_labels=direction_labels(first, setup.dataset, "potential"),
                               title="potential flows (member 0), each row labelled by the "
                                     "factor it moves most")
-  ordinal = [n for n, o in zip(setup.dataset.factor_names, lm.ordinal_mask(setup.dataset)) if o]
-  report(scored, c.workdir, oracle, factor_names=ordinal, log=log, mode=c.flows.mode)
+  report(scored, c.workdir, oracle, factor_names=ordinal_names(setup.dataset), log=log,
+         mode=c.flows.mode)
   return scored
 
 
@@ -257,7 +262,6 @@ def hspace(config, log: Callable = viz.log) -> dict:
     viz.save_traversal_grid(frames, os.path.join(c.workdir, f"hspace_{m}.png"),
                             row_labels=direction_labels(scored[m][0], setup.dataset, m),
                             title=f"h-space directions: {m} (edits t >= {int(hs.t_edit)})")
-  ordinal = [n for n, o in zip(setup.dataset.factor_names, lm.ordinal_mask(setup.dataset)) if o]
-  report(scored, c.workdir, oracle, factor_names=ordinal, log=log,
+  report(scored, c.workdir, oracle, factor_names=ordinal_names(setup.dataset), log=log,
          denoiser=c.diffusion.workdir, sample_quality=quality)
   return scored
