@@ -85,7 +85,9 @@ def sae_base(arg: str, name: str, source: dict):
   # dead_tokens: samples without firing before AuxK treats a latent as dead
   c.sae = dict(bottleneck=bottleneck, max_width=1024, k_max=32, aux_k=256,
                dead_tokens=100_000, bandwidth=0.001, threshold_rate=0.01,
-               threshold_init=0.001, median_samples=4096)
+               threshold_init=0.001, median_samples=4096,
+               # JumpReLU's forms (lsx.sae.model): the paper's, or Anthropic's 2025 options
+               jump_grad="threshold", sparsity="l0", init_rate=0.0)
   # eval: activations the scores use; disentanglement: InfoMEC/MIG/DCI of the codes
   c.eval = dict(samples=10000, seed=4321, disentanglement=False)
   c.hp = dict(lr=1e-3, k=16.0, width=1024.0, **HP_DEFAULTS[bottleneck])

@@ -22,7 +22,13 @@ def get_config(arg: str = ""):
   if c.sae.bottleneck == "relu":
     c.hp.l1_coeff = 0.1
   if c.sae.bottleneck == "jumprelu":
-    c.hp.l0_coeff = 0.01
+    # what recovers the toy's features (REPRODUCTION.md §9): inputs scaled to E||x||^2 = d,
+    # the jump's kernel also reaching the pre-activations (Anthropic, January 2025) with a
+    # bandwidth on the scale of the interference between features (4; the paper's 0.001
+    # leaves theta behind the encoder), theta_0 = 2, and AuxK on dead latents (lsx)
+    c.source.normalize = True
+    c.sae.update(bandwidth=4.0, threshold_init=2.0, jump_grad="pre")
+    c.hp.update(l0_coeff=1.5, aux_coeff=1.0 / 32.0, lr=3e-3)
   c.train.update(steps=6000, batch_size=1024, chunk=200, ckpt_every=1000)
   if "smoke" in parts:
     c.source.update(num_features=32, dim=8, active=2.0)

@@ -55,6 +55,55 @@ def test_jumprelu_and_step_pseudo_derivatives():
   np.testing.assert_allclose(gt, [-1000.0, -1000.0, 0.0], rtol=1e-5)
 
 
+def test_jump_gradient_to_the_pre_activations_anthropic_2025():
+  # jump_grad='pre': the kernel terms reach z as well, with the opposite sign of theta's:
+  # d(z H(z - theta))/dz = H + (theta/eps) K, dH(z - theta)/dz = (1/eps) K
+  eps = 0.5
+  z = jnp.array([[1.1, 0.9, 3.0], [0.5, 1.3, -2.0]])
+  theta = jnp.array([1.0, 1.0, 1.0])
+  # (z - theta)/eps: [[0.2, -0.2, 4], [-1, 0.6, -6]] -> K = [[1, 1, 0], [0, 0, 0]]
+  gz, gt = jax.grad(lambda a, t: jnp.sum(ls.jumprelu(a, t, eps, True)), argnums=(0, 1))(z, theta)
+  np.testing.assert_allclose(gz, [[1 + 2.0, 0 + 2.0, 1], [0, 1, 0]])
+  np.testing.assert_allclose(gt, [-2.0, -2.0, 0.0])  # -(theta/eps) K summed over rows
+  gz, gt = jax.grad(lambda a, t: jnp.sum(ls.step_fn(a, t, eps, True)), argnums=(0, 1))(z, theta)
+  np.testing.assert_allclose(gz, [[2.0, 2.0, 0], [0, 0, 0]])
+  np.testing.assert_allclose(gt, [-2.0, -2.0, 0.0])
+  # the paper's form (default) leaves z out of the kernel terms
+  gz, _ = jax.grad(lambda a, t: jnp.sum(ls.step_fn(a, t, eps)), argnums=(0, 1))(z, theta)
+  np.testing.assert_array_equal(gz, np.zeros((2, 3)))
+
+
+def test_jumprelu_tanh_penalty_init_rate_and_auxk():
+  # sparsity='tanh': l0_coeff * mean_n sum_i tanh(c f_ni ||W_dec,i||), against numpy;
+  # init_rate: b_enc makes each latent fire on that share of the median sample at init;
+  # aux_coeff > 0 adds AuxK on dead latents (0 while none is dead)
+  rng = np.random.default_rng(0)
+  d, m, n = 6, 16, 512
+  x = jnp.asarray(rng.normal(size=(n, d)), jnp.float32)
+  sae = ls.SAE(dim=d, max_width=m, bottleneck="jumprelu", k_max=2, bandwidth=0.5,
+               threshold_init=0.2, sparsity="tanh", init_rate=0.25, aux_k=4, dead_tokens=1)
+  obj = ls.make_objective(sae, lambda r, k: (x[:k], None), median_samples=n)
+  p = obj.init(jax.random.key(0))
+  fires = np.mean(np.asarray(ls.encode(sae, p, x, {"width": float(m)})) > 0, 0)
+  np.testing.assert_allclose(fires, 0.25, atol=2.0 / n)
+  hp = {**obj.hp_defaults, "l0_coeff": 0.7, "tanh_scale": 3.0, "aux_coeff": 0.0}
+  _, aux = obj.loss(p, x, None, hp)
+  f = np.asarray(ls.encode(sae, p, x, hp), np.float64)
+  norms = np.linalg.norm(np.asarray(p["W_dec"], np.float64), axis=-1)
+  np.testing.assert_allclose(aux["sparsity"], np.mean(np.sum(np.tanh(3.0 * f * norms), -1)),
+                             rtol=1e-5)
+  assert float(aux["aux_loss"]) == 0.0  # nothing dead yet
+  p["stats"]["since_fired"] = jnp.where(jnp.arange(m) < 4, 5.0, 0.0)
+  l0_, a0 = obj.loss(p, x, None, hp)
+  l1_, a1 = obj.loss(p, x, None, {**hp, "aux_coeff": 0.5})
+  assert float(a1["aux_loss"]) > 0 and float(a1["dead"]) == 4 / m
+  np.testing.assert_allclose(l1_ - l0_, 0.5 * a1["aux_loss"], rtol=1e-5)
+  for bad, msg in (({"jump_grad": "both"}, "jump_grad"), ({"sparsity": "l1"}, "sparsity"),
+                   ({"init_rate": 1.0}, "init_rate")):
+    with pytest.raises(ValueError, match=msg):
+      ls.model.check(sae._replace(**bad))
+
+
 def test_jumprelu_threshold_gradient_of_the_whole_loss_is_the_papers_estimate():
   """d loss / d log_threshold of the JumpReLU objective, its reconstruction and L0 terms
   apart, against the paper's kernel-density estimates (Rajamanoharan et al. 2024, eqs. 11
@@ -73,8 +122,8 @@ def test_jumprelu_threshold_gradient_of_the_whole_loss_is_the_papers_estimate():
   obj = ls.make_objective(sae, lambda r, k: (x[:k], None), median_samples=n)
   p = obj.init(jax.random.key(0))
   p["log_threshold"] = jnp.log(jnp.asarray(rng.uniform(0.05, 0.4, size=m), jnp.float32))
-  hp = lambda c: {"k": 2.0, "width": float(m), "l0_coeff": c, "l0_warmup": 0.0,
-                  "preact_coeff": 0.0}
+  hp = lambda c: {**obj.hp_defaults, "k": 2.0, "width": float(m), "l0_coeff": c,
+                  "l0_warmup": 0.0, "preact_coeff": 0.0}
   grad = lambda c: np.asarray(jax.grad(lambda lt: obj.loss({**p, "log_threshold": lt}, x,
                                                            None, hp(c))[0])(p["log_threshold"]),
                               np.float64)
@@ -142,7 +191,8 @@ def test_jumprelu_warmup_and_preact_loss_against_numpy():
   p = obj.init(jax.random.key(0))
   p["W_dec"] = p["W_dec"] * jnp.arange(1.0, m + 1)[:, None]  # rows of norm 1..m
   p["stats"]["step"] = jnp.float32(24)
-  hp = {"k": 2.0, "width": float(m), "l0_coeff": 0.5, "l0_warmup": 100.0, "preact_coeff": 0.0}
+  hp = {**obj.hp_defaults, "k": 2.0, "width": float(m), "l0_coeff": 0.5, "l0_warmup": 100.0,
+        "preact_coeff": 0.0}
   _, aux = obj.loss(p, x, None, hp)
   np.testing.assert_allclose(aux["l0_coeff"], 0.5 * 25 / 100, rtol=1e-6)
   pre = (np.asarray(x) - np.asarray(p["b_dec"])) @ np.asarray(p["W_enc"]) + np.asarray(p["b_enc"])

@@ -19,40 +19,48 @@ def _rect(u):
   return (jnp.abs(u) < 0.5).astype(u.dtype)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def jumprelu(z, theta, bandwidth):
-  """z * H(z - theta) with the pseudo-derivatives of Rajamanoharan et al. 2024."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def jumprelu(z, theta, bandwidth, to_pre: bool = False):
+  """z * H(z - theta) with the pseudo-derivatives of Rajamanoharan et al. 2024:
+  d/dz = H(z - theta), d/dtheta = -(theta/bandwidth) K((z - theta)/bandwidth). With
+  `to_pre` (Anthropic, January 2025) the jump's kernel term also reaches z:
+  d/dz = H(z - theta) + (theta/bandwidth) K((z - theta)/bandwidth)."""
   return z * (z > theta)
 
 
-def _jumprelu_fwd(z, theta, bandwidth):
-  return jumprelu(z, theta, bandwidth), (z, theta)
+def _jumprelu_fwd(z, theta, bandwidth, to_pre):
+  return jumprelu(z, theta, bandwidth, to_pre), (z, theta)
 
 
-def _jumprelu_bwd(bandwidth, res, g):
+def _sum_to(g, theta):
+  return jnp.sum(g.reshape(-1, theta.shape[-1]), 0).reshape(theta.shape)
+
+
+def _jumprelu_bwd(bandwidth, to_pre, res, g):
   z, theta = res
-  dz = (z > theta) * g
-  dtheta = -(theta / bandwidth) * _rect((z - theta) / bandwidth) * g
-  return dz, jnp.sum(dtheta.reshape(-1, theta.shape[-1]), 0).reshape(theta.shape)
+  jump = (theta / bandwidth) * _rect((z - theta) / bandwidth) * g
+  dz = (z > theta) * g + (jump if to_pre else 0.0)
+  return dz, _sum_to(-jump, theta)
 
 
 jumprelu.defvjp(_jumprelu_fwd, _jumprelu_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def step_fn(z, theta, bandwidth):
-  """H(z - theta) with d/dtheta = -(1/bandwidth) K((z - theta)/bandwidth), d/dz = 0."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def step_fn(z, theta, bandwidth, to_pre: bool = False):
+  """H(z - theta) with d/dtheta = -(1/bandwidth) K((z - theta)/bandwidth) and d/dz = 0
+  (Rajamanoharan et al. 2024), or d/dz = +(1/bandwidth) K(...) with `to_pre`."""
   return (z > theta).astype(z.dtype)
 
 
-def _step_fwd(z, theta, bandwidth):
-  return step_fn(z, theta, bandwidth), (z, theta)
+def _step_fwd(z, theta, bandwidth, to_pre):
+  return step_fn(z, theta, bandwidth, to_pre), (z, theta)
 
 
-def _step_bwd(bandwidth, res, g):
+def _step_bwd(bandwidth, to_pre, res, g):
   z, theta = res
-  dtheta = -(1.0 / bandwidth) * _rect((z - theta) / bandwidth) * g
-  return jnp.zeros_like(z), jnp.sum(dtheta.reshape(-1, theta.shape[-1]), 0).reshape(theta.shape)
+  kern = (1.0 / bandwidth) * _rect((z - theta) / bandwidth) * g
+  return (kern if to_pre else jnp.zeros_like(z)), _sum_to(-kern, theta)
 
 
 step_fn.defvjp(_step_fwd, _step_bwd)

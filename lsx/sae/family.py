@@ -3,7 +3,8 @@ sweep (k x sparsity coefficient x width x seed) as one program reading each batc
 
 Config sections (configs/sae_toy.py, sae_sprites.py, sae_arrays.py; docs/sae.md):
   source  kind 'toy' | 'model' | 'arrays' and its options (lsx.sae.sources.make_source)
-  sae     bottleneck, max_width, k_max, aux_k, dead_tokens, bandwidth, median_samples
+  sae     bottleneck, max_width, k_max, aux_k, dead_tokens, median_samples; JumpReLU's
+          bandwidth, threshold_init, jump_grad, sparsity, init_rate
   eval    samples, seed, disentanglement (InfoMEC/MIG/DCI of the codes vs the factors,
           'model' sources)
   hp      lr, k, width and the bottleneck's coefficient (l1_coeff / aux_coeff / l0_coeff)
@@ -35,7 +36,9 @@ def sae_of(config, dim: int) -> sae_model.SAE:
       aux_k=int(s.get("aux_k", 256)), dead_tokens=int(s.get("dead_tokens", 100_000)),
       bandwidth=float(s.get("bandwidth", 0.001)),
       threshold_rate=float(s.get("threshold_rate", 0.01)),
-      threshold_init=float(s.get("threshold_init", 0.001))))
+      threshold_init=float(s.get("threshold_init", 0.001)),
+      jump_grad=str(s.get("jump_grad", "threshold")), sparsity=str(s.get("sparsity", "l0")),
+      init_rate=float(s.get("init_rate", 0.0))))
 
 
 def _check_bounds(config):

@@ -19,7 +19,12 @@ Bottlenecks (`BOTTLENECKS`):
              `bandwidth` for d/dtheta; l0_coeff ramps up linearly over `l0_warmup`
              steps (0: none); optional pre-act loss preact_coeff * sum_i
              ReLU(theta_i - pre_i) ||W_dec,i|| (Anthropic's January 2025 update), which
-             pulls latents that never fire back towards their threshold
+             pulls latents that never fire back towards their threshold. Named options
+             of Anthropic's January 2025 setup beside the paper's: jump_grad='pre' (the
+             kernel terms also reach the pre-activations, so the encoder learns where a
+             latent should fire), sparsity='tanh' (l0_coeff * sum_i tanh(tanh_scale *
+             f_i ||W_dec,i||) instead of the step) and init_rate > 0 (b_enc set so
+             each latent fires on that fraction of a data sample at init)
   mp         matching pursuit with the decoder as the dictionary (tied): k greedy steps,
              each taking the atom with the largest inner product with the residual
              (coefficients >= 0) ("From Flat to Hierarchical", 2025)
@@ -46,10 +51,13 @@ from lsx.sae.bottlenecks import (batchtopk_codes, jumprelu, mp_codes, sparse_dec
                                  sparse_topk, step_fn, topk_codes)
 
 BOTTLENECKS = ("relu", "topk", "batchtopk", "jumprelu", "mp")
+JUMP_GRADS = ("threshold", "pre")
+SPARSITIES = ("l0", "tanh")
 HP_DEFAULTS = {"relu": {"l1_coeff": 5.0},
                "topk": {"aux_coeff": 1.0 / 32.0},
                "batchtopk": {"aux_coeff": 1.0 / 32.0},
-               "jumprelu": {"l0_coeff": 1.0, "l0_warmup": 0.0, "preact_coeff": 0.0},
+               "jumprelu": {"l0_coeff": 1.0, "l0_warmup": 0.0, "preact_coeff": 0.0,
+                            "tanh_scale": 4.0, "aux_coeff": 0.0},
                "mp": {}}
 
 
@@ -64,6 +72,9 @@ class SAE(NamedTuple):
   bandwidth: float = 0.001
   threshold_rate: float = 0.01
   threshold_init: float = 0.001  # JumpReLU's initial theta (Rajamanoharan et al.: 0.001)
+  jump_grad: str = "threshold"  # JumpReLU: 'threshold' (the paper) | 'pre' (Anthropic 2025)
+  sparsity: str = "l0"  # JumpReLU's penalty: 'l0' (the paper's step) | 'tanh' (Anthropic 2025)
+  init_rate: float = 0.0  # JumpReLU: > 0 sets b_enc so each latent fires at this rate at init
 
 
 def check(sae: SAE) -> SAE:
@@ -76,6 +87,13 @@ def check(sae: SAE) -> SAE:
     raise ValueError(f"k_max={sae.k_max} exceeds the {sae.max_width} latents.")
   if not sae.bandwidth > 0:
     raise ValueError(f"SAE bandwidth must be > 0, got {sae.bandwidth}.")
+  if sae.jump_grad not in JUMP_GRADS:
+    raise ValueError(f"SAE jump_grad must be one of {JUMP_GRADS}, got {sae.jump_grad!r}.")
+  if sae.sparsity not in SPARSITIES:
+    raise ValueError(f"SAE sparsity must be one of {SPARSITIES}, got {sae.sparsity!r}.")
+  if not 0.0 <= sae.init_rate < 1.0:
+    raise ValueError(f"SAE init_rate must be in [0, 1) (0: b_enc starts at 0), got "
+                     f"{sae.init_rate}.")
   return sae
 
 
@@ -98,6 +116,9 @@ def init_params(sae: SAE, rng, x_sample) -> dict:
        "stats": {"since_fired": jnp.zeros((m,)), "threshold": jnp.zeros(())}}
   if sae.bottleneck == "jumprelu":
     p["log_threshold"] = jnp.full((m,), jnp.log(sae.threshold_init))
+    if sae.init_rate > 0:  # each latent fires on init_rate of the sample at init
+      pre = (jnp.asarray(x_sample, jnp.float32) - p["b_dec"]) @ p["W_enc"]
+      p["b_enc"] = sae.threshold_init - jnp.quantile(pre, 1.0 - sae.init_rate, axis=0)
     p["stats"]["step"] = jnp.zeros(())  # for the l0_coeff warm-up
   return p
 
@@ -127,7 +148,7 @@ def encode(sae: SAE, params, x, hp, training: bool = False):
     a = jnp.where(mask, jax.nn.relu(pre), 0.0)
     return jnp.where(a > params["stats"]["threshold"], a, 0.0)
   theta = jnp.exp(params["log_threshold"])
-  return jnp.where(mask, jumprelu(pre, theta, sae.bandwidth), 0.0)
+  return jnp.where(mask, jumprelu(pre, theta, sae.bandwidth, sae.jump_grad == "pre"), 0.0)
 
 
 def decode(params, f):
@@ -208,15 +229,26 @@ def make_objective(sae: SAE, source_sample, *, median_samples: int = 4096) -> Ob
       aux.update(aux_loss=aux_loss, dead=num_dead / jnp.maximum(mask.sum(), 1))
     elif sae.bottleneck == "jumprelu":
       theta = jnp.exp(params["log_threshold"])
-      l0 = jnp.mean(jnp.sum(jnp.where(mask, step_fn(pre, theta, sae.bandwidth), 0.0), -1))
+      norms = jnp.linalg.norm(params["W_dec"], axis=-1)
+      if sae.sparsity == "l0":
+        penalty = step_fn(pre, theta, sae.bandwidth, sae.jump_grad == "pre")
+      else:
+        penalty = jnp.tanh(hp["tanh_scale"] * f * norms)
+      sparsity = jnp.mean(jnp.sum(jnp.where(mask, penalty, 0.0), -1))
       # lambda ramps linearly from 0 over the first l0_warmup steps (0: no warm-up)
       ramp = jnp.minimum(1.0, (stats["step"] + 1.0) / jnp.maximum(hp["l0_warmup"], 1.0))
-      total = total + hp["l0_coeff"] * ramp * l0
+      total = total + hp["l0_coeff"] * ramp * sparsity
+      aux["sparsity"] = sparsity
       # pre-act loss: pulls the pre-activations of latents below their threshold up to it
-      norms = jnp.linalg.norm(params["W_dec"], axis=-1)
       preact = jnp.mean(jnp.sum(jnp.where(mask, jax.nn.relu(theta - pre) * norms, 0.0), -1))
       total = total + hp["preact_coeff"] * preact
       aux.update(l0_coeff=hp["l0_coeff"] * ramp, preact=preact)
+      # lsx's option: TopK's AuxK on the dead latents (aux_coeff > 0) revives them on the
+      # residual the live ones leave, where the paper's estimator gives them no gradient
+      e = jax.lax.stop_gradient(x - x_hat)
+      aux_loss, num_dead = _aux_loss(sae, params, x, jax.lax.stop_gradient(pre), e, mask)
+      total = total + hp["aux_coeff"] * aux_loss
+      aux.update(aux_loss=aux_loss, dead=num_dead / jnp.maximum(mask.sum(), 1))
     aux["_post"] = {"fired": fired, "n": jnp.asarray(x.shape[0], jnp.float32),
                     "min_kept": min_kept}
     return total, aux
@@ -238,7 +270,7 @@ def make_objective(sae: SAE, source_sample, *, median_samples: int = 4096) -> Ob
     return params
 
   bounds = {name: (0.0, True) for name in ("l1_coeff", "aux_coeff", "l0_coeff", "l0_warmup",
-                                            "preact_coeff")}
+                                            "preact_coeff", "tanh_scale")}
   return Objective(f"sae_{sae.bottleneck}", init, loss, hp_defaults, post_update=post_update,
                    info={"sae": sae, "hp_bounds": bounds})
 
