@@ -1,6 +1,7 @@
 """Directions in the h-space of the sprites denoiser, scored like a VAE decoder's.
 
   python -m experiments.hspace --config configs/hspace_sprites.py
+  python -m experiments.hspace --config configs/hspace_sprites.py:cpu     # 2-core budget
   python -m experiments.hspace --config configs/hspace_sprites.py:smoke   # tests
 
 Sections: diffusion (the denoiser run: its workdir, and the config that trains it when the
@@ -11,7 +12,8 @@ contrastive), 'random', 'factors' regressed on the oracle's reading of the sampl
 K directions;
 samples: the x_T draws h is collected from along sample_steps DDIM steps, which are also
 the edited sampler's steps; t_edit: edits apply for t >= t_edit; asymmetric: Asyrp's
-edit, else symmetric), vae (a VAE run of the same data whose prior samples' validity and
+edit, else symmetric; properties: the methods whose directions get Asyrp's homogeneity,
+linearity, composition and robustness measured, plus the inversion round trips), vae (a VAE run of the same data whose prior samples' validity and
 factor TV distance are reported beside the denoiser's samples: lsx.metrics.sample_quality),
 eval (as configs/flows_sprites.py: span in stds of h along each
 direction, steps each way, anchors, vp_anchors, the oracle).
@@ -23,7 +25,7 @@ from configs.flows_sprites import eval_options
 
 
 def get_config(arg: str = ""):
-  parts = common.check_arg(arg, ("smoke",))
+  parts = common.check_arg(arg, ("smoke", "cpu"))
   c = ml_collections.ConfigDict()
   c.workdir = "workdirs/hspace_sprites"
   c.diffusion = dict(workdir="workdirs/diffusion_sprites", config="configs/diffusion_sprites.py")
@@ -32,13 +34,17 @@ def get_config(arg: str = ""):
   c.hspace = dict(methods=("pca", "jacobian", "pullback", "noiseclr", "latentclr", "random",
                            "factors"), num=8,
                   samples=256, sample_steps=20, t=500, iters=20, t_edit=0, asymmetric=True,
-                  seed=0)
+                  seed=0, properties=("pca",))
   # the contrastive methods' runs (family 'h_directions', in workdir/<method>): budget and
   # hp (temperature; alpha: the edit's length in RMS deviations of h; t_min: the smallest
   # timestep the training images are noised to)
   c.contrastive = dict(steps=1000, batch_size=16, lr=1e-3, temperature=0.5, alpha=0.5,
                        t_min=0)
   c.eval = eval_options(anchors=8, steps=3, vp_anchors=24, null_permutations=0, oracle_pool=2)
+  if "cpu" in parts:  # what fits a 2-core CPU in about half an hour
+    c.hspace.update(num=4, samples=64, sample_steps=10, iters=10)
+    c.contrastive.update(steps=150, batch_size=8)
+    c.eval.update(anchors=4, vp_anchors=12)
   if "smoke" in parts:
     c.workdir = "workdirs/hspace_smoke"
     c.diffusion = dict(workdir="workdirs/diffusion_smoke",

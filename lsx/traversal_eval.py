@@ -29,7 +29,7 @@ import numpy as np
 
 from lsx import directions as ld, metrics as lm, runs, viz
 from lsx.diffusion import directions as hdirs, family as diffusion_family
-from lsx.diffusion import process as diffusion_process
+from lsx.diffusion import process as diffusion_process, properties as h_properties
 from lsx.directions import family as dfamily
 from lsx.flows import family as ffamily
 from lsx.metrics.sample_quality import sample_quality
@@ -177,6 +177,11 @@ def check_hspace(config) -> None:
   if unknown or not hs.methods:
     raise ValueError(f"config.hspace.methods has {unknown or 'nothing'}; known: "
                      f"{list(H_METHODS)}.")
+  props = set(hs.get("properties", ()))
+  if props - set(hs.methods) or (props and "random" not in hs.methods):
+    raise ValueError(f"config.hspace.properties {sorted(props)} must name methods of "
+                     f"config.hspace.methods {list(hs.methods)}, which must include "
+                     f"'random' (robustness edits along random h-directions).")
   validate.positive(config, "hspace.num", "hspace.samples", "hspace.sample_steps",
                     "hspace.iters", "eval.anchors", "eval.steps", "eval.vp_anchors")
   lm.check_oracle(config.eval.oracle)
@@ -257,11 +262,16 @@ def hspace(config, log: Callable = viz.log) -> dict:
                               t_edit=int(hs.t_edit), asymmetric=bool(hs.asymmetric))
     sets[m] = hdirs.coefficient_traversal(gen, steps, span)
   scored, _ = ld.evaluate_sets(sets, oracle, c.eval)
+  props = {}
+  for m in hs.get("properties", ()):  # Asyrp's properties of the named methods' directions
+    props[m] = h_properties.measure(sets[m][2], sets["random"][2], oracle, setup.dataset,
+                                    den, scale=span, anchors=int(c.eval.vp_anchors),
+                                    inversion_steps=int(hs.sample_steps), log=log)
   for m, (trav, params, gen) in sets.items():
     frames = ld.traversal_frames(trav, ld.take(params, 0), gen.generate, gen.z[:3])
     viz.save_traversal_grid(frames, os.path.join(c.workdir, f"hspace_{m}.png"),
                             row_labels=direction_labels(scored[m][0], setup.dataset, m),
                             title=f"h-space directions: {m} (edits t >= {int(hs.t_edit)})")
   report(scored, c.workdir, oracle, factor_names=ordinal_names(setup.dataset), log=log,
-         denoiser=c.diffusion.workdir, sample_quality=quality)
+         denoiser=c.diffusion.workdir, sample_quality=quality, properties=props)
   return scored

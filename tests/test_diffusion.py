@@ -269,10 +269,15 @@ def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
   # reference); the others are tested as functions above (each set compiles its sampler)
   c = set_fields(common.load("configs/hspace_sprites.py:smoke"),
                  **{"workdir": str(tmp_path / "hs"), "diffusion.workdir": str(smoke_run),
-                    "hspace.methods": ("pca", "noiseclr", "factors")})
+                    "hspace.methods": ("pca", "noiseclr", "random", "factors")})
   scored = traversal_eval.hspace(c, log=lambda s: None)
-  assert list(scored) == ["pca", "noiseclr", "factors"]
+  assert list(scored) == ["pca", "noiseclr", "random", "factors"]
   out = json.load(open(tmp_path / "hs" / "scores.json"))
+  # Asyrp's properties of the pca directions, and the inversion round trips
+  (prop,) = out["properties"].values()
+  assert len(prop["directions"]) == 2 and {"cv", "r2", "factor"} <= set(prop["directions"][0])
+  assert 0 <= prop["robustness"]["h_validity"] <= 1
+  assert prop["inversion"]["exact"]["mse"] < 1e-6  # the DPM-Encoder is exact
   (q,) = out["sample_quality"].values()
   assert 0 <= q["validity"] <= 1 and set(q["tv"]) == {"shape", "scale", "orientation", "x", "y"}
   rows = out["rows"]
@@ -285,6 +290,9 @@ def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
                    **{"hspace.methods": ("pca", "sefa"), "diffusion.workdir": str(smoke_run),
                       "workdir": str(tmp_path / "bad")})
   with pytest.raises(ValueError, match=r"hspace\.methods has \['sefa'\]"):
+    traversal_eval.hspace(bad, log=lambda s: None)
+  bad = set_fields(bad, **{"hspace.methods": ("pca",)})
+  with pytest.raises(ValueError, match=r"must include 'random'"):
     traversal_eval.hspace(bad, log=lambda s: None)
 
 

@@ -100,6 +100,27 @@ def pullback_directions(den, x_t, t: int, k: int, iters: int = 20, rng=None):
   return v, s, u / jnp.maximum(jnp.linalg.norm(u, axis=1, keepdims=True), 1e-30)
 
 
+_SAMPLERS: dict = {}
+
+
+def _edit_sampler(den, steps: int, t_edit: int, asymmetric: bool):
+  """One jitted DDIM sampler (codes [n, x_dim + K], directions [K, D]) -> images per
+  denoiser and edit setting: the directions are an argument, so the methods of one
+  h-space run share one compiled program (keyed by the denoiser's eps_fn, kept alive)."""
+  key = (id(den.eps_fn), steps, t_edit, asymmetric)
+  if key not in _SAMPLERS:
+    x_dim, shape = int(np.prod(den.image_shape)), tuple(den.h_shape)
+
+    def generate(z, u):
+      x_T = z[:, :x_dim].reshape((-1,) + tuple(den.image_shape))
+      dh = (z[:, x_dim:] @ u).reshape((-1,) + shape)
+      return process.to_image(process.ddim_sample(den.eps_fn, den.schedule, x_T, steps,
+                                                  delta_h=dh, t_edit=t_edit,
+                                                  asymmetric=asymmetric))
+    _SAMPLERS[key] = (den.eps_fn, jax.jit(generate))
+  return _SAMPLERS[key][1]
+
+
 @dataclasses.dataclass
 class EditGenerator:
   """A denoiser with K h-directions as a generator of codes [x_T, c] (module doc), with
@@ -120,16 +141,8 @@ class EditGenerator:
     u = jnp.asarray(self.directions, jnp.float32) * float(self.scale)
     self.k = u.shape[0]
     self.x_dim = int(np.prod(self.den.image_shape))
-    shape, steps = tuple(self.den.h_shape), int(self.steps)
-
-    def generate(z):
-      x_T = z[:, :self.x_dim].reshape((-1,) + tuple(self.den.image_shape))
-      dh = (z[:, self.x_dim:] @ u).reshape((-1,) + shape)
-      x0 = process.ddim_sample(self.den.eps_fn, self.den.schedule, x_T, steps, delta_h=dh,
-                               t_edit=int(self.t_edit), asymmetric=self.asymmetric)
-      return process.to_image(x0)
-
-    self.generate = jax.jit(generate)
+    sampler = _edit_sampler(self.den, int(self.steps), int(self.t_edit), bool(self.asymmetric))
+    self.generate = lambda z: sampler(z, u)
     x_T = jax.random.normal(jax.random.key(int(self.seed)), (int(self.num_anchors), self.x_dim))
     self.z = jnp.concatenate([x_T, jnp.zeros((x_T.shape[0], self.k))], 1)
     self.sd = 1.0

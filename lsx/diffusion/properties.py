@@ -129,3 +129,36 @@ def inversion_quality(den, images, oracle: Callable, steps: int = 50, exact: boo
   same = np.all(np.asarray(f0) == np.asarray(f1), axis=1)
   return {"mse": float(jnp.mean((rec - jnp.asarray(images)) ** 2)),
           "same_factors": float(same.mean())}
+
+
+def measure(gen, random_gen, oracle: Callable, dataset, den, *, scale: float,
+            anchors: int = 16, inversions: int = 32, inversion_steps: int = 20,
+            seed: int = 0, log: Callable = print) -> dict:
+  """Asyrp's four properties for the directions of `gen` (an EditGenerator), each
+  direction judged on the factor it moves most, and the inversion round trips on
+  `inversions` data images. `random_gen`: random h-directions (robustness's random Δh).
+  Returns {"directions": per direction {"factor", "change", "cv", "r2"}, "composition",
+  "robustness", "inversion": {"ddim", "exact"}} (module doc for each number)."""
+  sizes = np.asarray(dataset.factor_sizes)
+  names = list(dataset.factor_names)
+  per = []
+  scales = (-scale, -scale / 2, scale / 2, scale)
+  for k in range(gen.k):
+    hom = homogeneity(gen, oracle, sizes, k, scale, anchors)
+    j = int(np.argmax(np.abs(hom["mean"])))
+    lin = linearity(gen, oracle, sizes, k, scales, anchors)
+    per.append({"direction": k, "factor": names[j], "change": float(hom["mean"][j]),
+                "cv": float(hom["cv"][j]), "r2": float(lin["r2"][j])})
+    log(f"properties: direction {k} moves {names[j]} by {hom['mean'][j]:+.3f} "
+        f"(cv {hom['cv'][j]:.2f}, linearity R2 {lin['r2'][j]:.2f})")
+  comp = composition(gen, oracle, sizes, 0, min(1, gen.k - 1), scale, anchors)
+  rob = robustness(random_gen, oracle, dataset, scale, anchors=anchors, seed=seed)
+  images, _ = dataset.sample(jax.random.key(seed + 7), int(inversions))
+  inv = {"ddim": inversion_quality(den, images, oracle, inversion_steps),
+         "exact": inversion_quality(den, images, oracle, exact=True,
+                                    rng=jax.random.key(seed + 8))}
+  log(f"properties: composition error {comp['image_error']:.3f} (images), robustness "
+      f"validity h {rob['h_validity']:.2f} vs x_T {rob['x_validity']:.2f}, inversion MSE "
+      f"DDIM {inv['ddim']['mse']:.2e} / exact {inv['exact']['mse']:.2e}")
+  return {"scale": float(scale), "anchors": int(anchors), "directions": per,
+          "composition": comp, "robustness": rob, "inversion": inv}
