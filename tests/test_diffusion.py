@@ -357,3 +357,31 @@ def test_inversion_quality_on_the_gaussian_closed_form():
   assert q["mse"] < 1e-3 and q["same_factors"] > 0.5
   fine = hp.inversion_quality(den, images, coarse, steps=1000)
   assert fine["mse"] < q["mse"] / 20 and fine["same_factors"] >= q["same_factors"]
+
+
+def test_an_sae_trains_on_the_denoisers_h_per_position(smoke_run, tmp_path):
+  # DenoiserActivations: h of the U-Net at timestep t on noised data images, each spatial
+  # position one activation with its image's factors; equal to eps_fn's h computed here
+  import json
+  from lsx.sae.sources import DenoiserActivations
+  from lsx.diffusion import process
+  src = DenoiserActivations(str(smoke_run), t=5, runs=runs)
+  hh, ww, ch = src.den.h_shape
+  x, f = src.sample(jax.random.key(3), 2 * hh * ww)
+  assert x.shape == (2 * hh * ww, ch) and f.shape == (2 * hh * ww, 5)
+  k_img, k_noise = jax.random.split(jax.random.key(3))
+  images, factors = src.dataset.sample(k_img, 2)
+  x0 = process.to_model(images)
+  x_t = process.q_sample(src.den.schedule, x0, jnp.full((2,), 5), jax.random.normal(k_noise, x0.shape))
+  _, h = src.den.eps_fn(x_t, jnp.full((2,), 5))
+  np.testing.assert_allclose(x, np.asarray(h).reshape(-1, ch), rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(f[hh * ww], factors[1])  # image 1's first position
+  pooled = DenoiserActivations(str(smoke_run), t=5, pool="mean", runs=runs)
+  assert pooled.sample(jax.random.key(0), 3)[0].shape == (3, ch)
+  with pytest.raises(ValueError, match="outside the denoiser's timesteps"):
+    DenoiserActivations(str(smoke_run), t=20, runs=runs)
+  c = set_fields(common.load("configs/sae_unet.py:smoke"),
+                 **{"workdir": str(tmp_path / "sae"), "source.workdir": str(smoke_run)})
+  runs.train(c, **QUIET)
+  m = json.load(open(tmp_path / "sae" / "metrics.json"))
+  assert m["l0"] > 0 and np.isfinite(m["fvu"])

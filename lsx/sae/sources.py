@@ -8,6 +8,8 @@ sweep, so the members read the same batches):
                     rendered on device from the key (known features: `true_features`)
   ModelActivations  a layer of a trained lsx autoencoder on its dataset, computed on the
                     fly (`extra`: the images' factors, for the disentanglement metrics)
+  DenoiserActivations  h of a trained lsx denoiser (lsx.diffusion) at one timestep, per
+                    spatial position or pooled, on noised images of its dataset
   ArrayShards       activations on disk: memory-mapped `.npy` shards read in batches
                     through a host callback, every row once per epoch in a shuffled
                     order (bounded memory: the batch and the epoch's permutation)
@@ -20,6 +22,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from lsx.diffusion import family as diffusion_family, process
 from lsx.records import require_run
 
 
@@ -91,6 +94,54 @@ class ModelActivations:
   def sample(self, rng, n: int):
     images, factors = self.dataset.sample(rng, n)
     return self.features(images), factors
+
+  def sample_at(self, t, n: int):
+    return self.sample(jax.random.fold_in(self.data_key, t), n)
+
+
+class DenoiserActivations:
+  """h (the U-Net's middle-block output, lsx.diffusion) of the denoiser run in `workdir`
+  on its dataset's images noised to timestep `t` (fresh noise per batch): with
+  `pool='positions'` every spatial position's channel vector is one activation, as
+  Revelio trains k-sparse autoencoders on diffusion U-Net features per location
+  (`extra`: the image's factors, repeated per position); with `pool='mean'` one
+  activation per image, h averaged over positions (`extra`: its factors)."""
+
+  POOLS = ("positions", "mean")
+
+  def __init__(self, workdir: str, t: int = 500, pool: str = "positions", data_seed: int = 0,
+               runs=None):
+    require_run(workdir, "an SAE's denoiser activations", ("diffusion",), sweep=False)
+    if runs is None:
+      raise ValueError("DenoiserActivations loads its run through lsx.runs: pass runs=lsx.runs.")
+    if pool not in self.POOLS:
+      raise ValueError(f"config.source.pool must be one of {self.POOLS}, got {pool!r}.")
+    setup, state = runs.load_run(workdir)
+    timesteps = int(setup.config.diffusion.timesteps)
+    if not 0 <= int(t) < timesteps:
+      raise ValueError(f"config.source.t={t} is outside the denoiser's timesteps "
+                       f"0..{timesteps - 1}.")
+    self.den = diffusion_family.denoiser(setup, state.params)
+    self.dataset, self.t, self.pool = setup.dataset, int(t), pool
+    hh, ww, ch = self.den.h_shape
+    self.positions = 1 if pool == "mean" else hh * ww
+    self.dim = int(ch)
+    self.data_key = jax.random.key(int(data_seed))
+
+    def features(rng, images):
+      x0 = process.to_model(images)
+      x_t = process.q_sample(self.den.schedule, x0, jnp.full((x0.shape[0],), self.t),
+                             jax.random.normal(rng, x0.shape))
+      _, h = self.den.eps_fn(x_t, jnp.full((x0.shape[0],), self.t))
+      return h.mean((1, 2)) if pool == "mean" else h.reshape(-1, self.dim)
+    self.features = features
+
+  def sample(self, rng, n: int):
+    k_img, k_noise = jax.random.split(rng)
+    m = -(-int(n) // self.positions)  # images whose positions cover n activations
+    images, factors = self.dataset.sample(k_img, m)
+    h = self.features(k_noise, images)[:n]
+    return h, jnp.repeat(factors, self.positions, axis=0)[:n]
 
   def sample_at(self, t, n: int):
     return self.sample(jax.random.fold_in(self.data_key, t), n)
@@ -205,7 +256,7 @@ def unit_mean_square_scale(source, n: int = 4096, seed: int = 0) -> float:
 
 
 def make_source(spec, runs=None) -> object:
-  """The source of `config.source` (kind: toy | model | arrays; `normalize`: scaled by
+  """The source of `config.source` (kind: toy | model | arrays | denoiser; `normalize`: scaled by
   `unit_mean_square_scale`); `runs` (lsx.runs) loads a 'model' source's run."""
   src = _make_source(spec, runs)
   if spec.get("normalize", False):
@@ -227,4 +278,9 @@ def _make_source(spec, runs=None) -> object:
                             int(spec.get("data_seed", 0)), runs)
   if kind == "arrays":
     return ArrayShards(spec.get("paths", ""), int(spec.get("data_seed", 0)))
-  raise ValueError(f"config.source.kind must be 'toy', 'model' or 'arrays', got {kind!r}.")
+  if kind == "denoiser":
+    return DenoiserActivations(spec.get("workdir", ""), int(spec.get("t", 500)),
+                               str(spec.get("pool", "positions")),
+                               int(spec.get("data_seed", 0)), runs)
+  raise ValueError(f"config.source.kind must be 'toy', 'model', 'arrays' or 'denoiser', got "
+                   f"{kind!r}.")
