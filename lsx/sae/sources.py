@@ -270,10 +270,11 @@ def _make_source(spec, runs=None) -> object:
     return ToySuperposition(int(spec.get("num_features", 512)), int(spec.get("dim", 64)),
                             float(spec.get("active", 4.0)), float(spec.get("decay", 0.0)),
                             int(spec.get("feature_seed", 0)), int(spec.get("data_seed", 0)))
+  if kind in ("model", "denoiser") and (
+      not spec.get("workdir") or not os.path.exists(os.path.join(spec.workdir, "config.json"))):
+    raise FileNotFoundError(f"config.source.workdir={spec.get('workdir')!r} holds no trained "
+                            f"run; train it first (experiments.train) or set the path.")
   if kind == "model":
-    if not spec.get("workdir") or not os.path.exists(os.path.join(spec.workdir, "config.json")):
-      raise FileNotFoundError(f"config.source.workdir={spec.get('workdir')!r} holds no trained "
-                              f"run; train it first (experiments.train) or set the path.")
     return ModelActivations(spec.workdir, spec.get("layer", "Dense_0"),
                             int(spec.get("data_seed", 0)), runs)
   if kind == "arrays":
