@@ -225,6 +225,28 @@ def hspace_directions(config, den, dataset, oracle, log: Callable = viz.log):
   return out, diffusion_process.to_image(x0)
 
 
+def _vae_prior(config, image_shape):
+  """(row name, generate(rng, n) -> images at `image_shape`) of config.vae's prior samples,
+  or None without a vae.workdir. A VAE rendering k times the denoiser's size is averaged
+  over k x k blocks (the row says so); another size or channel count is refused."""
+  if not (config.get("vae") and config.vae.workdir):
+    return None
+  dec = runs.load_decoder(runs.ensure_trained(config.vae.workdir, config.vae.config), 16)
+  vs, ds = tuple(dec.dataset.image_shape), tuple(image_shape)
+  k = vs[0] // ds[0]
+  if vs[2] != ds[2] or k < 1 or vs[0] != k * ds[0] or vs[1] != k * ds[1]:
+    raise ValueError(f"config.vae.workdir renders {vs[0]}x{vs[1]}x{vs[2]} images and the "
+                     f"denoiser {ds[0]}x{ds[1]}x{ds[2]}: the VAE's prior samples are scored at "
+                     f"the denoiser's size, so give a VAE of the same data at that size or "
+                     f"an integer multiple of it.")
+
+  def generate(rng, n):
+    x = dec.generate(jax.random.normal(rng, (n, dec.model.latent_dim)))
+    return x.reshape(n, ds[0], k, ds[1], k, ds[2]).mean((2, 4)) if k > 1 else x
+  name = "VAE prior samples" + (f" ({vs[0]}x{vs[1]}, averaged to {ds[0]}x{ds[1]})" if k > 1 else "")
+  return name, generate
+
+
 def hspace(config, log: Callable = viz.log) -> dict:
   """Directions in the h-space of the denoiser run config.diffusion.workdir (trained first
   from config.diffusion.config when absent), each method's K directions edited into
@@ -245,14 +267,14 @@ def hspace(config, log: Callable = viz.log) -> dict:
   oracle = lm.oracle_from_config(setup.dataset, c.eval, log=log)
   os.makedirs(c.workdir, exist_ok=True)
   hs, span, steps = c.hspace, float(c.eval.span), int(c.eval.steps)
+  vae = _vae_prior(c, den.image_shape)  # refused before anything is computed
   directions, samples = hspace_directions(c, den, setup.dataset, oracle, log)
   quality = {f"denoiser (DDIM, {int(hs.sample_steps)} steps)":
              sample_quality(samples, oracle, setup.dataset)}
-  if c.get("vae") and c.vae.workdir:  # the VAE's prior samples of the same data, beside
-    dec = runs.load_decoder(runs.ensure_trained(c.vae.workdir, c.vae.config), 16)
-    z = jax.random.normal(jax.random.key(int(hs.seed) + 1), (samples.shape[0],
-                                                            dec.model.latent_dim))
-    quality["VAE prior samples"] = sample_quality(dec.generate(z), oracle, setup.dataset)
+  if vae is not None:  # the VAE's prior samples of the same data, beside
+    name, generate = vae
+    quality[name] = sample_quality(generate(jax.random.key(int(hs.seed) + 1), samples.shape[0]),
+                                   oracle, setup.dataset)
   for name, q in quality.items():
     log(f"{name}: validity {q['validity']:.3f}, factor TV {q['tv_mean']:.3f}")
   sets = {}

@@ -385,3 +385,25 @@ def test_an_sae_trains_on_the_denoisers_h_per_position(smoke_run, tmp_path):
   runs.train(c, **QUIET)
   m = json.load(open(tmp_path / "sae" / "metrics.json"))
   assert m["l0"] > 0 and np.isfinite(m["fvu"])
+
+
+def test_vae_prior_samples_are_averaged_to_the_denoisers_size_or_refused(monkeypatch):
+  # a VAE rendering twice the denoiser's size is scored on 2x2 block means; another size
+  # is refused by name before anything is computed
+  from types import SimpleNamespace
+  from lsx import traversal_eval
+  fake = SimpleNamespace(dataset=SimpleNamespace(image_shape=(8, 8, 1)),
+                         model=SimpleNamespace(latent_dim=3),
+                         generate=lambda z: jnp.broadcast_to(
+                             jnp.arange(64.0).reshape(1, 8, 8, 1), (z.shape[0], 8, 8, 1)))
+  monkeypatch.setattr(runs, "ensure_trained", lambda w, c: w)
+  monkeypatch.setattr(runs, "load_decoder", lambda w, n: fake)
+  c = common.load("configs/hspace_sprites.py:smoke")
+  c = set_fields(c, **{"vae.workdir": "somewhere"})
+  name, gen = traversal_eval._vae_prior(c, (4, 4, 1))
+  assert name == "VAE prior samples (8x8, averaged to 4x4)"
+  x = np.asarray(gen(jax.random.key(0), 2))
+  want = np.arange(64.0).reshape(4, 2, 4, 2).mean((1, 3))
+  np.testing.assert_allclose(x[1, ..., 0], want)
+  with pytest.raises(ValueError, match="renders 8x8x1 images and the denoiser 3x3x1"):
+    traversal_eval._vae_prior(c, (3, 3, 1))
