@@ -11,7 +11,9 @@ workdir holds none), hspace (methods: 'pca' of h over samples and timesteps, 'ja
 contrastive), 'random', 'factors' regressed on the oracle's reading of the samples; num:
 K directions;
 samples: the x_T draws h is collected from along sample_steps DDIM steps, which are also
-the edited sampler's steps; t_edit: edits apply for t >= t_edit; asymmetric: Asyrp's
+the edited sampler's steps; scale: the edit unit, 'common' (one norm for every method:
+the RMS std of h along its K principal directions) or 'direction' (the std of h along each
+direction, which leaves directions off h's principal subspace nearly inert); t_edit: edits apply for t >= t_edit; asymmetric: Asyrp's
 edit, else symmetric; properties: the methods whose directions get Asyrp's homogeneity,
 linearity, composition and robustness measured, plus the inversion round trips), vae (a VAE run of the same data whose prior samples' validity and
 factor TV distance are reported beside the denoiser's samples: lsx.metrics.sample_quality),
@@ -34,7 +36,7 @@ def get_config(arg: str = ""):
   c.hspace = dict(methods=("pca", "jacobian", "pullback", "noiseclr", "latentclr", "random",
                            "factors"), num=8,
                   samples=256, sample_steps=20, t=500, iters=20, t_edit=0, asymmetric=True,
-                  seed=0, properties=("pca",))
+                  seed=0, properties=("pca",), scale="common")
   # the contrastive methods' runs (family 'h_directions', in workdir/<method>): budget and
   # hp (temperature; alpha: the edit's length in RMS deviations of h; t_min: the smallest
   # timestep the training images are noised to)

@@ -182,6 +182,9 @@ def check_hspace(config) -> None:
     raise ValueError(f"config.hspace.properties {sorted(props)} must name methods of "
                      f"config.hspace.methods {list(hs.methods)}, which must include "
                      f"'random' (robustness edits along random h-directions).")
+  if hs.get("scale", "common") not in ("common", "direction"):
+    raise ValueError(f"config.hspace.scale must be 'common' (one norm for every method) or "
+                     f"'direction' (the std of h along each direction), got {hs.scale!r}.")
   validate.positive(config, "hspace.num", "hspace.samples", "hspace.sample_steps",
                     "hspace.iters", "eval.anchors", "eval.steps", "eval.vp_anchors")
   lm.check_oracle(config.eval.oracle)
@@ -189,7 +192,7 @@ def check_hspace(config) -> None:
 
 
 def hspace_directions(config, den, dataset, oracle, log: Callable = viz.log):
-  """({method: unit h-directions [K, D] scaled to one std of the sampled h along each},
+  """({method: h-directions [K, D], unit rows times the edit unit of hspace.scale},
   the DDIM samples h was collected from, as images):
   the methods of config.hspace.methods (module doc of lsx.diffusion.directions; 'random':
   random unit directions; 'factors': h regressed on the oracle's reading of the samples),
@@ -220,8 +223,16 @@ def hspace_directions(config, den, dataset, oracle, log: Callable = viz.log):
     else:
       factors, _ = oracle(diffusion_process.to_image(x0))
       u = hdirs.factor_h_directions(h.mean(0), factors, lm.ordinal_mask(dataset))
-    out[m] = u * hdirs.projection_std(flat, u)[:, None]
+    out[m] = u
     log(f"h directions: {m} ({u.shape[0]})")
+  # the unit of an edit: 'common' (default) one norm for every method's directions, the
+  # RMS std of h along its K principal directions, so an off-manifold direction moves h
+  # as far as a principal one; 'direction': the std of h along each direction itself
+  if hs.get("scale", "common") == "direction":
+    out = {m: u * hdirs.projection_std(flat, u)[:, None] for m, u in out.items()}
+  else:
+    common = jnp.sqrt(jnp.mean(hdirs.pca_directions(flat, k)[1]))
+    out = {m: u * common for m, u in out.items()}
   return out, diffusion_process.to_image(x0)
 
 

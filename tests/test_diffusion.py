@@ -294,6 +294,9 @@ def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
   bad = set_fields(bad, **{"hspace.methods": ("pca",)})
   with pytest.raises(ValueError, match=r"must include 'random'"):
     traversal_eval.hspace(bad, log=lambda s: None)
+  bad = set_fields(bad, **{"hspace.properties": (), "hspace.scale": "std"})
+  with pytest.raises(ValueError, match=r"hspace\.scale must be 'common'"):
+    traversal_eval.hspace(bad, log=lambda s: None)
 
 
 # --- Asyrp's h-space properties (lsx.diffusion.properties), on generators of known form
