@@ -109,6 +109,8 @@ def _edit_sampler(den, steps: int, t_edit: int, asymmetric: bool):
   h-space run share one compiled program (keyed by the denoiser's eps_fn, kept alive)."""
   key = (id(den.eps_fn), steps, t_edit, asymmetric)
   if key not in _SAMPLERS:
+    if len(_SAMPLERS) >= 8:  # bounded: a long session does not keep every denoiser alive
+      _SAMPLERS.clear()
     x_dim, shape = int(np.prod(den.image_shape)), tuple(den.h_shape)
 
     def generate(z, u):
