@@ -22,6 +22,7 @@ import glob
 import json
 import os
 import shutil
+import time
 from typing import Callable, Sequence
 
 import numpy as np
@@ -62,7 +63,12 @@ class RunWriter:
     self.names = None if members is None else member_names(members)
     dirs = [root] if members is None else [os.path.join(root, n) for n in self.names]
     purge = {"purge_step": int(start) + 1} if start else {}
-    self.writers = [SummaryWriter(d, flush_secs=30, **purge) for d in dirs]
+    # tensorboardX names event files by the second: a resumed run's file written within
+    # the same second as the run it continues would replace that file, so a nanosecond
+    # suffix keeps both, in the order they were written
+    suffix = f".{time.time_ns()}"
+    self.writers = [SummaryWriter(d, flush_secs=30, filename_suffix=suffix, **purge)
+                    for d in dirs]
     self.labels = list(members) if members is not None else None
     if not start:
       text = "```\n" + json.dumps(config_json, indent=1, sort_keys=True) + "\n```"
