@@ -222,11 +222,6 @@ def make_objective(sae: SAE, source_sample, *, median_samples: int = 4096) -> Ob
       l1 = jnp.mean(jnp.sum(f * norms, -1))
       total = total + hp["l1_coeff"] * l1
       aux["l1"] = l1
-    elif sae.bottleneck in ("topk", "batchtopk"):
-      e = jax.lax.stop_gradient(x - x_hat)
-      aux_loss, num_dead = _aux_loss(sae, params, x, jax.lax.stop_gradient(pre), e, mask)
-      total = total + hp["aux_coeff"] * aux_loss
-      aux.update(aux_loss=aux_loss, dead=num_dead / jnp.maximum(mask.sum(), 1))
     elif sae.bottleneck == "jumprelu":
       theta = jnp.exp(params["log_threshold"])
       norms = jnp.linalg.norm(params["W_dec"], axis=-1)
@@ -243,8 +238,9 @@ def make_objective(sae: SAE, source_sample, *, median_samples: int = 4096) -> Ob
       preact = jnp.mean(jnp.sum(jnp.where(mask, jax.nn.relu(theta - pre) * norms, 0.0), -1))
       total = total + hp["preact_coeff"] * preact
       aux.update(l0_coeff=hp["l0_coeff"] * ramp, preact=preact)
-      # lsx's option: TopK's AuxK on the dead latents (aux_coeff > 0) revives them on the
-      # residual the live ones leave, where the paper's estimator gives them no gradient
+    if sae.bottleneck in ("topk", "batchtopk", "jumprelu"):
+      # AuxK on the dead latents (for JumpReLU an lsx option, aux_coeff > 0: it revives
+      # them on the residual the live ones leave, where the paper's estimator gives none)
       e = jax.lax.stop_gradient(x - x_hat)
       aux_loss, num_dead = _aux_loss(sae, params, x, jax.lax.stop_gradient(pre), e, mask)
       total = total + hp["aux_coeff"] * aux_loss
