@@ -7,12 +7,14 @@ after one warm-up call (compilation reported separately). Prints a table and the
 
   python benchmarks/metrics_speed.py [--n 10000] [--repeats 3] [--skip-dci]
   python benchmarks/metrics_speed.py --members 16 [--skip-reference]
+  python benchmarks/metrics_speed.py --dci-only [--skip-jax-gbt]   # ratio reference/lsx dci
 
 --members M: a sweep's M members (the problem's latents under M random rotations plus
 noise) scored by lsx.metrics.suite.score_members -- InfoMEC, MIG, DCI and SAP, stacked
 where the metric is pure JAX -- against one member; prints `ratio members/one: R` for
 DCI with the logistic estimator (stacked) and, unless --skip-gbt, with scikit-learn's
-trees (member by member).
+trees (member by member); then DCI alone with the default trees (every member's fits on
+one thread pool): `dci seconds: one member .., M members ..` (--skip-dci: not).
 """
 from __future__ import annotations
 
@@ -85,6 +87,9 @@ def main():
     print(f"{name:34s} {tl:9.3f} {tr:12.3f} {tr / tl:7.1f}x {tc:14.1f}  {note}")
   for name, tl, tr, _, _ in rows:
     print(f"ratio reference/lsx {name}: {tr / tl:.1f}")
+  default = [r for r in rows if r[0].startswith("dci (gbt, host trees")]
+  if default:  # the default DCI estimator on every core of this machine
+    print(f"ratio reference/lsx dci: {default[-1][2] / default[-1][1]:.1f}")
 
 
 def other_rows(z, f, args, rows):
@@ -117,17 +122,28 @@ def dci_rows(z, f, zt, ft, args, rows):
   t_log, a = timed(lambda: lm.dci(z, f, zt, ft, estimator="logistic"), args.repeats)
   rows.append(("DCI (logistic, other estimator)", t_log, t_ref, compile_s,
                f"D {a['disentanglement']:.3f} C {a['completeness']:.3f} (not comparable)"))
-  if not args.skip_jax_gbt:  # lsx's trees in JAX: the first call compiles (one per class count)
+  # lsx's default: the compiled host trees (the first call compiles, numba caches it)
+  t0 = time.perf_counter()
+  lm.dci(z[:200], f[:200], zt[:100], ft[:100])
+  compile_s = time.perf_counter() - t0
+  for threads in sorted({1, jobs}):
+    t_host, a = timed(lambda: lm.dci(z, f, zt, ft, n_jobs=threads), 1)
+    rows.append((f"dci (gbt, host trees, {threads} thread{'s' * (threads > 1)})", t_host, t_ref,
+                 compile_s, _dci_note(a, b)))
+  if not args.skip_jax_gbt:  # the same trees in JAX: the first call compiles (one per class count)
     t0 = time.perf_counter()
-    lm.dci(z, f, zt, ft)
+    lm.dci(z, f, zt, ft, estimator="gbt_xla")
     first = time.perf_counter() - t0
-    t_jax, a = timed(lambda: lm.dci(z, f, zt, ft), 1)
-    imp_diff = np.abs(a["importance"] - b["importance"]).max()
-    rows.append(("DCI (gbt, trees in JAX)", t_jax, t_ref, first - t_jax,
-                 f"D {a['disentanglement']:.3f}/{b['disentanglement']:.3f} "
-                 f"C {a['completeness']:.3f}/{b['completeness']:.3f} "
-                 f"I {a['informativeness_test']:.3f}/{b['informativeness_test']:.3f} "
-                 f"max |R - R_ref| {imp_diff:.3f}"))
+    t_jax, a = timed(lambda: lm.dci(z, f, zt, ft, estimator="gbt_xla"), 1)
+    rows.append(("dci (gbt_xla, trees in JAX)", t_jax, t_ref, first - t_jax, _dci_note(a, b)))
+
+
+def _dci_note(a, b):
+  imp_diff = np.abs(a["importance"] - b["importance"]).max()
+  return (f"D {a['disentanglement']:.4f}/{b['disentanglement']:.4f} "
+          f"C {a['completeness']:.4f}/{b['completeness']:.4f} "
+          f"I {a['informativeness_test']:.4f}/{b['informativeness_test']:.4f} "
+          f"max |R - R_ref| {imp_diff:.4f}")
 
 
 def members_speed(args):
@@ -151,6 +167,12 @@ def members_speed(args):
     tm, _ = timed(lambda: score(m), 1)
     print(f"{'InfoMEC + MIG + DCI (' + est + ') + SAP':44s} {t1:13.2f} {tm:14.2f} {tm / t1:6.1f}x")
     print(f"ratio members/one ({est} DCI): {tm / t1:.1f}")
+  if not args.skip_dci:  # DCI alone with the default trees: the sweep's fits share one pool
+    dci_only = lambda k: score_members(zs[:k], f, zts[:k], ft, metrics=("dci",), log=quiet)
+    t1, _ = timed(lambda: dci_only(1), 1)
+    tm, _ = timed(lambda: dci_only(m), 1)
+    print(f"{'DCI (gbt, host trees) alone':44s} {t1:13.2f} {tm:14.2f} {tm / t1:6.1f}x")
+    print(f"dci seconds: one member {t1:.1f}, {m} members {tm:.1f} ({tm / m:.2f} a member)")
 
 
 if __name__ == "__main__":

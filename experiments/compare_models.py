@@ -28,8 +28,9 @@ _STEPS = flags.DEFINE_integer("steps", 0, "Training steps for every run (0: each
 _METRICS = flags.DEFINE_list("metrics", ["infomec", "mig", "dci"], "Metrics to compute.")
 _N = flags.DEFINE_integer("num_samples", 10000, "Evaluation samples.")
 _NTEST = flags.DEFINE_integer("num_test", 5000, "Test samples (DCI/SAP).")
-_DCI = flags.DEFINE_enum("dci_estimator", "gbt", ["gbt", "sklearn", "logistic"], "DCI estimator.")
-_JOBS = flags.DEFINE_integer("dci_jobs", os.cpu_count() or 1, "Processes for the DCI tree fits.")
+_DCI = flags.DEFINE_enum("dci_estimator", "gbt", ["gbt", "gbt_xla", "sklearn", "logistic"], "DCI estimator.")
+_JOBS = flags.DEFINE_integer("dci_jobs", os.cpu_count() or 1,
+                             "Threads (gbt) or processes (sklearn) for the DCI tree fits.")
 _COLUMNS = ("infom", "infoc", "infoe", "mig", "dci_disentanglement", "dci_completeness",
             "dci_informativeness_test", "sap", "factor_vae", "beta_vae")
 

@@ -24,9 +24,10 @@ _N = flags.DEFINE_integer("num_samples", 10000, "Samples for InfoMEC/MIG/DCI/SAP
 _NTEST = flags.DEFINE_integer("num_test", 5000, "Test samples for DCI/SAP.")
 _NINT = flags.DEFINE_integer("intervention_train", 10000, "Votes for BetaVAE/FactorVAE (train).")
 _NINTE = flags.DEFINE_integer("intervention_eval", 5000, "Votes for BetaVAE/FactorVAE (eval).")
-_DCI = flags.DEFINE_enum("dci_estimator", "gbt", ["gbt", "sklearn", "logistic"],
+_DCI = flags.DEFINE_enum("dci_estimator", "gbt", ["gbt", "gbt_xla", "sklearn", "logistic"],
                          "DCI importance estimator.")
-_JOBS = flags.DEFINE_integer("dci_jobs", os.cpu_count() or 1, "Processes for the DCI tree fits.")
+_JOBS = flags.DEFINE_integer("dci_jobs", os.cpu_count() or 1,
+                             "Threads (gbt) or processes (sklearn) for the DCI tree fits.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the evaluation samples.")
 
 

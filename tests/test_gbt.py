@@ -1,11 +1,13 @@
-"""Gradient-boosted trees in JAX (lsx.metrics.gbt) against a slow numpy tree written from
-scikit-learn's algorithm, and against scikit-learn's GradientBoostingClassifier itself."""
+"""Gradient-boosted trees -- in JAX (lsx.metrics.gbt) and as compiled host code
+(lsx.metrics.host_trees, DCI's default) -- against a slow numpy tree written from
+scikit-learn's algorithm, against scikit-learn's GradientBoostingClassifier itself, and
+against each other."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lsx.metrics import gbt
+from lsx.metrics import gbt, host_trees
 
 
 def _reference_tree(x, r):
@@ -102,7 +104,8 @@ def test_boosting_agrees_with_scikit_learn(k):
   assert np.mean(pt == sk.predict(x)) >= 0.97 and np.mean(pe == sk.predict(xe)) >= 0.95
 
 
-def test_default_dci_trees_on_the_reference_fixture():
+@pytest.mark.parametrize("estimator", ["gbt", "gbt_xla"])
+def test_dci_trees_on_the_reference_fixture(estimator):
   import json
   import os
   import sys
@@ -110,6 +113,111 @@ def test_default_dci_trees_on_the_reference_fixture():
   from make_reference import dci_case
   from lsx import metrics as lm
   ref = json.load(open(os.path.join(os.path.dirname(__file__), "reference", "metrics_reference.json")))
-  got = lm.dci(*dci_case())  # default: the JAX trees
+  got = lm.dci(*dci_case(), estimator=estimator)  # gbt: the default
   for key in ("disentanglement", "completeness", "informativeness_test"):
     assert abs(got[key] - ref["dci"][key]) <= 1e-2, key
+
+
+def _host_tree(x, r):
+  n, d = x.shape
+  order = np.ascontiguousarray(np.argsort(x, axis=0, kind="stable").T, np.int32)
+  xs = np.ascontiguousarray(np.take_along_axis(x.T, order, 1))
+  nid, feat, thr = np.zeros(n, np.int64), np.zeros(15, np.int64), np.zeros(15)
+  split, imp = np.zeros(15, bool), np.zeros(d)
+  host_trees._grow(x, xs, order, r, nid, feat, thr, split, imp, np.empty((2, d, n), np.int32),
+                   np.empty((2, d, n), np.float32), np.zeros(n, bool))
+  return {h: (int(feat[h]), float(thr[h])) for h in range(7) if split[h]}, nid, imp
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_host_trees_equal_the_slow_reference(seed):
+  rng = np.random.default_rng(seed)
+  n, d = 240, 5
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  x[:, 4] = np.round(x[:, 4])  # ties: thresholds only between distinct values
+  x[:5, 2] = x[5, 2] + 5e-8  # values closer than 1e-7 are one value
+  for k in range(3):
+    r = np.sin(2 * x[:, 0]) + 0.5 * (k + 1) * x[:, 1] + rng.normal(size=n) * 0.3
+    if k == 2:
+      r[x[:, 0] > 0.3] = 0.25  # a node of equal residuals is a leaf
+    got, leaf, imp = _host_tree(x, r)
+    want, want_leaf, want_imp = _reference_tree(x, r)
+    assert got == {h: (f, float(t)) for h, (f, t) in want.items()}, k
+    np.testing.assert_array_equal(leaf, want_leaf)
+    np.testing.assert_allclose(imp, want_imp, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_host_boosting_agrees_with_scikit_learn_and_the_jax_trees(k):
+  from sklearn.ensemble import GradientBoostingClassifier
+  rng = np.random.default_rng(k)
+  n, d = 500, 4
+  x = rng.normal(size=(n, d)).astype(np.float32)
+  y = (np.floor((x[:, 0] + 0.5 * x[:, 1] + rng.normal(size=n) * 0.4) * 1.5) % k).astype(int)
+  xe = rng.normal(size=(300, d)).astype(np.float32)
+  sk = GradientBoostingClassifier(random_state=0, n_estimators=30).fit(x, y)
+  imp, pt, pe = host_trees.fit_predict(x, y, xe, num_classes=k, stages=30)
+  np.testing.assert_allclose(imp, sk.feature_importances_, atol=0.02)
+  assert abs(imp.sum() - 1) < 1e-12
+  assert np.mean(pt == sk.predict(x)) >= 0.97 and np.mean(pe == sk.predict(xe)) >= 0.95
+  # the JAX trees compute the same in float32: with two classes the first stages'
+  # residuals take two values, so splits of the noise features tie exactly in real
+  # arithmetic and the sums' rounding picks one -- the same tolerance as scikit-learn's
+  ij, pj, pej = jax.device_get(gbt.fit_predict(jnp.asarray(x), jnp.asarray(y), jnp.asarray(xe),
+                                               num_classes=k, stages=30))
+  np.testing.assert_allclose(imp, ij, atol=0.02)
+  assert np.mean(pt == pj) >= 0.97 and np.mean(pe == pej) >= 0.95
+
+
+def test_host_trees_do_not_depend_on_threads_and_members_equal_their_runs_alone():
+  from lsx import metrics as lm
+  from lsx.metrics.dci import dci_members
+  rng = np.random.default_rng(3)
+  f = np.stack([rng.integers(0, s, 300) for s in (2, 3, 5)], 1)
+  ft = np.stack([rng.integers(0, s, 100) for s in (2, 3, 5)], 1)
+  codes = lambda ff, q: ((ff + rng.normal(size=ff.shape) * 0.3) @ q).astype(np.float32)
+  qs = [np.linalg.qr(rng.normal(size=(3, 3)))[0] for _ in range(2)]
+  members = [(codes(f, q), codes(ft, q)) for q in qs]
+  one = lm.dci(*members[0][:1], f, members[0][1], ft, n_jobs=1)
+  two = lm.dci(*members[0][:1], f, members[0][1], ft, n_jobs=2)
+  np.testing.assert_array_equal(one["importance"], two["importance"])
+  both = dci_members(members, f, ft, n_jobs=2)
+  for (zt, ze), got in zip(members, both):
+    alone = lm.dci(zt, f, ze, ft, n_jobs=1)
+    for key in ("disentanglement", "completeness", "informativeness_test"):
+      assert got[key] == alone[key], key
+    np.testing.assert_array_equal(got["importance"], alone["importance"])
+
+
+def test_host_trees_refuse_bad_input():
+  x = np.zeros((10, 2), np.float32)
+  with pytest.raises(ValueError, match=">= 2 classes"):
+    host_trees.fit_predict(x, np.zeros(10, int), x, num_classes=1)
+  with pytest.raises(ValueError, match="share d"):
+    host_trees.fit_predict(x, np.arange(10) % 2, np.zeros((4, 3)), num_classes=2)
+  with pytest.raises(ValueError, match="labels in"):
+    host_trees.fit_predict(x, np.arange(10) % 3, x, num_classes=2)
+  from lsx import metrics as lm
+  with pytest.raises(ValueError, match="Unknown DCI estimator 'trees'.*gbt_xla"):
+    lm.dci(x, np.zeros((10, 1)), x, np.zeros((10, 1)), estimator="trees")
+
+
+def test_a_sweeps_dci_equals_each_member_alone():
+  # score_members fits every (member, factor) on one thread pool; a member whose latents
+  # fail the checks gets its error and does not stop the others
+  from lsx import metrics as lm
+  from lsx.metrics.suite import score_members
+  rng = np.random.default_rng(5)
+  f = np.stack([rng.integers(0, s, 200) for s in (2, 4)], 1)
+  ft = np.stack([rng.integers(0, s, 80) for s in (2, 4)], 1)
+  z = np.stack([(np.concatenate([f, f], 1) + rng.normal(size=(200, 4)) * s).astype(np.float32)
+                for s in (0.2, 0.6, 0.4)])
+  zt = np.stack([(np.concatenate([ft, ft], 1) + rng.normal(size=(80, 4)) * s).astype(np.float32)
+                 for s in (0.2, 0.6, 0.4)])
+  z[2, 0, 0] = np.nan
+  out = score_members(z, f, zt, ft, metrics=("dci",), dci_estimator="gbt", log=lambda s: None)
+  for i in range(2):
+    alone = lm.dci(z[i], f, zt[i], ft)
+    for key in ("disentanglement", "completeness", "informativeness_test"):
+      assert out[i][f"dci_{key}"] == alone[key], (i, key)
+  assert "dci" in out[2]["errors"] and "dci_disentanglement" not in out[2]

@@ -2,9 +2,12 @@
 
 `estimator="gbt"` (default) is disentanglement_lib's estimator: one
 `GradientBoostingClassifier()` (scikit-learn's defaults) per factor on the codes, computed
-by lsx's boosted trees in JAX (`lsx.metrics.gbt`: scikit-learn's algorithm, equal up to
-float32 sums and the order exact ties are broken in — scikit-learn's is random — and
-about 5x faster than disentanglement_lib's scikit-learn loop on a 2-core CPU);
+by lsx's compiled host trees (`lsx.metrics.host_trees`: scikit-learn's algorithm in
+float64, equal to it up to the order exact ties are broken in -- scikit-learn's is random
+-- with the factors' fits on `n_jobs` threads, every core by default; benchmarks/
+metrics_speed.py measures the speed against disentanglement_lib's scikit-learn loop).
+`estimator="gbt_xla"` is the same algorithm as jit-compiled JAX (`lsx.metrics.gbt`,
+float32; for accelerators, where a host scan is not what the device is for).
 `estimator="sklearn"` fits scikit-learn's own trees (factors in parallel with `n_jobs`),
 the check. The importance matrix R [d, F] holds |feature_importances_|; informativeness
 is the classifier's accuracy on the train and test sets. Then, with the +1e-11 smoothing,
@@ -62,6 +65,17 @@ def _check(zt, ft, ze, fe):
   return _info.apply_scale(zt, mu, sd), ft, _info.apply_scale(ze, mu, sd), fe
 
 
+ESTIMATORS = ("gbt", "gbt_xla", "sklearn", "logistic")
+
+
+def check_estimator(estimator: str) -> None:
+  if estimator not in ESTIMATORS:
+    raise ValueError(f"Unknown DCI estimator {estimator!r}; choose 'gbt' (disentanglement_lib's "
+                     f"trees, compiled host code), 'gbt_xla' (the same trees in JAX, for "
+                     f"accelerators), 'sklearn' (scikit-learn's own trees) or 'logistic' "
+                     f"(fast, pure JAX, a different estimator).")
+
+
 def _gbt_importance(zt, ft, ze, fe, n_jobs):
   from joblib import Parallel, delayed
   from sklearn.ensemble import GradientBoostingClassifier
@@ -100,20 +114,28 @@ def dci_logistic_from_codes(zt, yt, ze, ye, *, kf: int, l2: float = 1e-3, steps:
           "informativeness_test": acc_e.mean(), "importance": imp.T}
 
 
+def _from_importance(imp, acc_t, acc_e) -> dict:
+  dis, com = scores_from_importance(imp)
+  return {"disentanglement": float(dis), "completeness": float(com),
+          "informativeness_train": float(acc_t.mean()),
+          "informativeness_test": float(acc_e.mean()), "importance": imp}
+
+
 def dci(latents_train, factors_train, latents_test, factors_test, *, estimator: str = "gbt",
-        n_jobs: int = 1) -> dict:
+        n_jobs: int | None = None) -> dict:
   """DCI; returns dict(disentanglement, completeness, informativeness_train,
-  informativeness_test, importance [d, F])."""
+  informativeness_test, importance [d, F]). n_jobs: threads of the 'gbt' trees (default:
+  every core; the numbers do not depend on it), processes of the 'sklearn' ones (default
+  1)."""
+  check_estimator(estimator)
   zt, ft, ze, fe = _check(latents_train, factors_train, latents_test, factors_test)
-  if estimator in ("gbt", "sklearn"):
-    if estimator == "sklearn":
-      imp, acc_t, acc_e = _gbt_importance(zt, ft, ze, fe, n_jobs)
-    else:
-      imp, acc_t, acc_e = gbt_importance(zt, ft, ze, fe)
-    dis, com = scores_from_importance(imp)
-    return {"disentanglement": float(dis), "completeness": float(com),
-            "informativeness_train": float(acc_t.mean()),
-            "informativeness_test": float(acc_e.mean()), "importance": imp}
+  if estimator == "gbt":
+    from lsx.metrics import host_trees  # numba: imported where it is used
+    return _from_importance(*host_trees.importance(zt, ft, ze, fe, threads=n_jobs or 0))
+  if estimator == "gbt_xla":
+    return _from_importance(*gbt_importance(zt, ft, ze, fe))
+  if estimator == "sklearn":
+    return _from_importance(*_gbt_importance(zt, ft, ze, fe, n_jobs or 1))
   if estimator == "logistic":
     both = np.concatenate([ft, fe], 0)
     codes, kf, _ = _info.encode_columns(both)
@@ -121,6 +143,16 @@ def dci(latents_train, factors_train, latents_test, factors_test, *, estimator: 
         jnp.asarray(zt, jnp.float32), jnp.asarray(codes[:len(ft)]),
         jnp.asarray(ze, jnp.float32), jnp.asarray(codes[len(ft):]), kf=kf))
     return {k: (np.asarray(v) if k == "importance" else float(v)) for k, v in out.items()}
-  raise ValueError(f"Unknown DCI estimator {estimator!r}; choose 'gbt' (disentanglement_lib's "
-                   f"trees, in JAX), 'sklearn' (the same with scikit-learn's trees) or "
-                   f"'logistic' (fast, pure JAX, a different estimator).")
+  raise AssertionError(estimator)  # check_estimator names every estimator
+
+
+def dci_members(members, factors_train, factors_test, *, n_jobs: int | None = None) -> list:
+  """DCI ('gbt' trees) of several models' latents on the same factors: members =
+  [(latents_train, latents_test), ...]; every (member, factor) fit on one pool of n_jobs
+  threads (default: every core). One dict per member, as `dci` returns; a member whose
+  latents fail the checks raises its ValueError."""
+  from lsx.metrics import host_trees
+  scaled = [_check(a, factors_train, b, factors_test) for a, b in members]
+  out = host_trees.importance_members([(c[0], c[2]) for c in scaled], scaled[0][1],
+                                      scaled[0][3], threads=n_jobs or 0)
+  return [_from_importance(*o) for o in out]

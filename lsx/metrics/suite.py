@@ -13,7 +13,7 @@ import numpy as np
 from lsx import records
 from lsx.data import renders
 from lsx.metrics import _info
-from lsx.metrics.dci import _check, dci, dci_logistic_from_codes
+from lsx.metrics.dci import _check, check_estimator, dci, dci_logistic_from_codes, dci_members
 from lsx.metrics.infomec import infomec, infomec_from_codes
 from lsx.metrics.interventions import beta_vae_score, factor_vae_score
 from lsx.metrics.mig import mig, mig_from_codes
@@ -67,16 +67,13 @@ def _check_args(metrics, num_samples, num_test, dci_estimator):
     if int(n) < least:
       raise ValueError(f"{name}={n}: the metrics need at least {least} samples "
                        f"(disentanglement_lib uses 10000 / 5000).")
-  if dci_estimator not in ("gbt", "sklearn", "logistic"):
-    raise ValueError(f"Unknown DCI estimator {dci_estimator!r}; choose 'gbt' "
-                     f"(disentanglement_lib's trees, in JAX), 'sklearn' (scikit-learn's "
-                     f"trees) or 'logistic' (fast, pure JAX).")
+  check_estimator(dci_estimator)
 
 
 def evaluate(represent: Callable, dataset, rng, *, discrete_latents: bool = False,
              metrics=ALL, num_samples: int = 10000, num_test: int = 5000,
              dci_estimator: str = "gbt", intervention_train: int = 10000,
-             intervention_eval: int = 5000, dci_jobs: int = 1, log=print,
+             intervention_eval: int = 5000, dci_jobs: int | None = None, log=print,
              dry_run: bool = False) -> dict:
   """Every metric in `metrics` on `represent` (images -> latents). Flat dict of floats.
 
@@ -102,7 +99,7 @@ def evaluate_members(represent_all: Callable, dataset, rng, member_represents, *
                      discrete_latents: bool = False, metrics=ALL, num_samples: int = 10000,
                      num_test: int = 5000, dci_estimator: str = "gbt",
                      intervention_train: int = 10000, intervention_eval: int = 5000,
-                     dci_jobs: int = 1, log=print) -> list[dict]:
+                     dci_jobs: int | None = None, log=print) -> list[dict]:
   """`evaluate` for M members at once: `represent_all(images) -> [M, n, d]` encodes the
   same samples with every member in one program; InfoMEC (continuous latents), MIG and
   DCI-logistic are computed stacked over members (`lax.map` / `vmap` of the pure
@@ -137,7 +134,7 @@ def evaluate_members(represent_all: Callable, dataset, rng, member_represents, *
 
 
 def score_members(z, f, zt, ft, *, metrics=ALL, discrete_latents: bool = False,
-                  dci_estimator: str = "gbt", dci_jobs: int = 1, log=print) -> list[dict]:
+                  dci_estimator: str = "gbt", dci_jobs: int | None = None, log=print) -> list[dict]:
   """InfoMEC, MIG, DCI and SAP of stacked latents z [M, n, d] (test split zt [M, m, d])
   against factors f [n, F] (ft): one dict per member (refusals under "errors")."""
   m = z.shape[0]
@@ -214,6 +211,19 @@ def score_members(z, f, zt, ft, *, metrics=ALL, discrete_latents: bool = False,
             np.stack([v[2] for v in scaled.values()]), jnp.asarray(both[len(f):]), kf=kb)))
         for row, i in enumerate(scaled):
           outs[i].update({f"dci_{k}": float(v[row]) for k, v in res.items() if k != "importance"})
+    elif dci_estimator == "gbt" and m > 1:
+      # every (member, factor) fit on one thread pool: the members keep every core busy
+      scaled = {}
+      for i in range(m):
+        try:
+          _check(z[i], f, zt[i], ft)
+          scaled[i] = (z[i], zt[i])
+        except ValueError as e:
+          errors[i]["dci"] = str(e)
+      if scaled:
+        res = timed("dci", lambda: dci_members(list(scaled.values()), f, ft, n_jobs=dci_jobs))
+        for row, i in enumerate(scaled):
+          outs[i].update({f"dci_{k}": v for k, v in res[row].items() if k != "importance"})
     else:
       per_member("dci", lambda i: {f"dci_{k}": v for k, v in dci(
           z[i], f, zt[i], ft, estimator=dci_estimator, n_jobs=dci_jobs).items()
