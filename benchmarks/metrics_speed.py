@@ -64,6 +64,12 @@ def main():
   ap.add_argument("--members", type=int, default=0)
   ap.add_argument("--dci-only", action="store_true", help="only the DCI rows")
   ap.add_argument("--skip-jax-gbt", action="store_true", help="no row for the JAX trees")
+  ap.add_argument("--sklearn-seeds", type=int, default=0,
+                  help="DCI with scikit-learn's trees at this many random_states: the spread "
+                       "of its own values (it breaks exact split ties in a random order)")
+  ap.add_argument("--host-seeds", type=int, default=0,
+                  help="DCI with lsx's host trees breaking exact ties in a random feature "
+                       "order (tie_seed 0..N-1): the same spread for lsx's trees")
   args = ap.parse_args()
   if args.members:
     members_speed(args)
@@ -77,6 +83,10 @@ def main():
 
   if not args.dci_only:
     other_rows(z, f, args, rows)
+  if args.sklearn_seeds:
+    sklearn_spread(z, f, zt, ft, args.sklearn_seeds)
+  if args.host_seeds:
+    host_spread(z, f, zt, ft, args.host_seeds)
   if not args.skip_dci:
     dci_rows(z, f, zt, ft, args, rows)
   dev = jax.devices()[0]
@@ -138,6 +148,46 @@ def dci_rows(z, f, zt, ft, args, rows):
     rows.append(("dci (gbt_xla, trees in JAX)", t_jax, t_ref, first - t_jax, _dci_note(a, b)))
 
 
+def sklearn_spread(z, f, zt, ft, seeds):
+  """D, C, I of scikit-learn's own trees at random_state 0..seeds-1 (factors in parallel)."""
+  from joblib import Parallel, delayed
+  from sklearn.ensemble import GradientBoostingClassifier
+  from lsx.metrics.dci import _check, scores_from_importance
+  zs, fs, zts, fts = _check(z, f, zt, ft)
+
+  def one(i, seed):
+    model = GradientBoostingClassifier(random_state=seed).fit(zs, fs[:, i])
+    return model.feature_importances_, float(np.mean(model.predict(zts) == fts[:, i]))
+
+  values = []
+  for seed in range(seeds):
+    out = Parallel(n_jobs=os.cpu_count() or 1)(delayed(one)(i, seed) for i in range(f.shape[1]))
+    d, c = scores_from_importance(np.stack([o[0] for o in out], 1))
+    values.append((float(d), float(c), float(np.mean([o[1] for o in out]))))
+    print(f"scikit-learn random_state={seed}: D {values[-1][0]:.4f} C {values[-1][1]:.4f} "
+          f"I {values[-1][2]:.4f}", flush=True)
+  v = np.array(values)
+  print(f"scikit-learn over {seeds} random_states: D {v[:, 0].min():.4f}..{v[:, 0].max():.4f} "
+        f"C {v[:, 1].min():.4f}..{v[:, 1].max():.4f} I {v[:, 2].min():.4f}..{v[:, 2].max():.4f}")
+
+
+def host_spread(z, f, zt, ft, seeds):
+  """D, C, I of lsx's host trees with exact ties broken in a random feature order."""
+  from lsx.metrics import host_trees
+  from lsx.metrics.dci import _check, scores_from_importance
+  values = []
+  for seed in [None] + list(range(seeds)):
+    imp, _, acc = host_trees.importance(*_check(z, f, zt, ft), tie_seed=seed)
+    d, c = scores_from_importance(imp)
+    values.append((float(d), float(c), float(acc.mean())))
+    name = "index order (default)" if seed is None else f"tie_seed={seed}"
+    print(f"lsx host trees, {name}: D {values[-1][0]:.4f} C {values[-1][1]:.4f} "
+          f"I {values[-1][2]:.4f}", flush=True)
+  v = np.array(values[1:])
+  print(f"lsx host trees over {seeds} tie seeds: D {v[:, 0].min():.4f}..{v[:, 0].max():.4f} "
+        f"C {v[:, 1].min():.4f}..{v[:, 1].max():.4f} I {v[:, 2].min():.4f}..{v[:, 2].max():.4f}")
+
+
 def _dci_note(a, b):
   imp_diff = np.abs(a["importance"] - b["importance"]).max()
   return (f"D {a['disentanglement']:.4f}/{b['disentanglement']:.4f} "
@@ -169,6 +219,7 @@ def members_speed(args):
     print(f"ratio members/one ({est} DCI): {tm / t1:.1f}")
   if not args.skip_dci:  # DCI alone with the default trees: the sweep's fits share one pool
     dci_only = lambda k: score_members(zs[:k], f, zts[:k], ft, metrics=("dci",), log=quiet)
+    lm.dci(z[:200], f[:200], zt[:100], ft[:100])  # numba compiles (or loads its cache) once
     t1, _ = timed(lambda: dci_only(1), 1)
     tm, _ = timed(lambda: dci_only(m), 1)
     print(f"{'DCI (gbt, host trees) alone':44s} {t1:13.2f} {tm:14.2f} {tm / t1:6.1f}x")

@@ -125,7 +125,7 @@ def _host_tree(x, r):
   nid, feat, thr = np.zeros(n, np.int64), np.zeros(15, np.int64), np.zeros(15)
   split, imp = np.zeros(15, bool), np.zeros(d)
   host_trees._grow(x, xs, order, r, nid, feat, thr, split, imp, np.empty((2, d, n), np.int32),
-                   np.empty((2, d, n), np.float32), np.zeros(n, bool))
+                   np.empty((2, d, n), np.float32), np.zeros(n, bool), False)
   return {h: (int(feat[h]), float(thr[h])) for h in range(7) if split[h]}, nid, imp
 
 
@@ -221,3 +221,19 @@ def test_a_sweeps_dci_equals_each_member_alone():
     for key in ("disentanglement", "completeness", "informativeness_test"):
       assert out[i][f"dci_{key}"] == alone[key], (i, key)
   assert "dci" in out[2]["errors"] and "dci_disentanglement" not in out[2]
+
+
+def test_host_trees_break_exact_ties_in_a_seeded_random_order():
+  # two identical features tie at every split: index order gives every importance to the
+  # first, a random order (scikit-learn's way) splits it, the same seed the same way
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(300, 1)).astype(np.float32)
+  x = np.concatenate([x, x, rng.normal(size=(300, 1)).astype(np.float32)], 1)
+  y = (x[:, 0] > 0.2).astype(int) + (x[:, 0] > -0.4)
+  first, _, _ = host_trees.fit_predict(x, y, x, num_classes=3, stages=20, tie_seed=None)
+  assert first[1] == 0 and first[0] > 0.9
+  a, _, _ = host_trees.fit_predict(x, y, x, num_classes=3, stages=20, tie_seed=1)
+  b, _, _ = host_trees.fit_predict(x, y, x, num_classes=3, stages=20, tie_seed=1)
+  np.testing.assert_array_equal(a, b)
+  assert a[0] > 0.2 and a[1] > 0.2
+  np.testing.assert_allclose(a[0] + a[1], first[0] + first[1], atol=0.05)

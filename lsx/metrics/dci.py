@@ -122,16 +122,19 @@ def _from_importance(imp, acc_t, acc_e) -> dict:
 
 
 def dci(latents_train, factors_train, latents_test, factors_test, *, estimator: str = "gbt",
-        n_jobs: int | None = None) -> dict:
+        n_jobs: int | None = None, tie_seed: int | None = 0) -> dict:
   """DCI; returns dict(disentanglement, completeness, informativeness_train,
   informativeness_test, importance [d, F]). n_jobs: threads of the 'gbt' trees (default:
   every core; the numbers do not depend on it), processes of the 'sklearn' ones (default
-  1)."""
+  1). tie_seed: the 'gbt' trees break exact split ties in a random feature order from
+  this seed, as scikit-learn does from its random_state (None: lowest feature index;
+  `lsx.metrics.host_trees`)."""
   check_estimator(estimator)
   zt, ft, ze, fe = _check(latents_train, factors_train, latents_test, factors_test)
   if estimator == "gbt":
     from lsx.metrics import host_trees  # numba: imported where it is used
-    return _from_importance(*host_trees.importance(zt, ft, ze, fe, threads=n_jobs or 0))
+    return _from_importance(*host_trees.importance(zt, ft, ze, fe, threads=n_jobs or 0,
+                                                   tie_seed=tie_seed))
   if estimator == "gbt_xla":
     return _from_importance(*gbt_importance(zt, ft, ze, fe))
   if estimator == "sklearn":
@@ -146,7 +149,8 @@ def dci(latents_train, factors_train, latents_test, factors_test, *, estimator: 
   raise AssertionError(estimator)  # check_estimator names every estimator
 
 
-def dci_members(members, factors_train, factors_test, *, n_jobs: int | None = None) -> list:
+def dci_members(members, factors_train, factors_test, *, n_jobs: int | None = None,
+                tie_seed: int | None = 0) -> list:
   """DCI ('gbt' trees) of several models' latents on the same factors: members =
   [(latents_train, latents_test), ...]; every (member, factor) fit on one pool of n_jobs
   threads (default: every core). One dict per member, as `dci` returns; a member whose
@@ -154,5 +158,5 @@ def dci_members(members, factors_train, factors_test, *, n_jobs: int | None = No
   from lsx.metrics import host_trees
   scaled = [_check(a, factors_train, b, factors_test) for a, b in members]
   out = host_trees.importance_members([(c[0], c[2]) for c in scaled], scaled[0][1],
-                                      scaled[0][3], threads=n_jobs or 0)
+                                      scaled[0][3], threads=n_jobs or 0, tie_seed=tie_seed)
   return [_from_importance(*o) for o in out]

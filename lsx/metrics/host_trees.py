@@ -24,6 +24,15 @@ The algorithm, each line as scikit-learn computes it:
   order: scikit-learn draws a random order per node, so it breaks exact ties at random);
   the threshold is the midpoint of the two values (the lower value where the midpoint
   rounds to the upper);
+- exact ties between features: scikit-learn visits each node's features in a random
+  order and keeps the first strictly best, so a tie goes to a random feature. Ties are
+  common (in the first stages a class's residuals take two values, so splits of
+  different features with the same class counts score the same), and breaking them by
+  the lowest feature index biases DCI: on benchmarks/metrics_speed.py's problem, D 0.3012
+  in index order against 0.3069-0.3086 over 5 seeds of a random order and 0.3077-0.3090
+  for scikit-learn over 3 random states. The default is a random order from a fixed seed
+  (`tie_seed` 0; deterministic, but not scikit-learn's draws), index order with
+  `tie_seed=None` (what the JAX trees do);
 - leaf values by one Newton step, (K - 1)/K sum r / sum p(1 - p) for K > 2 classes,
   sum r / sum p(1 - p) for two, 0 where the denominator is < 1e-150; raw predictions move
   by 0.1 of them;
@@ -71,7 +80,8 @@ def _candidate(k, a, w, s, sl, last, v, best, best_t, best_wl, best_sl):
 
 
 @numba.njit(nogil=True, cache=True)
-def _grow(x, xs, order, r, nid, feat, thr, split, importance, idx_buf, val_buf, go_left):
+def _grow(x, xs, order, r, nid, feat, thr, split, importance, idx_buf, val_buf, go_left,
+          random_ties):
   """One depth-3 tree on residuals r [n] (float64): x [n, d] float32 rows, xs [d, n] each
   feature's sorted values (float32), order [d, n] its argsort (int32). Writes the leaf
   heap id of each sample into nid, the tree into feat/thr/split (heap order) and adds the
@@ -81,7 +91,9 @@ def _grow(x, xs, order, r, nid, feat, thr, split, importance, idx_buf, val_buf, 
   partitions its segment stably, as scikit-learn's splitter partitions its samples), so
   a node's scan keeps its running sum in a register and its left count is the position;
   features are scanned in pairs (two independent sums in flight).
-  idx_buf [2, d, n] int32, val_buf [2, d, n] float32, go_left [n] bool: scratch."""
+  idx_buf [2, d, n] int32, val_buf [2, d, n] float32, go_left [n] bool: scratch.
+  random_ties: each node visits the features in a random order (numba's generator) as
+  scikit-learn does, instead of index order -- which feature wins an exact tie."""
   n, d = x.shape
   for h in range(NODES):
     split[h] = False
@@ -148,9 +160,10 @@ def _grow(x, xs, order, r, nid, feat, thr, split, importance, idx_buf, val_buf, 
           run0 += r[src_idx[f, k]]
           last0 = v0
         f_best[f], f_t[f], f_wl[f], f_sl[f] = b0, t0, wl0, sl0
-      # the first feature with the strictly best proxy (features in index order)
+      # the first feature with the strictly best proxy, in index (or a random) order
       best, best_f = -np.inf, 0
-      for f in range(d):
+      visit = np.random.permutation(d) if random_ties else np.arange(d)
+      for f in visit:
         if f_best[f] > best:
           best, best_f = f_best[f], f
       if best == -np.inf:
@@ -212,7 +225,9 @@ def _leaf_of(x, feat, thr, split):
 
 
 @numba.njit(nogil=True, cache=True)
-def _boost(x, xs, order, y, x_test, num_classes, stages, learning_rate):
+def _boost(x, xs, order, y, x_test, num_classes, stages, learning_rate, tie_seed):
+  if tie_seed >= 0:
+    np.random.seed(tie_seed)  # this thread's generator: one fit runs on one thread
   n, d = x.shape
   m = x_test.shape[0]
   binary = num_classes == 2
@@ -263,7 +278,8 @@ def _boost(x, xs, order, y, x_test, num_classes, stages, learning_rate):
       target = 1 if binary else k
       for i in range(n):
         r[i] = (1.0 if y[i] == target else 0.0) - p[i, k]
-      _grow(x, xs, order, r, nid, feat, thr, split, importance, idx_buf, val_buf, go_left)
+      _grow(x, xs, order, r, nid, feat, thr, split, importance, idx_buf, val_buf, go_left,
+            tie_seed >= 0)
       num[:] = 0.0
       den[:] = 0.0
       for i in range(n):
@@ -280,11 +296,14 @@ def _boost(x, xs, order, y, x_test, num_classes, stages, learning_rate):
 
 
 def fit_predict(x, y, x_test, *, num_classes: int, stages: int = 100,
-                learning_rate: float = 0.1):
+                learning_rate: float = 0.1, tie_seed: int | None = None):
   """Boost on x [n, d] with integer labels y [n] in [0, num_classes) (every class
   present); returns (normalized feature importances [d] (float64), train predictions [n],
   test predictions [m] for x_test [m, d]). Same signature and meaning as
-  `lsx.metrics.gbt.fit_predict`."""
+  `lsx.metrics.gbt.fit_predict`. tie_seed: None breaks exact split ties by the lowest
+  feature index (deterministic, as the JAX trees); an int visits each node's features in
+  a random order drawn from it, as scikit-learn does with its random_state (not its
+  generator: the same seed does not give scikit-learn's draws)."""
   if num_classes < 2:
     raise ValueError(f"boosting needs >= 2 classes, got {num_classes}.")
   x = np.ascontiguousarray(x, np.float32)
@@ -299,7 +318,7 @@ def fit_predict(x, y, x_test, *, num_classes: int, stages: int = 100,
   order = np.ascontiguousarray(np.argsort(x, axis=0, kind="stable").T, np.int32)
   xs = np.ascontiguousarray(np.take_along_axis(x.T, order, 1))
   imp, raw, raw_test = _boost(x, xs, order, y, x_test, int(num_classes), int(stages),
-                              float(learning_rate))
+                              float(learning_rate), -1 if tie_seed is None else int(tie_seed))
   total = imp.sum()
   imp = imp / total if total > 0 else imp
   if num_classes == 2:
@@ -307,20 +326,25 @@ def fit_predict(x, y, x_test, *, num_classes: int, stages: int = 100,
   return imp, np.argmax(raw, 1), np.argmax(raw_test, 1)
 
 
-def _one_factor(zt, f_train, ze, f_test, stages):
+def _one_factor(zt, f_train, ze, f_test, stages, tie_seed):
   classes, y = np.unique(f_train, return_inverse=True)
   if classes.size < 2:  # nothing to predict: zero importance, perfect accuracy
     return np.zeros(zt.shape[1]), 1.0, 1.0
-  imp, pt, pe = fit_predict(zt, y, ze, num_classes=int(classes.size), stages=stages)
+  imp, pt, pe = fit_predict(zt, y, ze, num_classes=int(classes.size), stages=stages,
+                            tie_seed=tie_seed)
   # a test label never seen in training counts as an error (scikit-learn's LabelEncoder)
   return imp, float(np.mean(classes[pt] == f_train)), float(np.mean(classes[pe] == f_test))
 
 
-def importance_members(members, ft, fe, *, stages: int = 100, threads: int = 0):
+def importance_members(members, ft, fe, *, stages: int = 100, threads: int = 0,
+                       tie_seed: int | None = 0):
   """DCI's (importance [d, F], train accuracy [F], test accuracy [F]) of each member in
   `members` = [(latents_train [n, d], latents_test [m, d]), ...] sharing the factors ft
   [n, F], fe [m, F]: one fit per (member, factor), largest class count first, on
-  `threads` threads (0: every core). Returns one tuple per member."""
+  `threads` threads (0: every core); tie_seed as in `fit_predict` (factor i's fit uses
+  tie_seed + i; default 0: exact ties broken in a seeded random feature order, as
+  scikit-learn breaks them -- index order biases DCI, module doc). Returns one tuple per
+  member."""
   ft, fe = np.asarray(ft), np.asarray(fe)
   jobs = [(a, i) for a in range(len(members)) for i in range(ft.shape[1])]
   jobs.sort(key=lambda job: -np.unique(ft[:, job[1]]).size)
@@ -328,11 +352,13 @@ def importance_members(members, ft, fe, *, stages: int = 100, threads: int = 0):
   out = {}
   if threads == 1 or len(jobs) == 1:
     for a, i in jobs:
-      out[a, i] = _one_factor(members[a][0], ft[:, i], members[a][1], fe[:, i], stages)
+      out[a, i] = _one_factor(members[a][0], ft[:, i], members[a][1], fe[:, i], stages,
+                              None if tie_seed is None else tie_seed + i)
   else:
     with concurrent.futures.ThreadPoolExecutor(min(threads, len(jobs))) as pool:
       futures = {pool.submit(_one_factor, members[a][0], ft[:, i], members[a][1], fe[:, i],
-                             stages): (a, i) for a, i in jobs}
+                             stages, None if tie_seed is None else tie_seed + i): (a, i)
+                 for a, i in jobs}
       for future in concurrent.futures.as_completed(futures):
         out[futures[future]] = future.result()
   result = []
@@ -343,7 +369,9 @@ def importance_members(members, ft, fe, *, stages: int = 100, threads: int = 0):
   return result
 
 
-def importance(zt, ft, ze, fe, *, stages: int = 100, threads: int = 0):
+def importance(zt, ft, ze, fe, *, stages: int = 100, threads: int = 0,
+               tie_seed: int | None = 0):
   """DCI's (importance [d, F], train accuracy [F], test accuracy [F]) of one model: the
   factors' fits on `threads` threads (0: every core)."""
-  return importance_members([(zt, ze)], ft, fe, stages=stages, threads=threads)[0]
+  return importance_members([(zt, ze)], ft, fe, stages=stages, threads=threads,
+                            tie_seed=tie_seed)[0]
