@@ -180,7 +180,7 @@ def host_spread(z, f, zt, ft, seeds):
     imp, _, acc = host_trees.importance(*_check(z, f, zt, ft), tie_seed=seed)
     d, c = scores_from_importance(imp)
     values.append((float(d), float(c), float(acc.mean())))
-    name = "index order (default)" if seed is None else f"tie_seed={seed}"
+    name = "index order (tie_seed=None)" if seed is None else f"tie_seed={seed}"
     print(f"lsx host trees, {name}: D {values[-1][0]:.4f} C {values[-1][1]:.4f} "
           f"I {values[-1][2]:.4f}", flush=True)
   v = np.array(values[1:])
