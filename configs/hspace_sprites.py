@@ -17,6 +17,10 @@ direction, which leaves directions off h's principal subspace nearly inert); t_e
 edit, else symmetric; properties: the methods whose directions get Asyrp's homogeneity,
 linearity, composition and robustness measured, plus the inversion round trips), vae (a VAE run of the same data whose prior samples' validity and
 factor TV distance are reported beside the denoiser's samples: lsx.metrics.sample_quality),
+pullback (Park et al.'s claims, lsx.diffusion.properties.pullback_geometry: the overlap of
+the top-k pullback tangent spaces across `anchors` samples and the factors an edit of
+edit * sqrt(X) along the top direction moves, at the DDIM steps nearest early * T and
+late * T, with `iters` power iterations; anchors 0: not measured),
 eval (as configs/flows_sprites.py: span in stds of h along each
 direction, steps each way, anchors, vp_anchors, the oracle).
 """
@@ -40,6 +44,7 @@ def get_config(arg: str = ""):
   # the contrastive methods' runs (family 'h_directions', in workdir/<method>): budget and
   # hp (temperature; alpha: the edit's length in RMS deviations of h; t_min: the smallest
   # timestep the training images are noised to)
+  c.pullback = dict(anchors=8, k=4, iters=20, early=0.8, late=0.2, edit=0.2)
   c.contrastive = dict(steps=1000, batch_size=16, lr=1e-3, temperature=0.5, alpha=0.5,
                        t_min=0)
   c.eval = eval_options(anchors=8, steps=3, vp_anchors=24, null_permutations=0, oracle_pool=2)
@@ -47,12 +52,14 @@ def get_config(arg: str = ""):
     c.hspace.update(num=4, samples=64, sample_steps=10, iters=10)
     c.contrastive.update(steps=150, batch_size=8)
     c.eval.update(anchors=4, vp_anchors=12)
+    c.pullback.update(iters=10)
   if "smoke" in parts:
     c.workdir = "workdirs/hspace_smoke"
     c.diffusion = dict(workdir="workdirs/diffusion_smoke",
                        config="configs/diffusion_sprites.py:smoke")
     c.hspace.update(num=2, samples=8, sample_steps=3, t=10, iters=3)
     c.contrastive.update(steps=2, batch_size=3)
+    c.pullback.update(anchors=2, k=2, iters=2)
     c.eval.update(anchors=2, steps=2, vp_anchors=6)
   c.lock()
   return c

@@ -187,6 +187,17 @@ def check_hspace(config) -> None:
                      f"'direction' (the std of h along each direction), got {hs.scale!r}.")
   validate.positive(config, "hspace.num", "hspace.samples", "hspace.sample_steps",
                     "hspace.iters", "eval.anchors", "eval.steps", "eval.vp_anchors")
+  pb = config.get("pullback")
+  if pb is not None and int(pb.anchors) > 0:
+    validate.positive(config, "pullback.k", "pullback.iters")
+    validate.number(config, "pullback.edit", 0.0, inclusive=False)
+    if int(pb.anchors) < 2:
+      raise ValueError(f"config.pullback.anchors={pb.anchors}: the tangent overlap needs "
+                       f"pairs of samples, set >= 2 (or 0: not measured).")
+    for key in ("early", "late"):
+      if not 0.0 <= float(pb[key]) <= 1.0:
+        raise ValueError(f"config.pullback.{key}={pb[key]} is a fraction of the schedule's "
+                         f"T: set it in [0, 1].")
   lm.check_oracle(config.eval.oracle)
   ld.protocols.check_protocol(config.eval)
 
@@ -300,11 +311,20 @@ def hspace(config, log: Callable = viz.log) -> dict:
     props[m] = h_properties.measure(sets[m][2], sets["random"][2], oracle, setup.dataset,
                                     den, scale=span, anchors=int(c.eval.vp_anchors),
                                     inversion_steps=int(hs.sample_steps), log=log)
+  geometry = None
+  pb = c.get("pullback")
+  if pb is not None and int(pb.anchors) > 0:  # Park et al.'s claims on the pullback geometry
+    geometry = h_properties.pullback_geometry(
+        den, oracle, setup.dataset.factor_sizes, list(setup.dataset.factor_names),
+        anchors=int(pb.anchors), steps=int(hs.sample_steps),
+        k=int(pb.k), iters=int(pb.iters), early=float(pb.early), late=float(pb.late),
+        edit=float(pb.edit), seed=int(hs.seed), log=log)
   for m, (trav, params, gen) in sets.items():
     frames = ld.traversal_frames(trav, ld.take(params, 0), gen.generate, gen.z[:3])
     viz.save_traversal_grid(frames, os.path.join(c.workdir, f"hspace_{m}.png"),
                             row_labels=direction_labels(scored[m][0], setup.dataset, m),
                             title=f"h-space directions: {m} (edits t >= {int(hs.t_edit)})")
   report(scored, c.workdir, oracle, factor_names=ordinal_names(setup.dataset), log=log,
-         denoiser=c.diffusion.workdir, sample_quality=quality, properties=props)
+         denoiser=c.diffusion.workdir, sample_quality=quality, properties=props,
+         **({"pullback_geometry": geometry} if geometry is not None else {}))
   return scored

@@ -60,6 +60,18 @@ def test_ddim_with_the_optimal_gaussian_denoiser_is_the_closed_form_linear_map()
   assert err[0] > err[1] > err[2] and err[2] < 0.005 and err[0] < 0.03
 
 
+def test_ddim_steps_run_in_segments_compose_to_the_whole_run():
+  sched = linear_schedule(HP, 1000)
+  eps_fn = _gaussian_eps(0.25, sched)
+  x_T = jax.random.normal(jax.random.key(2), (16, 3))
+  whole = ddim_sample(eps_fn, sched, x_T, 20)
+  mid = ddim_sample(eps_fn, sched, x_T, 20, stop=7)
+  np.testing.assert_allclose(ddim_sample(eps_fn, sched, mid, 20, start=7), whole, rtol=1e-6,
+                             atol=1e-6)
+  with pytest.raises(ValueError, match="start < stop"):
+    ddim_sample(eps_fn, sched, x_T, 20, start=5, stop=5)
+
+
 def test_ddim_inversion_then_sampling_returns_the_image():
   sched = linear_schedule(HP, 1000)
   eps_fn = _gaussian_eps(0.25, sched)
@@ -280,6 +292,13 @@ def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
   assert prop["inversion"]["exact"]["mse"] < 1e-6  # the DPM-Encoder is exact
   (q,) = out["sample_quality"].values()
   assert 0 <= q["validity"] <= 1 and set(q["tv"]) == {"shape", "scale", "orientation", "x", "y"}
+  # Park et al.'s claims: tangent overlaps in [k / X, 1] and the edits' factor changes
+  geo = out["pullback_geometry"]
+  for when in ("early", "late"):
+    g = geo[when]
+    assert g["overlap_random"] - 1e-6 <= g["overlap"] <= 1 + 1e-6
+    assert set(g["factor_change"]) == set(q["tv"]) and g["image_change"] >= 0
+  assert geo["early"]["t"] > geo["late"]["t"]
   rows = out["rows"]
   assert set(rows) == set(scored) and rows["pca"]["members"][0]["vp"] >= 0
   labels = viz.read_labels(str(tmp_path / "hs" / "hspace_pca.png"))["axes"][0]["rows"]
@@ -296,6 +315,12 @@ def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
     traversal_eval.hspace(bad, log=lambda s: None)
   bad = set_fields(bad, **{"hspace.properties": (), "hspace.scale": "std"})
   with pytest.raises(ValueError, match=r"hspace\.scale must be 'common'"):
+    traversal_eval.hspace(bad, log=lambda s: None)
+  bad = set_fields(bad, **{"hspace.scale": "common", "pullback.anchors": 1})
+  with pytest.raises(ValueError, match=r"pullback\.anchors=1: the tangent overlap needs"):
+    traversal_eval.hspace(bad, log=lambda s: None)
+  bad = set_fields(bad, **{"pullback.anchors": 4, "pullback.early": 1.5})
+  with pytest.raises(ValueError, match=r"pullback\.early=1\.5 is a fraction"):
     traversal_eval.hspace(bad, log=lambda s: None)
 
 

@@ -92,12 +92,20 @@ def _ab(sched: Schedule, t):
 
 def ddim_sample(eps_fn: Callable, sched: Schedule, x_T, steps: int, *, eta: float = 0.0,
                 delta_h=None, t_edit: int = 0, asymmetric: bool = True, t_boost: int = -1,
-                rng=None, trajectory: bool = False, record_h: bool = False):
+                rng=None, trajectory: bool = False, record_h: bool = False,
+                start: int = 0, stop: int | None = None):
   """DDIM from x_T over `steps` timesteps (module doc). Returns x_0, or (x_0, the x̂_0
   predicted at each step [steps, ...]) with `trajectory`, or (x_0, the unedited h of each
-  step [steps, n, ...]) with `record_h`."""
+  step [steps, n, ...]) with `record_h`. start / stop: run only the steps [start, stop)
+  of the `steps` (step i goes from timestep `ddim_timesteps(...)[::-1][i]` to the next):
+  x_T is then x at the start step's timestep, and the result x at the stop step's
+  (x_0 when stop is None)."""
   ts = ddim_timesteps(sched.num_steps, steps)[::-1]
   prev = np.concatenate([ts[1:], [-1]]).astype(np.int32)
+  if not 0 <= int(start) < (len(ts) if stop is None else int(stop)) <= len(ts):
+    raise ValueError(f"DDIM start={start}, stop={stop}: need 0 <= start < stop <= "
+                     f"{len(ts)} (the number of steps).")
+  ts, prev = ts[int(start):stop], prev[int(start):stop]
   n = x_T.shape[0]
   rng = jax.random.key(0) if rng is None else rng
   stochastic = eta > 0 or t_boost >= 0

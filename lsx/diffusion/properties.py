@@ -17,6 +17,12 @@ against (factor values in units of their range, index / (size - 1)):
   h-directions against samples whose x_T moved so that the images change by as much;
 - `inversion_quality`: real images through DDIM inversion and sampling (or the exact
   DPM-Encoder): per-pixel MSE and the share the oracle reads as the same factors.
+
+And Park et al.'s two claims about the pullback geometry (2023, "Understanding the latent
+space of diffusion models through the lens of Riemannian geometry"), `pullback_geometry`:
+tangent spaces (the top right singular vectors of ∂h/∂x_t) are shared across samples
+early in the reverse process and not late, and an edit along the top direction early
+changes coarse attributes, late fine ones.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsx.diffusion import process
+from lsx.diffusion import directions as hdirs, process
 from lsx.metrics.sample_quality import sample_quality
 
 
@@ -162,3 +168,60 @@ def measure(gen, random_gen, oracle: Callable, dataset, den, *, scale: float,
       f"DDIM {inv['ddim']['mse']:.2e} / exact {inv['exact']['mse']:.2e}")
   return {"scale": float(scale), "anchors": int(anchors), "directions": per,
           "composition": comp, "robustness": rob, "inversion": inv}
+
+
+def pullback_geometry(den, oracle: Callable, sizes, factor_names, *, anchors: int = 8,
+                      steps: int = 20, k: int = 4, iters: int = 10, early: float = 0.8,
+                      late: float = 0.2, edit: float = 0.2, seed: int = 0,
+                      log: Callable = print) -> dict:
+  """Park et al.'s claims on `anchors` DDIM samples of `steps` steps, at the DDIM steps
+  whose timesteps are nearest early * T and late * T. At each: the top-k pullback
+  directions V_a [k, X] of every sample (`lsx.diffusion.directions.pullback_directions`,
+  `iters` power iterations); "overlap", the mean over sample pairs of
+  ‖V_a V_bᵀ‖²_F / k (1: the same subspace, k / X for random ones: "overlap_random"); and
+  the edit x_t ± edit·sqrt(X)·v_1 (the top direction, both signs: its sign is arbitrary)
+  continued by DDIM to x_0: "factor_change" (mean |change| of each factor read by the
+  oracle, units of its range) and "image_change" (RMS per pixel, [0, 1] images).
+  Returns {"early": {...}, "late": {...}} with "t" and "singular_values" [k] (mean)."""
+  sizes = np.asarray(sizes)
+  num = int(den.schedule.num_steps)
+  ts = process.ddim_timesteps(num, int(steps))[::-1]
+  shape = tuple(den.image_shape)
+  x_dim = int(np.prod(shape))
+  x_T = jax.random.normal(jax.random.key(int(seed)), (int(anchors),) + shape)
+  sample = jax.jit(lambda x, start: process.ddim_sample(den.eps_fn, den.schedule, x, int(steps),
+                                                        start=start), static_argnums=1)
+  base = process.to_image(sample(x_T, 0))
+  f_base = _read(oracle, base, sizes)
+  out = {}
+  for name, frac in (("early", early), ("late", late)):
+    i = int(np.argmin(np.abs(ts - float(frac) * (num - 1))))
+    t = int(ts[i])
+    x_t = x_T if i == 0 else process.ddim_sample(den.eps_fn, den.schedule, x_T, int(steps),
+                                                 stop=i)
+    one = lambda x, key: hdirs.pullback_directions(den, x[None], t, int(k), int(iters), key)[:2]
+    keys = jax.random.split(jax.random.key(int(seed) + 1), int(anchors))
+    v, s = jax.jit(jax.vmap(one))(x_t, keys)  # [A, k, X], [A, k]
+    g = jnp.einsum("akx,bjx->abkj", v, v)
+    ov = np.asarray(jnp.sum(g ** 2, (2, 3))) / int(k)
+    pairs = ov[np.triu_indices(int(anchors), 1)]
+    step = float(edit) * np.sqrt(x_dim)
+    changes, image_change = [], []
+    for sign in (1.0, -1.0):
+      moved = x_t + sign * step * v[:, 0].reshape(x_t.shape)
+      img = process.to_image(sample(moved, i))
+      changes.append(np.abs(_read(oracle, img, sizes) - f_base))
+      image_change.append(float(jnp.sqrt(jnp.mean((img - base) ** 2))))
+    change = np.concatenate(changes).mean(0)
+    out[name] = {"t": t, "overlap": float(pairs.mean()), "overlap_std": float(pairs.std()),
+                 "overlap_random": float(int(k) / x_dim),
+                 "singular_values": np.asarray(s).mean(0).tolist(),
+                 "factor_change": {str(n): float(c) for n, c in zip(factor_names, change)},
+                 "image_change": float(np.mean(image_change))}
+    top = max(out[name]["factor_change"], key=out[name]["factor_change"].get)
+    log(f"pullback at t = {t} ({name}): tangent overlap {pairs.mean():.3f} ± {pairs.std():.3f} "
+        f"(random {int(k) / x_dim:.4f}); the top direction moves {top} most "
+        f"({out[name]['factor_change'][top]:.3f} of its range), images by "
+        f"{out[name]['image_change']:.3f} RMS")
+  return {"anchors": int(anchors), "k": int(k), "iters": int(iters), "edit": float(edit),
+          **out}
