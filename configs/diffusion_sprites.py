@@ -7,7 +7,8 @@
 Sections: data (the built-in dataset and its image size), diffusion (timesteps: the
 schedule's length T; widths: the U-Net's stem width then one per level, the last one h's
 channels; emb_dim: the timestep embedding; sample_steps / num_samples: the DDIM samples
-of samples.png and denoising.png; conv_impl: lsx.nn.conv's form), hp (beta_start,
+of samples.png and denoising.png; conv_impl: the convolutions' form,
+lsx.diffusion.family.conv_forms), hp (beta_start,
 beta_end: the linear schedule's ends, traced; ema_decay; lr). The images are 32 x 32 so
 that one seed trains in about an hour on a 2-core CPU (docs/diffusion.md).
 """
