@@ -452,3 +452,20 @@ def test_vae_prior_samples_are_averaged_to_the_denoisers_size_or_refused(monkeyp
   np.testing.assert_allclose(x[1, ..., 0], want)
   with pytest.raises(ValueError, match="renders 8x8x1 images and the denoiser 3x3x1"):
     traversal_eval._vae_prior(c, (3, 3, 1))
+
+
+def test_the_inversion_experiment_writes_its_round_trips(smoke_run):
+  import json
+  import subprocess
+  import sys
+  r = subprocess.run([sys.executable, "-m", "experiments.inversion", "--workdir", str(smoke_run),
+                      "--steps", "2,4", "--images", "3"], capture_output=True, text=True,
+                     timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  out = json.load(open(smoke_run / "inversion.json"))
+  assert set(out) >= {"ddim_2", "ddim_4", "exact"} and out["images"] == 3
+  assert out["exact"]["mse"] < 1e-6 and 0 <= out["ddim_4"]["same_factors"] <= 1
+  bad = subprocess.run([sys.executable, "-m", "experiments.inversion", "--workdir",
+                        str(smoke_run), "--steps", "0"], capture_output=True, text=True,
+                       timeout=300)
+  assert bad.returncode != 0 and "--steps must list positive step counts" in bad.stderr + bad.stdout
