@@ -153,10 +153,19 @@ def dci_members(members, factors_train, factors_test, *, n_jobs: int | None = No
                 tie_seed: int | None = 0) -> list:
   """DCI ('gbt' trees) of several models' latents on the same factors: members =
   [(latents_train, latents_test), ...]; every (member, factor) fit on one pool of n_jobs
-  threads (default: every core). One dict per member, as `dci` returns; a member whose
-  latents fail the checks raises its ValueError."""
+  threads (default: every core). One dict per member, as `dci` returns, or {"error": why}
+  for a member whose latents fail the checks (the others are scored)."""
   from lsx.metrics import host_trees
-  scaled = [_check(a, factors_train, b, factors_test) for a, b in members]
-  out = host_trees.importance_members([(c[0], c[2]) for c in scaled], scaled[0][1],
-                                      scaled[0][3], threads=n_jobs or 0, tie_seed=tie_seed)
-  return [_from_importance(*o) for o in out]
+  scaled, out = {}, [None] * len(members)
+  for i, (a, b) in enumerate(members):
+    try:
+      scaled[i] = _check(a, factors_train, b, factors_test)
+    except ValueError as e:
+      out[i] = {"error": str(e)}
+  if scaled:
+    first = next(iter(scaled.values()))
+    res = host_trees.importance_members([(c[0], c[2]) for c in scaled.values()], first[1],
+                                        first[3], threads=n_jobs or 0, tie_seed=tie_seed)
+    for i, r in zip(scaled, res):
+      out[i] = _from_importance(*r)
+  return out

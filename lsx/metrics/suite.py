@@ -134,7 +134,8 @@ def evaluate_members(represent_all: Callable, dataset, rng, member_represents, *
 
 
 def score_members(z, f, zt, ft, *, metrics=ALL, discrete_latents: bool = False,
-                  dci_estimator: str = "gbt", dci_jobs: int | None = None, log=print) -> list[dict]:
+                  dci_estimator: str = "gbt", dci_jobs: int | None = None,
+                  log=print) -> list[dict]:
   """InfoMEC, MIG, DCI and SAP of stacked latents z [M, n, d] (test split zt [M, m, d])
   against factors f [n, F] (ft): one dict per member (refusals under "errors")."""
   m = z.shape[0]
@@ -213,17 +214,13 @@ def score_members(z, f, zt, ft, *, metrics=ALL, discrete_latents: bool = False,
           outs[i].update({f"dci_{k}": float(v[row]) for k, v in res.items() if k != "importance"})
     elif dci_estimator == "gbt" and m > 1:
       # every (member, factor) fit on one thread pool: the members keep every core busy
-      scaled = {}
-      for i in range(m):
-        try:
-          _check(z[i], f, zt[i], ft)
-          scaled[i] = (z[i], zt[i])
-        except ValueError as e:
-          errors[i]["dci"] = str(e)
-      if scaled:
-        res = timed("dci", lambda: dci_members(list(scaled.values()), f, ft, n_jobs=dci_jobs))
-        for row, i in enumerate(scaled):
-          outs[i].update({f"dci_{k}": v for k, v in res[row].items() if k != "importance"})
+      res = timed("dci", lambda: dci_members([(z[i], zt[i]) for i in range(m)], f, ft,
+                                             n_jobs=dci_jobs))
+      for i, r in enumerate(res):
+        if "error" in r:
+          errors[i]["dci"] = r["error"]
+        else:
+          outs[i].update({f"dci_{k}": v for k, v in r.items() if k != "importance"})
     else:
       per_member("dci", lambda i: {f"dci_{k}": v for k, v in dci(
           z[i], f, zt[i], ft, estimator=dci_estimator, n_jobs=dci_jobs).items()
