@@ -1,4 +1,5 @@
-"""Gradient-boosted trees in JAX that compute what scikit-learn's
+"""Gradient-boosted trees in JAX (DCI's `estimator="gbt_xla"`; the default "gbt" runs
+the same algorithm as compiled host code, lsx.metrics.host_trees) that compute what scikit-learn's
 `GradientBoostingClassifier()` computes with its defaults — what disentanglement_lib's
 DCI fits for every factor: 100 stages, learning rate 0.1, the multinomial deviance with
 one regression tree per class per stage (one tree for two classes), the class prior as
