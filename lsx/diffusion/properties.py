@@ -194,11 +194,15 @@ def pullback_geometry(den, oracle: Callable, sizes, factor_names, *, anchors: in
   base = process.to_image(sample(x_T, 0))
   f_base = _read(oracle, base, sizes)
   out = {}
+  x_t, at = x_T, 0  # the reverse process so far: x at step `at`, continued, not rerun
   for name, frac in (("early", early), ("late", late)):
     i = int(np.argmin(np.abs(ts - float(frac) * (num - 1))))
     t = int(ts[i])
-    x_t = x_T if i == 0 else process.ddim_sample(den.eps_fn, den.schedule, x_T, int(steps),
-                                                 stop=i)
+    if i < at:
+      x_t, at = x_T, 0
+    if i > at:
+      x_t = process.ddim_sample(den.eps_fn, den.schedule, x_t, int(steps), start=at, stop=i)
+      at = i
     one = lambda x, key: hdirs.pullback_directions(den, x[None], t, int(k), int(iters), key)[:2]
     keys = jax.random.split(jax.random.key(int(seed) + 1), int(anchors))
     v, s = jax.jit(jax.vmap(one))(x_t, keys)  # [A, k, X], [A, k]
