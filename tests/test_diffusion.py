@@ -469,3 +469,29 @@ def test_the_inversion_experiment_writes_its_round_trips(smoke_run):
                         str(smoke_run), "--steps", "0"], capture_output=True, text=True,
                        timeout=300)
   assert bad.returncode != 0 and "--steps must list positive step counts" in bad.stderr + bad.stdout
+
+
+def test_the_samples_experiment_scores_each_sampler_beside_the_data(smoke_run):
+  import json
+  import subprocess
+  import sys
+  from experiments import samples
+  assert samples.parse_sampler("ddim:20") == ("ddim", 20, 0.0)
+  assert samples.parse_sampler("ddim:5:1.0") == ("ddim", 5, 1.0)
+  assert samples.parse_sampler("ddpm") == ("ddpm", 0, 0.0)
+  for bad in ("ddim", "ddim:0", "ddim:x", "ddim:4:-1", "plms:4"):
+    with pytest.raises(ValueError, match="write ddim:N"):
+      samples.parse_sampler(bad)
+  r = subprocess.run([sys.executable, "-m", "experiments.samples", "--workdir", str(smoke_run),
+                      "--samplers", "ddim:2,ddpm", "--num", "5", "--batch", "3",
+                      "--reference", "50"], capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  out = json.load(open(smoke_run / "sample_quality.json"))
+  assert set(out["rows"]) == {"data", "denoiser ddim:2", "denoiser ddpm"} and out["num"] == 5
+  assert out["rows"]["data"]["validity"] == 1.0  # unblurred data is within the threshold
+  for q in out["rows"].values():
+    assert q["num"] == 5 and 0 <= q["tv_mean"] <= 1 and 0 <= q["validity"] <= 1
+  bad = subprocess.run([sys.executable, "-m", "experiments.samples", "--workdir",
+                        str(smoke_run), "--vae_workdir", str(smoke_run / "nothing")],
+                       capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0 and "holds no run" in bad.stderr + bad.stdout
