@@ -25,6 +25,7 @@ import numpy as np
 from absl import flags
 
 from lsx import cli, metrics as lm, runs, traversal_eval
+from lsx.train import sweep
 from lsx.diffusion import family, process
 from lsx.metrics.sample_quality import sample_quality, validity_threshold
 
@@ -38,6 +39,7 @@ _REFERENCE = flags.DEFINE_integer("reference", 10000, "Fresh data factors each T
 _SEED = flags.DEFINE_integer("seed", 0, "Key of the noise (and of the data row).")
 _POOL = flags.DEFINE_integer("oracle_pool", 2, "The grid oracle's pooling (as "
                              "configs/hspace_sprites.py reads a 32 x 32 denoiser's images).")
+_STEP = flags.DEFINE_integer("step", None, "A checkpoint of the run (default: its latest).")
 _VAE = flags.DEFINE_string("vae_workdir", "", "A VAE run of the same data: its prior "
                            "samples as a row.")
 
@@ -88,10 +90,13 @@ def main(argv):
   if _NUM.value < 1 or _BATCH.value < 1 or _REFERENCE.value < 1:
     raise ValueError(f"--num, --batch and --reference must be >= 1, got {_NUM.value}, "
                      f"{_BATCH.value}, {_REFERENCE.value}.")
-  setup, state = runs.load_run(_WORKDIR.value)
+  setup, state = runs.load_run(_WORKDIR.value, _STEP.value)
   if setup.config.get("family") != "diffusion":
     raise ValueError(f"{_WORKDIR.value} holds a {setup.config.get('family')!r} run; "
                      f"samples reads a denoiser run (configs/diffusion_sprites.py).")
+  if sweep.plan(setup.config, setup.hp) is not None:
+    raise ValueError(f"{_WORKDIR.value} is a sweep: extract one member first "
+                     f"(python -m experiments.extract_member).")
   den = family.denoiser(setup, state.params)
   vae = None
   if _VAE.value:  # refused (absent, wrong size) before anything is sampled

@@ -291,7 +291,11 @@ def hspace(config, log: Callable = viz.log) -> dict:
   hs, span, steps = c.hspace, float(c.eval.span), int(c.eval.steps)
   vae = _vae_prior(c, den.image_shape)  # refused before anything is computed
   directions, samples = hspace_directions(c, den, setup.dataset, oracle, log)
-  quality = {f"denoiser (DDIM, {int(hs.sample_steps)} steps)":
+  data, _ = setup.dataset.sample(jax.random.key(int(hs.seed) + 2), samples.shape[0])
+  # fresh data at the same number of images: the TV a perfect generator would reach
+  quality = {"data (the floor at this number of samples)":
+             sample_quality(data, oracle, setup.dataset),
+             f"denoiser (DDIM, {int(hs.sample_steps)} steps)":
              sample_quality(samples, oracle, setup.dataset)}
   if vae is not None:  # the VAE's prior samples of the same data, beside
     name, generate = vae

@@ -307,7 +307,8 @@ def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
   assert len(prop["directions"]) == 2 and {"cv", "r2", "factor"} <= set(prop["directions"][0])
   assert 0 <= prop["robustness"]["h_validity"] <= 1
   assert prop["inversion"]["exact"]["mse"] < 1e-6  # the DPM-Encoder is exact
-  (q,) = out["sample_quality"].values()
+  floor, q = out["sample_quality"].values()  # fresh data first: the TV floor, all valid
+  assert floor["validity"] == 1.0 and floor["num"] == q["num"]
   assert 0 <= q["validity"] <= 1 and set(q["tv"]) == {"shape", "scale", "orientation", "x", "y"}
   # Park et al.'s claims: tangent overlaps in [k / X, 1] and the edits' factor changes
   geo = out["pullback_geometry"]
