@@ -100,6 +100,11 @@ def test_member_equals_run_alone_and_killed_run_resumes_exactly(family, decoder,
   start = setup.init_state(jax.random.key(1)).params
   moved = jax.tree.leaves(jax.tree.map(lambda x, y: not np.allclose(x, y), start, member1))
   assert any(moved)  # it trained
+  if family == "flows_reference":  # the frame probe reads a real run's setup and member
+    from lsx.flows import family as flows_family
+    probe = flows_family.frame_probe(setup, member1["flow"], steps=2, batch_size=3,
+                                     eval_batches=1, labels="batch")
+    assert 0 <= probe["accuracy"] <= 1 and probe["classifier"] == "conv"
 
 
 def test_two_player_objective_updates_each_group_by_its_own_loss(decoder, tmp_path):

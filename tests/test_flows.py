@@ -506,3 +506,33 @@ def test_lsx_potentials_are_initialized_with_each_potentials_own_fan_in():
   assert speeds["per_potential"] > 10 * speeds["stacked"]
   with pytest.raises(ValueError, match="potential init"):
     flows.make_flow(d, num, init="torch")
+
+
+def test_frame_probe_tells_distinct_flows_apart_and_identical_ones_not():
+  from types import SimpleNamespace
+  import ml_collections
+  from lsx.flows import family
+  d, num = 4, 3
+  w = jax.random.normal(jax.random.key(0), (d, 8 * 8)) * 0.8
+  decode = lambda z: jax.nn.sigmoid(z @ w).reshape(-1, 8, 8, 1)
+  # u_k(z, t) = a_k . z: flow k moves every code by a_k, one step at a time
+  pot = lambda p, z, t, k: p["a"][k] @ z
+  flow = flows.Flow(None, pot, num, d)
+  cfg = ml_collections.ConfigDict(dict(flows=dict(
+      mode="posthoc", path_len=3, convention="reference", classifier="mlp",
+      classifier_width=32)))
+  setup = SimpleNamespace(
+      config=cfg, objective=SimpleNamespace(info={"flow": flow,
+                                                  "decoder": SimpleNamespace(generate=decode)}),
+      sample=lambda rng, n: (jax.random.normal(rng, (n, d)) * 0.5, None))
+  distinct = {"a": jnp.eye(d)[:num] * 0.6}
+  same = {"a": jnp.tile(jnp.eye(d)[:1] * 0.6, (num, 1))}
+  kw = dict(steps=150, lr=3e-3, batch_size=48, eval_batches=3)
+  told = family.frame_probe(setup, distinct, labels="mixed", **kw)
+  assert told["accuracy"] > 0.9 and told["chance"] == pytest.approx(1 / 3)
+  alike = family.frame_probe(setup, same, labels="mixed", **kw)
+  assert alike["accuracy"] < 0.55  # three labels of one motion: chance, 1/3
+  one = family.frame_probe(setup, distinct, labels="batch", **kw)
+  assert 0 <= one["accuracy"] <= 1 and one["labels"] == "batch"
+  with pytest.raises(ValueError, match="labels must be one of"):
+    family.frame_probe(setup, distinct, labels="per_sample")

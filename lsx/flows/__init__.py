@@ -201,6 +201,19 @@ def image_change(xa, xb):
   return jnp.mean(jnp.sqrt(jnp.sum((xb - xa).reshape(xa.shape[0], -1) ** 2, -1)))
 
 
+def frame_classifier(flow: Flow, classifier: str = "mlp", width: int = 0) -> FrameClassifier:
+  """The frame classifier R of a flow objective: 'mlp' (lsx; K logits, width 128 by
+  default) or 'conv' (the public reconstructor: d logits, reparameterized, width d by
+  default); `width` 0 takes the form's default."""
+  if classifier not in CLASSIFIERS:
+    raise ValueError(f"flows classifier must be one of {CLASSIFIERS}, got {classifier!r}.")
+  if int(width) < 0:
+    raise ValueError(f"classifier_width must be >= 0 (0: the form's default), got {width}.")
+  if classifier == "conv":
+    return FrameClassifier(flow.dim, int(width) or flow.dim, kind="conv")
+  return FrameClassifier(flow.num, int(width) or 128, kind="mlp")
+
+
 def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: int = 10,
                         laplacian_mode: str = "exact", num_probes: int = 8,
                         normalize_jvp: bool = False, jvp_reduction: str = "mean",
@@ -248,14 +261,7 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
     raise ValueError(f"path_len must be >= 3 (the classifier reads frames t*+1, t*+2), got {path_len}.")
   if jvp_reduction not in JVP_REDUCTIONS:
     raise ValueError(f"jvp_reduction must be one of {JVP_REDUCTIONS}, got {jvp_reduction!r}.")
-  if classifier not in CLASSIFIERS:
-    raise ValueError(f"flows classifier must be one of {CLASSIFIERS}, got {classifier!r}.")
-  if int(classifier_width) < 0:
-    raise ValueError(f"classifier_width must be >= 0 (0: the form's default), got {classifier_width}.")
-  if classifier == "conv":
-    clf = FrameClassifier(flow.dim, int(classifier_width) or flow.dim, kind="conv")
-  else:
-    clf = FrameClassifier(flow.num, int(classifier_width) or 128, kind="mlp")
+  clf = frame_classifier(flow, classifier, classifier_width)
 
   def init_classifier(rng):
     x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
 
 from lsx import models, viz
 from lsx.data import get_dataset, require_render
@@ -190,3 +191,100 @@ def score_run(setup, params, oracle, *, references: bool = True, flow_sets=None)
   scored, _ = evaluate_sets(sets, oracle, e)
   first = next(iter(flow_sets.values()))
   return scored, traversal_frames(trav, first, dec.generate, dec.z[:int(e.anchors)])
+
+
+PROBE_LABELS = ("mixed", "batch")
+
+
+def frame_probe(setup, flow_params, *, steps: int = 300, lr: float = 1e-3,
+                batch_size: int = 64, labels: str = "mixed", eval_batches: int = 4,
+                seed: int = 0, classifier: str | None = None, width: int | None = None) -> dict:
+  """Can the K flows be told apart from the frames they make? A fresh frame classifier of
+  the run's form (`config.flows.classifier`, `classifier_width`) trained for `steps` Adam
+  steps at `lr` on the frozen flows `flow_params` (one member), then read on
+  `eval_batches` held-out batches where every sample has its own potential.
+
+  Pairs as the run's objective makes them: z0 from the run's codes, t* ~ U{0 .. L-2}, the
+  path z_{i+1} = z_i + grad u_k(z_i, i) with the flows held fixed, the pair
+  (G(z_{t*+1}), G(z_{t*+2})) and, for the reference form, the reflected pair
+  (G(2 z0 - z_{t*+2}), G(2 z0 - z_{t*+1})) half of the time. `labels`: 'mixed' (each
+  sample its own k and coin: the classifier is shown the K flows side by side) or 'batch'
+  (one k and one coin per batch, as the reference objective trains its classifier).
+  High accuracy with 'mixed' and chance with 'batch' says the flows differ and the
+  one-label batches are what keeps the run's classifier at chance; chance with both says
+  the K flows move the images alike — for this classifier: `classifier` / `width` put
+  another form in the run's place (e.g. 'mlp', which reads x_b - x_a explicitly).
+
+  Returns {"accuracy" (held out, mixed), "train_accuracy" (the last 20 steps' batches),
+  "chance" (1 / K), "labels", "classifier", "steps", "lr", "batch_size"}."""
+  import numpy as np
+  import optax
+  from lsx.flows import frame_classifier, traverse
+
+  f = setup.config.flows
+  if f.mode != "posthoc":
+    raise ValueError("frame_probe reads a post-hoc flows run (flows.mode='posthoc').")
+  if labels not in PROBE_LABELS:
+    raise ValueError(f"frame_probe labels must be one of {PROBE_LABELS}, got {labels!r}.")
+  if min(int(steps), int(batch_size), int(eval_batches)) < 1 or not float(lr) > 0:
+    raise ValueError(f"frame_probe needs steps, batch_size, eval_batches >= 1 and lr > 0, got "
+                     f"{steps}, {batch_size}, {eval_batches}, {lr}.")
+  flow = setup.objective.info["flow"]
+  decode = setup.objective.info["decoder"].generate
+  form = classifier or f.get("classifier", "mlp")
+  clf = frame_classifier(flow, form, int(f.get("classifier_width", 0) if width is None
+                                         else width))
+  length, reflect = int(f.path_len), f.get("convention", "lsx") == "reference"
+  n = int(batch_size)
+
+  def pairs(rng, mixed: bool):
+    k_z, k_k, k_t, k_r = jax.random.split(rng, 4)
+    z0, _ = setup.sample(k_z, n)
+    shape = (n,) if mixed else ()
+    ks = jnp.broadcast_to(jax.random.randint(k_k, shape, 0, flow.num), (n,))
+    flip = jnp.broadcast_to(jax.random.bernoulli(k_r, 0.5, shape), (n,))
+    ts = jax.random.randint(k_t, (n,), 0, length - 1)
+    path = jax.vmap(lambda z, k: traverse(flow.potential, flow_params, z, k, length))(z0, ks)
+    lat1, lat2 = path[jnp.arange(n), ts + 1], path[jnp.arange(n), ts + 2]
+    if reflect:
+      lat1, lat2 = (jnp.where(flip[:, None], 2 * z0 - lat2, lat1),
+                    jnp.where(flip[:, None], 2 * z0 - lat1, lat2))
+    x = decode(jnp.concatenate([lat1, lat2], 0))
+    return x[:n], x[n:], ks
+
+  def loss(p, xa, xb, ks, rng):
+    logits = clf.apply({"params": p}, xa, xb, rng)
+    return (optax.softmax_cross_entropy_with_integer_labels(logits, ks).mean(),
+            jnp.mean(jnp.argmax(logits, 1) == ks))
+
+  opt = optax.adam(float(lr))
+  key = jax.random.key(int(seed))
+  xa, xb, _ = pairs(key, True)
+  params = clf.init(jax.random.fold_in(key, 1), xa, xb, key)["params"]
+  state = opt.init(params)
+
+  @jax.jit
+  def train_step(p, s, rng):
+    k_p, k_c = jax.random.split(rng)
+    xa, xb, ks = pairs(k_p, labels == "mixed")
+    (_, acc), g = jax.value_and_grad(loss, has_aux=True)(p, xa, xb, ks, k_c)
+    u, s = opt.update(g, s, p)
+    return optax.apply_updates(p, u), s, acc
+
+  @jax.jit
+  def held_out(p, rng):
+    k_p, k_c = jax.random.split(rng)
+    xa, xb, ks = pairs(k_p, True)
+    return loss(p, xa, xb, ks, k_c)[1]
+
+  accs = []
+  for i in range(int(steps)):
+    params, state, acc = train_step(params, state, jax.random.fold_in(key, 10 + i))
+    accs.append(acc)
+  test = [held_out(params, jax.random.fold_in(jax.random.key(int(seed) + 1), j))
+          for j in range(int(eval_batches))]
+  return {"accuracy": float(np.mean(jax.device_get(test))),
+          "train_accuracy": float(np.mean(jax.device_get(accs[-20:]))),
+          "chance": 1.0 / flow.num, "labels": labels, "classifier": form,
+          "steps": int(steps), "lr": float(lr),
+          "batch_size": n}
