@@ -536,3 +536,9 @@ def test_frame_probe_tells_distinct_flows_apart_and_identical_ones_not():
   assert 0 <= one["accuracy"] <= 1 and one["labels"] == "batch"
   with pytest.raises(ValueError, match="labels must be one of"):
     family.frame_probe(setup, distinct, labels="per_sample")
+  # small steps: lsx's MLP, which reads x_b - x_a, still tells them apart; the public conv
+  # classifier on the channel-stacked pair reads large steps and not small ones
+  small = {"a": jnp.eye(d)[:num] * 0.1}
+  assert family.frame_probe(setup, small, **kw)["accuracy"] > 0.9
+  assert family.frame_probe(setup, distinct, classifier="conv", **kw)["accuracy"] > 0.9
+  assert family.frame_probe(setup, small, classifier="conv", **kw)["accuracy"] < 0.6
