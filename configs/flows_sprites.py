@@ -33,6 +33,10 @@ def flow_options(**kw):
   speed learned as 'log' c (lsx) or 'direct'ly (public); classifier: the frame classifier,
   'mlp' (lsx) or 'conv' (the public reconstructor, reparameterized logits) of width
   classifier_width (0: 128 for 'mlp', the latent width for 'conv' as the public code);
+  classifier_labels: the reference objective's classifier labels, '' (the convention's
+  own: one potential per batch for 'reference', as the public trainer) | 'batch' |
+  'mixed' (lsx option: each sample its own potential, its pair from a path rolled out
+  for the classifier);
   potential_init: the lsx net's LeCun init with each potential's own fan-in
   ('per_potential') or all K's together ('stacked', lsx's former init: the velocity
   ~K^(3/2) x smaller; the figures of REPRODUCTION.md sections 5 and 11 before
@@ -40,7 +44,8 @@ def flow_options(**kw):
   f = dict(mode="posthoc", num_potentials=8, path_len=10, laplacian="exact", num_probes=8,
            normalize_jvp=False, flow_output="tanh", jvp_reduction="mean", transforms=(),
            speeds=(), convention="lsx", codes="encoder", potential_net="lsx", hidden=0,
-           speed="log", classifier="mlp", classifier_width=0, potential_init="per_potential")
+           speed="log", classifier="mlp", classifier_width=0, classifier_labels="",
+           potential_init="per_potential")
   f.update(kw)
   return f
 

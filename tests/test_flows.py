@@ -542,3 +542,42 @@ def test_frame_probe_tells_distinct_flows_apart_and_identical_ones_not():
   assert family.frame_probe(setup, small, **kw)["accuracy"] > 0.9
   assert family.frame_probe(setup, distinct, classifier="conv", **kw)["accuracy"] > 0.9
   assert family.frame_probe(setup, small, classifier="conv", **kw)["accuracy"] < 0.6
+
+
+def test_mixed_classifier_labels_give_each_sample_its_own_potential_and_pair():
+  import optax
+  num = 3
+  flow, params, decode, loss_b, p, z0 = _tiny_reference_objective()
+  init_clf, loss = flows.make_flow_objective(flow, decode, (8, 8, 1), path_len=3,
+                                             convention="reference", classifier_labels="mixed")
+  hp = {"lambda_cls": jnp.float32(1.0), "lambda_pde": jnp.float32(1.0)}
+  clf = flows.FrameClassifier(num)
+  rng = jax.random.key(3)
+  total, aux = jax.jit(loss)(p, z0, rng, hp)
+  # the wave terms are the batch's (the same k and t* as with 'batch' labels) ...
+  total_b, aux_b = jax.jit(loss_b)(p, z0, rng, hp)
+  np.testing.assert_allclose(aux["pde"], aux_b["pde"], rtol=1e-6)
+  np.testing.assert_allclose(total - aux["cls"], total_b - aux_b["cls"], rtol=1e-5, atol=1e-6)
+  # ... and the classifier's pairs come from each sample's own potential, time and coin
+  k_k, k_t, k_r = jax.random.split(jax.random.fold_in(rng, 2), 3)
+  ks = np.asarray(jax.random.randint(k_k, (5,), 0, num))
+  ts = np.asarray(jax.random.randint(k_t, (5,), 0, 2))
+  flip = np.asarray(jax.random.bernoulli(k_r, 0.5, (5, 1)))[:, 0]
+  za, zb = [], []
+  for i in range(5):
+    z, path = z0[i], [z0[i]]
+    for j in range(3):  # z_{j+1} = z_j + grad u_k(z_j, j), written out
+      z = z + jax.grad(flow.potential, argnums=1)(params, z, jnp.float32(j), int(ks[i]))
+      path.append(z)
+    a, b = path[ts[i] + 1], path[ts[i] + 2]
+    za.append(2 * z0[i] - b if flip[i] else a)
+    zb.append(2 * z0[i] - a if flip[i] else b)
+  logits = clf.apply({"params": p["classifier"]}, decode(jnp.stack(za)), decode(jnp.stack(zb)))
+  want = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(ks)).mean()
+  np.testing.assert_allclose(aux["cls"], want, rtol=1e-5)
+  assert len(set(ks.tolist())) > 1  # the labels of one batch differ
+  with pytest.raises(ValueError, match="classifier_labels must be one of"):
+    flows.make_flow_objective(flow, decode, (8, 8, 1), convention="reference",
+                              classifier_labels="each")
+  with pytest.raises(ValueError, match="labels every sample with its own potential"):
+    flows.make_flow_objective(flow, decode, (8, 8, 1), classifier_labels="batch")

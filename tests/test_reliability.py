@@ -222,6 +222,8 @@ for _k, _v, _m in [
     ("flows.num_potentials", 0, r"num_potentials must be >= 1"),
     ("flows.path_len", 1, r"path_len"),
     ("flows.laplacian", "approx", r"laplacian.*approx"),
+    ("flows.classifier_labels", "each", r"classifier_labels must be '' .* or one of"),
+    ("flows.classifier_labels", "batch", r"classifier_labels='batch' is the reference objective's"),
     ("decoder.workdir", "/nonexistent/decoder", r"/nonexistent/decoder"),
 ]:
   case("flows", f"{_k}={_v!r}", _m)(_train_with({_k: _v}, _flows_config))

@@ -371,3 +371,12 @@ def test_adam_l2_is_torch_adam_with_coupled_weight_decay():
     q = q - lr * (m / (1 - b1 ** i)) / (np.sqrt(v / (1 - b2 ** i)) + eps)
   np.testing.assert_allclose(results["adam_l2"], q, rtol=1e-5, atol=1e-6)
   assert np.abs(results["adamw"] - q).max() > 1e-4
+
+
+def test_a_field_a_family_gained_is_no_change_at_its_default_only():
+  from lsx.train.config import config_changes
+  recorded = {"family": "flows", "flows": {"classifier": "conv"}}
+  assert config_changes(recorded, {"family": "flows", "flows": {"classifier": "conv",
+                                                                "classifier_labels": ""}}) == []
+  assert config_changes(recorded, {"family": "flows", "flows": {
+      "classifier": "conv", "classifier_labels": "mixed"}}) == ["flows.classifier_labels"]

@@ -132,6 +132,9 @@ def jvp_reward(flow: Flow, params, image_fn: Callable, z, ts, ks, normalize: boo
 
 
 CONVENTIONS = ("lsx", "reference")
+# the frame classifier's labels in the reference objective: the batch's one potential (the
+# public trainer) or each sample its own (an lsx option; lsx's convention always is)
+CLASSIFIER_LABELS = ("batch", "mixed")
 
 
 def hessian_row_sums(fn: Callable, z):
@@ -218,7 +221,7 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
                         laplacian_mode: str = "exact", num_probes: int = 8,
                         normalize_jvp: bool = False, jvp_reduction: str = "mean",
                         convention: str = "lsx", classifier: str = "mlp",
-                        classifier_width: int = 0):
+                        classifier_width: int = 0, classifier_labels: str = ""):
   """(init_classifier, loss) for training K potentials on a frozen generator `decode`.
 
   `loss(params, z0 [B, d], rng, hp) -> (scalar, aux)` with params = {"flow", "classifier"}
@@ -245,6 +248,12 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
   `classifier`: the frame classifier R, 'mlp' (lsx; K logits) or 'conv' (the public
   reconstructor: d logits, reparameterized; `FrameClassifier`), of width
   `classifier_width` (0: 128 for 'mlp', the latent width d for 'conv', as the public code).
+  `classifier_labels` (reference form): 'batch' (default; the public trainer: the pair
+  comes from the batch's one potential k, so every label of a batch is k) or 'mixed' (an
+  lsx option: each sample its own potential k_i, time t*_i and reflection coin, its pair
+  read off a path z_{i+1} = z_i + grad u_{k_i}(z_i, i) rolled out for the classifier with
+  the gradient kept, while the wave terms keep the batch's one k and t*); lsx's
+  convention always labels per sample ('' or 'mixed').
   The pair is decoded in one call. aux: the loss terms, "cls_acc" (the classifier's batch
   accuracy), "image_change" (`image_change` of the pair the classifier reads: one flow
   step) and, for the reference form, "speed" (mean |grad u| along the path).
@@ -262,6 +271,13 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
   if jvp_reduction not in JVP_REDUCTIONS:
     raise ValueError(f"jvp_reduction must be one of {JVP_REDUCTIONS}, got {jvp_reduction!r}.")
   clf = frame_classifier(flow, classifier, classifier_width)
+  labels = classifier_labels or ("batch" if convention == "reference" else "mixed")
+  if labels not in CLASSIFIER_LABELS:
+    raise ValueError(f"flows classifier_labels must be one of {CLASSIFIER_LABELS} (or '' for "
+                     f"the convention's own), got {classifier_labels!r}.")
+  if convention == "lsx" and labels != "mixed":
+    raise ValueError("flows classifier_labels='batch' is the reference objective's; lsx's "
+                     "convention labels every sample with its own potential (leave it '').")
 
   def init_classifier(rng):
     x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
@@ -285,10 +301,19 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
     t_star = jax.random.randint(k_t, (), 0, int(path_len) - 1)
     _, lat1, lat2, parts = reference_wave_loss(flow, fp, decode, z0, k, t_star, int(path_len),
                                                jvp_reduction)
-    flip = jax.random.bernoulli(k_r, 0.5)
+    if labels == "mixed":  # each sample its own k, t* and coin (an lsx option)
+      k_m = jax.random.fold_in(rng, 2)
+      k_k, k_t, k_r = jax.random.split(k_m, 3)
+      ks = jax.random.randint(k_k, (b,), 0, flow.num)
+      ts = jax.random.randint(k_t, (b,), 0, int(path_len) - 1)
+      flip = jax.random.bernoulli(k_r, 0.5, (b, 1))
+      path = jax.vmap(lambda z, kk: traverse(flow.potential, fp, z, kk, int(path_len)))(z0, ks)
+      lat1, lat2 = path[jnp.arange(b), ts + 1], path[jnp.arange(b), ts + 2]
+    else:
+      ks, flip = jnp.full((b,), k), jax.random.bernoulli(k_r, 0.5)
     za = jnp.where(flip, 2 * z0 - lat2, lat1)
     zb = jnp.where(flip, 2 * z0 - lat1, lat2)
-    l_cls, acc, change = classify(params, za, zb, jnp.full((b,), k), k_c)
+    l_cls, acc, change = classify(params, za, zb, ks, k_c)
     wave = parts["ic"] + parts["pde"] - hp.get("lambda_jvp", 1.0) * parts["jvp"]
     total = hp["lambda_cls"] * l_cls + hp["lambda_pde"] * wave
     return total, {**parts, "cls": l_cls, "cls_acc": acc, "image_change": change}

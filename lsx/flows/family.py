@@ -28,7 +28,7 @@ from lsx.objective import Objective
 from lsx.records import read_metrics
 from lsx.train import validate
 from lsx.train.setup import make_run_optimizer, resolve_hp, Setup
-from lsx.flows import (CONVENTIONS, JOINT_HP_DEFAULTS, check_transforms, make_flow,
+from lsx.flows import (CLASSIFIER_LABELS, CONVENTIONS, JOINT_HP_DEFAULTS, check_transforms, make_flow,
                        make_flow_objective, make_joint_objective, sequence_batch)
 
 MODES = ("posthoc", "joint")
@@ -51,7 +51,8 @@ def posthoc_objective(config, flow, decode, image_shape, path_len=None) -> Objec
       laplacian_mode=f.laplacian, num_probes=int(f.num_probes),
       normalize_jvp=bool(f.normalize_jvp), jvp_reduction=f.jvp_reduction,
       convention=f.get("convention", "lsx"), classifier=f.get("classifier", "mlp"),
-      classifier_width=int(f.get("classifier_width", 0)))
+      classifier_width=int(f.get("classifier_width", 0)),
+      classifier_labels=f.get("classifier_labels", ""))
 
   def init(rng):
     k1, k2 = jax.random.split(rng)
@@ -82,6 +83,13 @@ def build_flows(config, runs=None):
   if f.get("convention", "lsx") == "reference" and f.mode != "posthoc":
     raise ValueError("config.flows.convention='reference' is the public post-hoc objective; "
                      "use it with flows.mode='posthoc'.")
+  labels = f.get("classifier_labels", "")
+  if labels not in ("",) + CLASSIFIER_LABELS:
+    raise ValueError(f"config.flows.classifier_labels must be '' (the convention's own) or "
+                     f"one of {CLASSIFIER_LABELS}, got {labels!r}.")
+  if labels == "batch" and f.get("convention", "lsx") != "reference":
+    raise ValueError("config.flows.classifier_labels='batch' is the reference objective's "
+                     "(one potential per batch); with convention='lsx' leave it ''.")
   if f.get("codes", "encoder") not in CODES:
     raise ValueError(f"config.flows.codes must be one of {CODES} (the codes the flows train "
                      f"from: the encoder means of data images, or z ~ N(0, I) as the public "

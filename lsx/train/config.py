@@ -114,11 +114,17 @@ def set_fields(config, strict: bool = True, create: bool = False, **fields):
 RESUMABLE_CHANGES = ("train.steps", "train.log_every_s", "train.tensorboard", "workdir")
 
 
+# fields a family's config sections gained after runs were recorded without them, at the
+# value that does what those runs did (the family reads a missing field as this value)
+GAINED_FIELDS = {"flows.classifier_labels": ""}
+
+
 def config_changes(recorded: dict, now: dict) -> list[str]:
   """The dotted config keys in which `now` differs from the `recorded` config.json beyond
-  `RESUMABLE_CHANGES` (a field the schema gained since, at its default, is no change)."""
+  `RESUMABLE_CHANGES` (a field the schema or a family gained since, at its default
+  (`GAINED_FIELDS`), is no change)."""
   recorded, now = flatten(recorded), flatten(now)
-  schema = flatten(config_to_json(run_config()))
+  schema = {**flatten(config_to_json(run_config())), **GAINED_FIELDS}
   added = {k for k in set(now) - set(recorded) if k in schema and now[k] == schema[k]}
   return sorted(k for k in (set(recorded) | set(now)) - added
                 if k not in RESUMABLE_CHANGES and recorded.get(k) != now.get(k))
