@@ -15,8 +15,8 @@ import os
 import jax
 from absl import flags
 
-from lsx import cli, metrics as lm, runs
-from lsx.diffusion import family, properties
+from lsx import cli, metrics as lm, traversal_eval
+from lsx.diffusion import properties
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A denoiser run (configs/diffusion_*.py).")
 _STEPS = flags.DEFINE_list("steps", ["10", "50", "100", "200"], "DDIM step counts.")
@@ -33,11 +33,7 @@ def main(argv):
   if not steps or min(steps) < 1 or _IMAGES.value < 1:
     raise ValueError(f"--steps must list positive step counts and --images be >= 1, got "
                      f"{_STEPS.value} and {_IMAGES.value}.")
-  setup, state = runs.load_run(_WORKDIR.value)
-  if setup.config.get("family") != "diffusion":
-    raise ValueError(f"{_WORKDIR.value} holds a {setup.config.get('family')!r} run; "
-                     f"inversion reads a denoiser run (configs/diffusion_sprites.py).")
-  den = family.denoiser(setup, state.params)
+  setup, _, den = traversal_eval.load_denoiser(_WORKDIR.value, "inversion")
   oracle = lm.make_oracle(setup.dataset, "grid", pool=_POOL.value)
   images, _ = setup.dataset.sample(jax.random.key(_SEED.value), _IMAGES.value)
   out = {f"ddim_{n}": properties.inversion_quality(den, images, oracle, steps=n) for n in steps}

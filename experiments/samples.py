@@ -24,9 +24,8 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from lsx import cli, metrics as lm, runs, traversal_eval
-from lsx.train import sweep
-from lsx.diffusion import family, process
+from lsx import cli, metrics as lm, traversal_eval
+from lsx.diffusion import process
 from lsx.metrics.sample_quality import sample_quality, validity_threshold
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A denoiser run (configs/diffusion_*.py).")
@@ -90,14 +89,7 @@ def main(argv):
   if _NUM.value < 1 or _BATCH.value < 1 or _REFERENCE.value < 1:
     raise ValueError(f"--num, --batch and --reference must be >= 1, got {_NUM.value}, "
                      f"{_BATCH.value}, {_REFERENCE.value}.")
-  setup, state = runs.load_run(_WORKDIR.value, _STEP.value)
-  if setup.config.get("family") != "diffusion":
-    raise ValueError(f"{_WORKDIR.value} holds a {setup.config.get('family')!r} run; "
-                     f"samples reads a denoiser run (configs/diffusion_sprites.py).")
-  if sweep.plan(setup.config, setup.hp) is not None:
-    raise ValueError(f"{_WORKDIR.value} is a sweep: extract one member first "
-                     f"(python -m experiments.extract_member).")
-  den = family.denoiser(setup, state.params)
+  setup, state, den = traversal_eval.load_denoiser(_WORKDIR.value, "samples", _STEP.value)
   vae = None
   if _VAE.value:  # refused (absent, wrong size) before anything is sampled
     if not os.path.exists(os.path.join(_VAE.value, "config.json")):

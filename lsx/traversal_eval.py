@@ -269,6 +269,20 @@ def _vae_prior(config, image_shape):
   return name, generate
 
 
+def load_denoiser(workdir: str, reader: str, step: int | None = None):
+  """(setup, state, denoiser with EMA weights) of the single denoiser run in `workdir` (its
+  checkpoint `step`, default the latest); another family or a sweep is refused by name,
+  `reader` naming what asked."""
+  setup, state = runs.load_run(workdir, step)
+  if setup.config.get("family") != "diffusion":
+    raise ValueError(f"{workdir} holds a {setup.config.get('family')!r} run; {reader} reads "
+                     f"a denoiser run (configs/diffusion_sprites.py).")
+  if sweep.plan(setup.config, setup.hp) is not None:
+    raise ValueError(f"{workdir} is a sweep: extract one member first "
+                     f"(python -m experiments.extract_member).")
+  return setup, state, diffusion_family.denoiser(setup, state.params)
+
+
 def hspace(config, log: Callable = viz.log) -> dict:
   """Directions in the h-space of the denoiser run config.diffusion.workdir (trained first
   from config.diffusion.config when absent), each method's K directions edited into
@@ -278,14 +292,7 @@ def hspace(config, log: Callable = viz.log) -> dict:
   c = config
   check_hspace(c)
   runs.ensure_trained(c.diffusion.workdir, c.diffusion.config)
-  setup, state = runs.load_run(c.diffusion.workdir)
-  if setup.config.get("family") != "diffusion":
-    raise ValueError(f"{c.diffusion.workdir} holds a {setup.config.get('family')!r} run; "
-                     f"hspace reads a denoiser run (configs/diffusion_sprites.py).")
-  if sweep.plan(setup.config, setup.hp) is not None:
-    raise ValueError(f"{c.diffusion.workdir} is a sweep: extract one member first "
-                     f"(python -m experiments.extract_member).")
-  den = diffusion_family.denoiser(setup, state.params)
+  setup, state, den = load_denoiser(c.diffusion.workdir, "hspace")
   oracle = lm.oracle_from_config(setup.dataset, c.eval, log=log)
   os.makedirs(c.workdir, exist_ok=True)
   hs, span, steps = c.hspace, float(c.eval.span), int(c.eval.steps)
