@@ -217,6 +217,27 @@ def frame_classifier(flow: Flow, classifier: str = "mlp", width: int = 0) -> Fra
   return FrameClassifier(flow.num, int(width) or 128, kind="mlp")
 
 
+def classifier_pairs(flow: Flow, params, z0, keys, path_len: int, *, per_sample: bool = True,
+                     reflect: bool = True):
+  """(z_a, z_b, labels [B]) for the frame classifier from codes z0 [B, d]: a potential k
+  (each sample its own with `per_sample`, else one for the batch, from keys[0]), a time
+  t* ~ U{0 .. path_len - 2} per sample (keys[1]), the path z_{i+1} = z_i + grad u_k(z_i, i)
+  over `path_len` steps (the gradient kept), the pair (z_{t*+1}, z_{t*+2}) and, with
+  `reflect`, the reflected pair (2 z0 - z_{t*+2}, 2 z0 - z_{t*+1}) on a coin per sample (or
+  per batch) from keys[2]."""
+  k_k, k_t, k_r = keys
+  n = z0.shape[0]
+  shape = (n,) if per_sample else ()
+  ks = jnp.broadcast_to(jax.random.randint(k_k, shape, 0, flow.num), (n,))
+  flip = jnp.broadcast_to(jax.random.bernoulli(k_r, 0.5, shape), (n,))[:, None]
+  ts = jax.random.randint(k_t, (n,), 0, int(path_len) - 1)
+  path = jax.vmap(lambda z, k: traverse(flow.potential, params, z, k, int(path_len)))(z0, ks)
+  za, zb = path[jnp.arange(n), ts + 1], path[jnp.arange(n), ts + 2]
+  if reflect:
+    za, zb = jnp.where(flip, 2 * z0 - zb, za), jnp.where(flip, 2 * z0 - za, zb)
+  return za, zb, ks
+
+
 def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: int = 10,
                         laplacian_mode: str = "exact", num_probes: int = 8,
                         normalize_jvp: bool = False, jvp_reduction: str = "mean",
@@ -302,17 +323,12 @@ def make_flow_objective(flow: Flow, decode: Callable, image_shape, *, path_len: 
     _, lat1, lat2, parts = reference_wave_loss(flow, fp, decode, z0, k, t_star, int(path_len),
                                                jvp_reduction)
     if labels == "mixed":  # each sample its own k, t* and coin (an lsx option)
-      k_m = jax.random.fold_in(rng, 2)
-      k_k, k_t, k_r = jax.random.split(k_m, 3)
-      ks = jax.random.randint(k_k, (b,), 0, flow.num)
-      ts = jax.random.randint(k_t, (b,), 0, int(path_len) - 1)
-      flip = jax.random.bernoulli(k_r, 0.5, (b, 1))
-      path = jax.vmap(lambda z, kk: traverse(flow.potential, fp, z, kk, int(path_len)))(z0, ks)
-      lat1, lat2 = path[jnp.arange(b), ts + 1], path[jnp.arange(b), ts + 2]
+      za, zb, ks = classifier_pairs(flow, fp, z0, jax.random.split(jax.random.fold_in(rng, 2), 3),
+                                    int(path_len))
     else:
       ks, flip = jnp.full((b,), k), jax.random.bernoulli(k_r, 0.5)
-    za = jnp.where(flip, 2 * z0 - lat2, lat1)
-    zb = jnp.where(flip, 2 * z0 - lat1, lat2)
+      za = jnp.where(flip, 2 * z0 - lat2, lat1)
+      zb = jnp.where(flip, 2 * z0 - lat1, lat2)
     l_cls, acc, change = classify(params, za, zb, ks, k_c)
     wave = parts["ic"] + parts["pde"] - hp.get("lambda_jvp", 1.0) * parts["jvp"]
     total = hp["lambda_cls"] * l_cls + hp["lambda_pde"] * wave

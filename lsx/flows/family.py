@@ -227,7 +227,7 @@ def frame_probe(setup, flow_params, *, steps: int = 300, lr: float = 1e-3,
   "chance" (1 / K), "labels", "classifier", "steps", "lr", "batch_size"}."""
   import numpy as np
   import optax
-  from lsx.flows import frame_classifier, traverse
+  from lsx.flows import classifier_pairs, frame_classifier
 
   f = setup.config.flows
   if f.mode != "posthoc":
@@ -248,15 +248,8 @@ def frame_probe(setup, flow_params, *, steps: int = 300, lr: float = 1e-3,
   def pairs(rng, mixed: bool):
     k_z, k_k, k_t, k_r = jax.random.split(rng, 4)
     z0, _ = setup.sample(k_z, n)
-    shape = (n,) if mixed else ()
-    ks = jnp.broadcast_to(jax.random.randint(k_k, shape, 0, flow.num), (n,))
-    flip = jnp.broadcast_to(jax.random.bernoulli(k_r, 0.5, shape), (n,))
-    ts = jax.random.randint(k_t, (n,), 0, length - 1)
-    path = jax.vmap(lambda z, k: traverse(flow.potential, flow_params, z, k, length))(z0, ks)
-    lat1, lat2 = path[jnp.arange(n), ts + 1], path[jnp.arange(n), ts + 2]
-    if reflect:
-      lat1, lat2 = (jnp.where(flip[:, None], 2 * z0 - lat2, lat1),
-                    jnp.where(flip[:, None], 2 * z0 - lat1, lat2))
+    lat1, lat2, ks = classifier_pairs(flow, flow_params, z0, (k_k, k_t, k_r), length,
+                                      per_sample=mixed, reflect=reflect)
     x = decode(jnp.concatenate([lat1, lat2], 0))
     return x[:n], x[n:], ks
 
