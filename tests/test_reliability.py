@@ -423,6 +423,14 @@ def _eval_corrupt(ctx):
   return lambda: evaluate_workdir(wd, metrics=("mig",), num_samples=50, num_test=50, log=None)
 
 
+@case("checkpoint", "load a step the run has no checkpoint of",
+      r"has no checkpoint at step 6 \(it has \[4, 8\]\): give one of those steps")
+def _absent_step(ctx):
+  from lsx.runs import load_run
+  wd = ctx.run()
+  return lambda: load_run(wd, 6)
+
+
 @case("checkpoint", "skip_corrupt_checkpoint sets it aside and resumes", recovers=True)
 def _skip_corrupt(ctx):
   from lsx.train import train
@@ -757,7 +765,8 @@ def _expected_errors() -> dict:
   missing = ["config:config file that does not exist", "workdir:checkpoints without config.json",
              "directions:decoder.workdir='/nonexistent/decoder'",
              "flows:decoder.workdir='/nonexistent/decoder'", "evaluate:missing workdir",
-             "evaluate:no checkpoint yet", "extract:missing workdir"]
+             "evaluate:no checkpoint yet", "extract:missing workdir",
+             "checkpoint:load a step the run has no checkpoint of"]
   corrupt = [f"checkpoint:latest checkpoint: {h}" for h in
              ("flip", "truncate", "delete", "garbage", "checksums", "checksum_value")]
   return {**{k: FileNotFoundError for k in missing},

@@ -162,6 +162,10 @@ def _restore(mngr, abstract_state, step):
   if step is None:
     return None
   path = os.path.join(str(mngr.directory), str(step))
+  if not os.path.isdir(path):  # a step asked for by number that was never written (or kept)
+    raise FileNotFoundError(f"{mngr.directory} has no checkpoint at step {step} (it has "
+                            f"{sorted(mngr.all_steps())}): give one of those steps, or none "
+                            f"for the latest.")
   absl_log = logging.getLogger("absl")
   level = absl_log.level
   absl_log.setLevel(logging.CRITICAL)  # orbax logs a torn metadata file before raising
