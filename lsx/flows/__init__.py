@@ -26,7 +26,8 @@ import jax.numpy as jnp
 
 from lsx.flows.nets import (CLASSIFIERS, FLOW_OUTPUTS, JVP_REDUCTIONS,  # noqa: F401
                             POTENTIAL_INITS, POTENTIAL_NETS, SPEEDS, Flow, FrameClassifier,
-                            Potentials, make_flow, time_embedding, torch_linear_init)
+                            Potentials, frame_classifier, make_flow, time_embedding,
+                            torch_linear_init)
 
 
 def velocity(potential: Callable, params, z, t, k):
@@ -202,19 +203,6 @@ def image_change(xa, xb):
   """Mean over the batch of ||x_b - x_a|| (the L2 norm over an image's pixels): how far one
   flow step moves the decoded image (the protocols' image change, for one step)."""
   return jnp.mean(jnp.sqrt(jnp.sum((xb - xa).reshape(xa.shape[0], -1) ** 2, -1)))
-
-
-def frame_classifier(flow: Flow, classifier: str = "mlp", width: int = 0) -> FrameClassifier:
-  """The frame classifier R of a flow objective: 'mlp' (lsx; K logits, width 128 by
-  default) or 'conv' (the public reconstructor: d logits, reparameterized, width d by
-  default); `width` 0 takes the form's default."""
-  if classifier not in CLASSIFIERS:
-    raise ValueError(f"flows classifier must be one of {CLASSIFIERS}, got {classifier!r}.")
-  if int(width) < 0:
-    raise ValueError(f"classifier_width must be >= 0 (0: the form's default), got {width}.")
-  if classifier == "conv":
-    return FrameClassifier(flow.dim, int(width) or flow.dim, kind="conv")
-  return FrameClassifier(flow.num, int(width) or 128, kind="mlp")
 
 
 def classifier_pairs(flow: Flow, params, z0, keys, path_len: int, *, per_sample: bool = True,

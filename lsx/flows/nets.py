@@ -195,3 +195,16 @@ class FrameClassifier(nn.Module):
                                   bias_init=torch_linear_init(x.shape[-1]))
     mean, log_var = dense("means")(x), dense("log_var")(x)
     return mean + jax.random.normal(rng, mean.shape) * jnp.exp(0.5 * log_var)
+
+
+def frame_classifier(flow: Flow, classifier: str = "mlp", width: int = 0) -> FrameClassifier:
+  """The frame classifier R of a flow objective: 'mlp' (lsx; K logits, width 128 by
+  default) or 'conv' (the public reconstructor: d logits, reparameterized, width d by
+  default); `width` 0 takes the form's default."""
+  if classifier not in CLASSIFIERS:
+    raise ValueError(f"flows classifier must be one of {CLASSIFIERS}, got {classifier!r}.")
+  if int(width) < 0:
+    raise ValueError(f"classifier_width must be >= 0 (0: the form's default), got {width}.")
+  if classifier == "conv":
+    return FrameClassifier(flow.dim, int(width) or flow.dim, kind="conv")
+  return FrameClassifier(flow.num, int(width) or 128, kind="mlp")
