@@ -20,7 +20,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import flags
 
@@ -95,8 +94,7 @@ def main(argv):
     if not os.path.exists(os.path.join(_VAE.value, "config.json")):
       raise ValueError(f"--vae_workdir {_VAE.value} holds no run (no config.json): train "
                        f"one first (python -m experiments.train --config configs/...).")
-    vae = traversal_eval._vae_prior(ml_collections.ConfigDict(
-        {"vae": {"workdir": _VAE.value, "config": ""}}), den.image_shape)
+    vae = traversal_eval.vae_prior(_VAE.value, "", den.image_shape)
   oracle = lm.make_oracle(setup.dataset, "grid", pool=_POOL.value)
   threshold = validity_threshold(oracle, setup.dataset, jax.random.key(0))
   score = lambda x: sample_quality(jnp.asarray(x), oracle, setup.dataset, threshold=threshold,

@@ -247,17 +247,16 @@ def hspace_directions(config, den, dataset, oracle, log: Callable = viz.log):
   return out, diffusion_process.to_image(x0)
 
 
-def _vae_prior(config, image_shape):
-  """(row name, generate(rng, n) -> images at `image_shape`) of config.vae's prior samples,
-  or None without a vae.workdir. A VAE rendering k times the denoiser's size is averaged
-  over k x k blocks (the row says so); another size or channel count is refused."""
-  if not (config.get("vae") and config.vae.workdir):
-    return None
-  dec = runs.load_decoder(runs.ensure_trained(config.vae.workdir, config.vae.config), 16)
+def vae_prior(workdir: str, config_spec: str, image_shape):
+  """(row name, generate(rng, n) -> images at `image_shape`) of the prior samples of the
+  VAE run in `workdir` (trained first with `config_spec` when absent). A VAE rendering k
+  times the denoiser's size is averaged over k x k blocks (the row says so); another size
+  or channel count is refused."""
+  dec = runs.load_decoder(runs.ensure_trained(workdir, config_spec), 16)
   vs, ds = tuple(dec.dataset.image_shape), tuple(image_shape)
   k = vs[0] // ds[0]
   if vs[2] != ds[2] or k < 1 or vs[0] != k * ds[0] or vs[1] != k * ds[1]:
-    raise ValueError(f"config.vae.workdir renders {vs[0]}x{vs[1]}x{vs[2]} images and the "
+    raise ValueError(f"The VAE in {workdir} renders {vs[0]}x{vs[1]}x{vs[2]} images and the "
                      f"denoiser {ds[0]}x{ds[1]}x{ds[2]}: the VAE's prior samples are scored at "
                      f"the denoiser's size, so give a VAE of the same data at that size or "
                      f"an integer multiple of it.")
@@ -296,7 +295,9 @@ def hspace(config, log: Callable = viz.log) -> dict:
   oracle = lm.oracle_from_config(setup.dataset, c.eval, log=log)
   os.makedirs(c.workdir, exist_ok=True)
   hs, span, steps = c.hspace, float(c.eval.span), int(c.eval.steps)
-  vae = _vae_prior(c, den.image_shape)  # refused before anything is computed
+  # the VAE's prior samples beside, refused (wrong size) before anything is computed
+  vae = (vae_prior(c.vae.workdir, c.vae.config, den.image_shape)
+         if c.get("vae") and c.vae.workdir else None)
   directions, samples = hspace_directions(c, den, setup.dataset, oracle, log)
   data, _ = setup.dataset.sample(jax.random.key(int(hs.seed) + 2), samples.shape[0])
   # fresh data at the same number of images: the TV a perfect generator would reach

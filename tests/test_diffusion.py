@@ -446,13 +446,13 @@ def test_vae_prior_samples_are_averaged_to_the_denoisers_size_or_refused(monkeyp
   monkeypatch.setattr(runs, "load_decoder", lambda w, n: fake)
   c = common.load("configs/hspace_sprites.py:smoke")
   c = set_fields(c, **{"vae.workdir": "somewhere"})
-  name, gen = traversal_eval._vae_prior(c, (4, 4, 1))
+  name, gen = traversal_eval.vae_prior(c.vae.workdir, c.vae.config, (4, 4, 1))
   assert name == "VAE prior samples (8x8, averaged to 4x4)"
   x = np.asarray(gen(jax.random.key(0), 2))
   want = np.arange(64.0).reshape(4, 2, 4, 2).mean((1, 3))
   np.testing.assert_allclose(x[1, ..., 0], want)
   with pytest.raises(ValueError, match="renders 8x8x1 images and the denoiser 3x3x1"):
-    traversal_eval._vae_prior(c, (3, 3, 1))
+    traversal_eval.vae_prior(c.vae.workdir, c.vae.config, (3, 3, 1))
 
 
 def test_the_inversion_experiment_writes_its_round_trips(smoke_run):
