@@ -11,8 +11,10 @@ up convolutions, h = the middle block's output) on 32 x 32 single-channel images
 gradient clipped to norm 1, an EMA of the weights after every step. lsx trains through
 its runner's compiled chunk (images rendered on device inside it); PyTorch on a fixed
 batch (its data cost is left out, in PyTorch's favour). The first calls (compilation,
-allocation) are excluded. Prints steps/s, images/s, then `ratio lsx/pytorch: R` and DDIM
-images/s (`--ddim-steps` steps, 64 images).
+allocation) are excluded. One lsx row per `--impls` form (diffusion.conv_impl: 'native',
+the configs' default, and 'gemm'). Prints steps/s, images/s, the ratio of each form, then
+`ratio lsx/pytorch: R` (the first form) and DDIM images/s (`--ddim-steps` steps, 64
+images). One core: `OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/diffusion_throughput.py`.
 PyTorch is a benchmark-only extra: pip install "torch==2.13.0+cpu".
 """
 from __future__ import annotations
@@ -29,14 +31,14 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 
-def lsx_steps_per_s(batch: int, steps: int, chunk: int) -> float:
+def lsx_steps_per_s(batch: int, steps: int, chunk: int, impl: str) -> float:
   from configs import common
   from lsx.diffusion.family import build_diffusion
   from lsx.train import TrainState, make_train_step
   from lsx.train.config import set_fields
   from lsx.train.state import make_train_chunk
   config = set_fields(common.load("configs/diffusion_sprites.py"),
-                      **{"train.batch_size": batch})
+                      **{"train.batch_size": batch, "diffusion.conv_impl": impl})
   setup = build_diffusion(config)
   obj, opt = setup.objective, setup.optimizer
   # the EMA starts as the weights' own arrays: copied, so the chunk may donate both
@@ -54,11 +56,13 @@ def lsx_steps_per_s(batch: int, steps: int, chunk: int) -> float:
   return steps * chunk / (time.perf_counter() - t)
 
 
-def lsx_ddim_images_per_s(ddim_steps: int, n: int = 64) -> float:
+def lsx_ddim_images_per_s(ddim_steps: int, impl: str, n: int = 64) -> float:
   from configs import common
   from lsx.diffusion import process
   from lsx.diffusion.family import build_diffusion, denoiser
-  setup = build_diffusion(common.load("configs/diffusion_sprites.py"))
+  from lsx.train.config import set_fields
+  setup = build_diffusion(set_fields(common.load("configs/diffusion_sprites.py"),
+                                    **{"diffusion.conv_impl": impl}))
   params = setup.objective.init(jax.random.key(0))
   den = denoiser(setup, params, {k: jnp.float32(v) for k, v in setup.hp.items()})
   fn = jax.jit(lambda x: process.ddim_sample(den.eps_fn, den.schedule, x, ddim_steps))
@@ -151,12 +155,17 @@ def main():
   ap.add_argument("--steps", type=int, default=4, help="timed calls (lsx: of --chunk steps)")
   ap.add_argument("--chunk", type=int, default=5)
   ap.add_argument("--ddim-steps", type=int, default=20)
+  ap.add_argument("--impls", default="native,gemm",
+                  help="lsx conv forms (diffusion.conv_impl), the first one the ratio's")
   ap.add_argument("--skip-torch", action="store_true")
   a = ap.parse_args()
+  impls = a.impls.split(",")
   dev = jax.devices()[0]
-  print(f"device: {dev.device_kind} ({jax.default_backend()}), {os.cpu_count()} cores; "
-        f"U-Net of configs/diffusion_sprites.py, batch {a.batch}, 32 x 32 x 1")
-  rows = [("lsx (runner chunk, data on device)", lsx_steps_per_s(a.batch, a.steps, a.chunk))]
+  print(f"device: {dev.device_kind} ({jax.default_backend()}), {os.cpu_count()} cores "
+        f"({len(os.sched_getaffinity(0))} usable); U-Net of configs/diffusion_sprites.py, "
+        f"batch {a.batch}, 32 x 32 x 1")
+  rows = [(f"lsx, conv_impl={i!r}", lsx_steps_per_s(a.batch, a.steps, a.chunk, i))
+          for i in impls]
   if not a.skip_torch:
     import torch
     rows.append((f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)",
@@ -164,10 +173,13 @@ def main():
   print(f"{'train step':44s} {'steps/s':>8s} {'images/s':>9s}")
   for name, s in rows:
     print(f"{name:44s} {s:8.2f} {s * a.batch:9.1f}")
-  if len(rows) > 1:
-    print(f"ratio lsx/pytorch: {rows[0][1] / rows[1][1]:.2f}")
-  print(f"DDIM sampling, {a.ddim_steps} steps, 64 images: "
-        f"{lsx_ddim_images_per_s(a.ddim_steps):.1f} images/s")
+  if not a.skip_torch:
+    for name, s in rows[:-1]:
+      print(f"ratio lsx/pytorch ({name[5:]}): {s / rows[-1][1]:.2f}")
+    print(f"ratio lsx/pytorch: {rows[0][1] / rows[-1][1]:.2f}")
+  for i in impls:
+    print(f"DDIM sampling (conv_impl={i!r}), {a.ddim_steps} steps, 64 images: "
+          f"{lsx_ddim_images_per_s(a.ddim_steps, i):.1f} images/s")
 
 
 if __name__ == "__main__":

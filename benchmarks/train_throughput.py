@@ -7,7 +7,7 @@ both. Prints a table and ends with `ratio lsx/pytorch: R`.
   python benchmarks/train_throughput.py [--steps 40] [--chunk 10] [--layers]
 PyTorch is a benchmark-only extra: pip install torch==2.13.0 (CPU build).
 `--layers` first prints forward+backward milliseconds of every conv layer of the network
-for each lsx form (`s2d`, `patch`, `xla`) and PyTorch. The cotangent is a runtime input:
+for each lsx form (`s2d`, `patch`, `xla`, `native`) and PyTorch. The cotangent is a runtime input:
 with a constant one XLA folds half of the backward pass away and the numbers flatter.
 """
 from __future__ import annotations
@@ -139,7 +139,7 @@ def bench_layers(batch: int = 64):
     import torch
   except ImportError:
     torch = None
-  forms = ("s2d", "patch", "xla")
+  forms = ("s2d", "patch", "xla", "native")
   print(f"{'layer (batch %d, fwd+bwd ms)' % batch:<32}" + "".join(f"{f:>8}" for f in forms)
         + f"{'gemm picks':>11}{'pytorch':>9}")
   for kind, h, c, o in LAYERS:
@@ -184,6 +184,7 @@ def main():
   rows.append(("pytorch (plain nn.Conv2d/ConvTranspose2d)", torch_ips, None, "float32"))
   lsx_ips, flops = bench_lsx("gemm", a.steps, a.chunk)
   rows.append(("lsx (conv_impl='gemm', default)", lsx_ips, flops, "float32"))
+  rows.append(("lsx (conv_impl='native')", *bench_lsx("native", a.steps, a.chunk), "float32"))
   if not a.skip_xla:
     rows.append(("lsx (conv_impl='xla', lax.conv)", *bench_lsx("xla", a.steps, a.chunk), "float32"))
   if a.bf16:

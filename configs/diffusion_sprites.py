@@ -30,7 +30,7 @@ def build(arg: str, data: str, channels: int):
   c.data = ml_collections.ConfigDict({"name": data, "size": 32})
   c.diffusion = ml_collections.ConfigDict(dict(
       timesteps=1000, widths=(32, 64, 64), emb_dim=128, sample_steps=50, num_samples=16,
-      conv_impl="gemm"))
+      conv_impl="native"))
   c.hp = dict(beta_start=1e-4, beta_end=0.02, ema_decay=0.999, lr=2e-4)
   c.optim.grad_clip = 1.0
   c.train.update(steps=6000, batch_size=32, chunk=50, ckpt_every=500, log_every_s=30.0)

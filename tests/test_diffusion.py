@@ -31,17 +31,20 @@ def test_conv3x3_is_lax_conv_of_the_same_kernel():
   unet = UNet(out_channels=1, widths=(8, 16), emb_dim=16)
   xs, ts = jax.random.normal(jax.random.key(2), (2, 8, 8, 1)), jnp.array([3, 7])
   params = unet.init(jax.random.key(3), xs, ts)
-  for a, b in zip(UNet(1, (8, 16), 16, conv3="xla").apply(params, xs, ts), unet.apply(params, xs, ts)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  for form in ("xla", "native"):
+    other = UNet(1, (8, 16), 16, impl="s2d" if form == "xla" else form, conv3=form)
+    for a, b in zip(other.apply(params, xs, ts), unet.apply(params, xs, ts)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_conv_impl_names_the_stride_2_and_3x3_forms():
   from lsx.diffusion.family import check_diffusion, conv_forms
   one = common.load("configs/diffusion_sprites.py:smoke")
-  assert conv_forms(one) == ("gemm", "gemm")
+  assert conv_forms(one) == ("native", "native")
+  assert conv_forms(set_fields(one, **{"diffusion.conv_impl": "gemm"})) == ("gemm", "gemm")
   assert conv_forms(set_fields(one, **{"diffusion.conv_impl": "xla"})) == ("xla", "xla")
   assert conv_forms(set_fields(one, **{"diffusion.conv_impl": "s2d"})) == ("s2d", "gemm")
-  with pytest.raises(ValueError, match=r"conv_impl must be one of \['gemm'"):
+  with pytest.raises(ValueError, match=r"conv_impl must be one of \['native', 'gemm'"):
     check_diffusion(set_fields(one, **{"diffusion.conv_impl": "cudnn"}))
 
 

@@ -80,7 +80,7 @@ def test_bad_arch_is_named():
     lnn.make_networks("resnet", (64, 64, 1), 4)
 
 
-@pytest.mark.parametrize("impl", ["s2d", "patch"])
+@pytest.mark.parametrize("impl", ["s2d", "patch", "native"])
 def test_gemm_forms_compose_with_jvp_vmap_and_second_order(impl):
   """The shift primitives support every transformation lax.conv does, with equal results:
   jvp, reverse over forward, vmap of grad (input and weight gradients), vmap on any axis."""
@@ -101,3 +101,60 @@ def test_gemm_forms_compose_with_jvp_vmap_and_second_order(impl):
       close(a, b)
     moved = jax.vmap(lambda xx: ours(xx, w), in_axes=3, out_axes=3)(jnp.stack([x, -x], 3))
     close(moved[..., 1, :], ref(-x, w))
+
+
+def _ref_conv3(x, w):
+  """Direct loop: Conv2d(k=3, s=1, p=1), NHWC / HWIO."""
+  n, h, wd, c = x.shape
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  out = np.zeros((n, h, wd, w.shape[-1]))
+  for i in range(h):
+    for j in range(wd):
+      out[:, i, j] = np.einsum("nabc,abco->no", xp[:, i:i + 3, j:j + 3], w)
+  return out
+
+
+@pytest.mark.parametrize("impl", lnn.conv.CONV3_IMPLS)
+def test_conv3x3_matches_loop_reference(impl):
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
+  w = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
+  np.testing.assert_allclose(lnn.conv.conv3x3(x, w, impl=impl), _ref_conv3(x, w), atol=1e-4)
+  # leading axes beyond N are folded and restored
+  np.testing.assert_allclose(lnn.conv.conv3x3(np.stack([x, -x]), w, impl=impl)[1],
+                             -_ref_conv3(x, w), atol=1e-4)
+  with pytest.raises(ValueError, match="conv3x3 impl must be one of"):
+    lnn.conv.conv3x3(x, w, impl="cudnn")
+
+
+def test_native_conv3x3_derivatives_equal_lax_and_stay_native():
+  """impl='native' has lax.conv's derivatives of every order (the adjoint table in
+  lsx.nn.conv, checked against JAX's own rules for lax.conv), under vmap both with one
+  kernel and with each member's own (the GEMM fallback), and its gradient program holds
+  no convolution but the native primitive's (the point: XLA:CPU's fast path in loops)."""
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(size=(2, 5, 4, 3)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 3, 3, 2)), jnp.float32)
+  conv3x3 = lnn.conv.conv3x3
+  ours, ref = (lambda x, w: conv3x3(x, w, impl="native")), (lambda x, w: conv3x3(x, w, impl="xla"))
+  close = lambda a, b: np.testing.assert_allclose(a, b, atol=2e-4, rtol=1e-4)
+  loss = lambda g: (lambda x, w: jnp.sum(jnp.sin(g(x, w))))
+  for a, b in zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(ref), (0, 1))(x, w)):
+    close(a, b)
+  close(jax.jvp(ours, (x, w), (0.3 * x, 0.2 * w))[1], jax.jvp(ref, (x, w), (0.3 * x, 0.2 * w))[1])
+  # grad of grad through the kernel gradient (the w1 kind and its transposes)
+  gg = lambda g: jax.grad(lambda x, w: jnp.sum(jax.grad(loss(g), 1)(x, w) ** 2), (0, 1))(x, w)
+  for a, b in zip(gg(ours), gg(ref)):
+    close(a, b)
+  xs, ws = jnp.stack([x, 2 * x]), jnp.stack([w, -w])
+  for in_w in (0, None):
+    vg = lambda g: jax.vmap(jax.grad(loss(g), (0, 1)), (0, in_w))(xs, ws if in_w == 0 else w)
+    for a, b in zip(vg(ours), vg(ref)):
+      close(a, b)
+  prims = {e.primitive.name for e in jax.make_jaxpr(jax.grad(loss(ours), (0, 1)))(x, w).eqns}
+  assert "lsx_conv_native" in prims and "conv_general_dilated" not in prims, prims
+
+
+def test_native_kind_is_named():
+  with pytest.raises(ValueError, match="native conv kind must be one of"):
+    lnn.conv.native_conv(jnp.zeros((1, 4, 4, 1)), jnp.zeros((3, 3, 1, 1)), "s3")

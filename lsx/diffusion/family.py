@@ -41,17 +41,17 @@ class Denoiser(NamedTuple):
   h_shape: tuple
 
 
-CONV_IMPLS = ("gemm", "s2d", "patch", "xla")
+CONV_IMPLS = ("native", "gemm", "s2d", "patch", "xla")
 
 
 def conv_forms(config) -> tuple[str, str]:
-  """(stride-2 form, 3x3 form) of diffusion.conv_impl: 'gemm' (default), 's2d', 'patch' =
-  that stride-2 form (lsx.nn.conv) with GEMM 3x3 layers (a vmap over a sweep's members
-  then runs batched GEMMs); 'xla' = lax.conv everywhere. (lax.conv for the 3x3 layers
-  alone was measured and not kept: 1.8x faster for one jitted gradient, 20x slower inside
-  the runner's scanned training chunk on XLA:CPU -- lsx.diffusion.unet.)"""
-  impl = str(config.diffusion.get("conv_impl", "gemm"))
-  return impl, ("xla" if impl == "xla" else "gemm")
+  """(stride-2 form, 3x3 form) of diffusion.conv_impl: 'native' (default: `lax.conv` with
+  canonical derivatives in every layer, GEMMs under a vmap over members' own weights --
+  lsx.nn.conv), 'gemm', 's2d', 'patch' = that stride-2 form with GEMM 3x3 layers; 'xla' =
+  `lax.conv` with JAX's own derivatives everywhere (20x slower inside the runner's scanned
+  training chunk on XLA:CPU -- lsx.nn.conv)."""
+  impl = str(config.diffusion.get("conv_impl", "native"))
+  return impl, (impl if impl in ("xla", "native") else "gemm")
 
 
 def make_net(config, image_shape) -> UNet:
@@ -94,7 +94,7 @@ def make_objective(net: UNet, image_shape, num_steps: int) -> Objective:
 def check_diffusion(config) -> None:
   validate.positive(config, "diffusion.timesteps", "diffusion.emb_dim",
                     "diffusion.sample_steps", "diffusion.num_samples", "data.size")
-  if str(config.diffusion.get("conv_impl", "gemm")) not in CONV_IMPLS:
+  if str(config.diffusion.get("conv_impl", "native")) not in CONV_IMPLS:
     raise ValueError(f"config.diffusion.conv_impl must be one of {list(CONV_IMPLS)}, got "
                      f"{config.diffusion.conv_impl!r}.")
   widths = tuple(config.diffusion.widths)

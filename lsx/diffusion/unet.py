@@ -11,16 +11,15 @@ matching skip concatenated, and a residual block. An edit `delta_h` is added to 
 sent up the decoder with the original skip connections, as Asyrp does. The timestep
 enters every residual block through a sinusoidal embedding and an MLP.
 
-Convolutions are GEMMs (`Conv3x3(impl="gemm")`, the default: the nine shifted copies of
-the padded input concatenated on channels and multiplied by the [9C, O] kernel; the
-stride-2 layers are lsx.nn.conv's), so a `vmap` over a sweep's members gives batched
-GEMMs, which XLA:CPU runs well, instead of grouped convolutions; `Conv3x3` computes
-exactly `lax.conv` of the same [3, 3, C, O] kernel (tested), which `impl="xla"` uses
-(with `diffusion.conv_impl='xla'`). Measured at batch 32 of 32 x 32: one jitted gradient
-of the U-Net takes 447 ms with lax.conv 3x3 layers against 825 ms with GEMMs (one core),
-but inside the runner's scanned training chunk lax.conv 3x3 layers run at 0.12 steps/s
-against 2.35 (2 cores) -- as lax.conv in a scanned VAE step does (REPRODUCTION.md §3) -- and under a
-4-member vmap the GEMMs win too (1.9 against 2.7 s); so the GEMM form is the default.
+Convolutions are lsx.nn.conv's forms on the reference parameterisation ([k, k, C, O]
+kernels and a bias), chosen per model by `impl` (stride-2 layers) and `conv3` (3x3 layers)
+-- for a run, by `diffusion.conv_impl` (lsx.diffusion.family.conv_forms). 'native' (the
+configs' default): `lax.conv` with derivatives written as canonical convolutions; 'gemm':
+GEMMs over shifted copies of the input; 'xla': `lax.conv` with JAX's own derivatives.
+Inside the runner's scanned training chunk on XLA:CPU, 'gemm' runs
+at 1.75 steps/s, 'native' at 2.86 and 'xla' about 20x slower (one core, batch 32 of 32 x 32;
+its derivatives leave XLA:CPU's fast path inside loops -- lsx.nn.conv). Under a vmap over a
+sweep's members the native layers run as batched GEMMs.
 """
 from __future__ import annotations
 
@@ -29,9 +28,8 @@ from typing import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
-from jax import lax
 
-from lsx.nn.conv import Conv4S2, ConvT4S2
+from lsx.nn.conv import Conv4S2, ConvT4S2, conv3x3
 
 
 def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
@@ -43,29 +41,18 @@ def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
 
 
 class Conv3x3(nn.Module):
-  """Conv2d(k=3, s=1, p=1): one GEMM over the nine shifted copies of the input ('gemm'),
-  or `lax.conv` ('xla'), on the same [3, 3, C, O] kernel."""
+  """Conv2d(k=3, s=1, p=1) on a [3, 3, C, O] kernel: lsx.nn.conv.conv3x3's forms ('gemm':
+  one GEMM over the nine shifted copies of the input; 'xla': `lax.conv`; 'native':
+  `lax.conv` with canonical derivatives)."""
   features: int
   impl: str = "gemm"
 
   @nn.compact
   def __call__(self, x):
-    c = x.shape[-1]
     w = self.param("kernel", nn.initializers.lecun_normal(in_axis=(0, 1, 2), out_axis=3),
-                   (3, 3, c, self.features))
+                   (3, 3, x.shape[-1], self.features))
     b = self.param("bias", nn.initializers.zeros, (self.features,))
-    if self.impl == "xla":
-      lead = x.shape[:-3]
-      y = lax.conv_general_dilated(x.reshape((-1,) + x.shape[-3:]), w, (1, 1), "SAME",
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-      return y.reshape(lead + y.shape[1:]) + b
-    if self.impl != "gemm":
-      raise ValueError(f"Conv3x3 impl must be 'gemm' or 'xla', got {self.impl!r}.")
-    h, wd = x.shape[-3], x.shape[-2]
-    p = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)])
-    cols = jnp.concatenate([p[..., i:i + h, j:j + wd, :] for i in range(3) for j in range(3)],
-                           -1)
-    return cols @ w.reshape(9 * c, self.features) + b
+    return conv3x3(x, w, b, self.impl)
 
 
 class ResBlock(nn.Module):
