@@ -20,7 +20,6 @@ import jax
 import functools
 
 import jax.numpy as jnp
-import numpy as np
 
 
 PEAKS = {"H100": {"float32": 67e12, "bfloat16": 989e12},  # dense, spec sheets
