@@ -8,7 +8,9 @@ Sections: `claims` (which to measure), `seeds`, `out` (claims.json), `workdir` (
 claims own: baselines, the joint sweep), `run_root` (when set, every run's workdir
 moves into it), `run_overrides` (config fields set in every run that
 has them, nested like a config: {"decoder": {"workdir": ...}}), and one section per claim; a section's
-`steps` of 0 keeps its run config's budget (the public setups'), `differs` is what still
+`steps` of 0 keeps its run config's budget (the public setups'); `configurations` of
+flows_posthoc and flows_regularizer are the forms measured, one row each (the first the
+run config's own); `differs` is what still
 differs from the paper, written into its rows (with `full_budget`, when set and the
 section's `steps` is not 0: "budget: <steps> steps (<full_budget>)").
 """
@@ -31,6 +33,12 @@ PUBLIC_WEIGHTS_DIFFERS = (
     "this row's loss weights are the public joint run's (beta = 1, lambda_jvp = "
     "lambda_pde = 1, lambda_latent = 0.1: the public mean over latent dims where lsx sums "
     "over its 10); the rest of the setup is lsx's config as above")
+MIXED_LABELS_DIFFERS = (
+    "this row is lsx's option beside the public form (flows.classifier_labels = 'mixed', "
+    "flows.classifier = 'mlp', 128 wide): the frame classifier reads pairs from each "
+    "sample's own potential, an MLP on the image pair; the public form trains a conv "
+    "classifier on one potential per batch, which stays at chance on lsx's decoders "
+    "(REPRODUCTION.md section 11)")
 CLR_GENERATOR = ("the generator is lsx's style-modulated VAE decoder on the built-in scenes "
                  "(the paper: StyleGAN2 on FFHQ / cars / cats, BigGAN)")
 CLR_DIFFERS = (
@@ -59,7 +67,12 @@ def get_config(arg: str = ""):
       baselines=("pca", "ganspace", "sefa", "jacobian", "voynov", "latentclr"),
       baseline_config="configs/latentclr_sprites.py", baseline_steps=0,
       vp_pairs=1000, anchors=64, oracle_pool=4, classifier_width=0, differs=FLOWS_DIFFERS,
-      full_budget="")
+      full_budget="",
+      # one row each: the run config's own form, and lsx's mixed-label classifier option
+      # (config fields nested like the run's config)
+      configurations={"public": {}, "mixed labels": {"flows": dict(
+          classifier_labels="mixed", classifier="mlp", classifier_width=128)}},
+      configurations_differs={"mixed labels": MIXED_LABELS_DIFFERS})
   # configurations: the joint run's loss weights measured, one row each (one sweep of
   # configurations x {with, without flow terms} x seeds): lsx's config and the public
   # joint run's weights (beta = 1, lambda_jvp = lambda_pde, the latent distance averaged

@@ -30,6 +30,7 @@ recorded in every row with `differs`, what still differs from the paper.
 from __future__ import annotations
 
 import os
+import re
 
 import jax
 import numpy as np
@@ -40,7 +41,7 @@ from lsx.directions.family import Decoder
 from lsx.flows import equivariance_error, family as ffamily, flow_traversal, sequence_batch
 from lsx.models.objectives import importance_weighted_ll
 from lsx.records import read_metrics
-from lsx.train import config as config_lib, sweep as sweep_lib
+from lsx.train import config as config_lib, sweep as sweep_lib, validate
 from lsx.traversal_eval import decoder_from_config
 
 CLAIMS = ("flows_posthoc", "flows_regularizer", "latentclr")
@@ -102,14 +103,44 @@ def _baseline_sets(c, sec, dec, decoder_spec, dataset: str, num: int, log):
   return sets
 
 
+def _flows_configs(sec) -> dict:
+  """{name: {dotted config field: value}}: the flows' configurations measured, one row each
+  (`flows_posthoc.configurations`, fields nested like the run's config; {} is the run
+  config's own and comes first, keeping the run's workdir; the others train beside it in
+  `<workdir>_<name>`)."""
+  confs = {str(k): config_lib.flatten(v) for k, v in sec.get("configurations", {}).items()}
+  # the run config's own form ({}) first (a ConfigDict keeps its keys sorted)
+  return dict(sorted(confs.items(), key=lambda kv: bool(kv[1]))) or {"public": {}}
+
+
+def _slug(name: str) -> str:
+  return re.sub(r"\W+", "_", name).strip("_").lower()
+
+
 def flows_posthoc(c, log) -> list[dict]:
   sec, seeds, rows = c.flows_posthoc, tuple(c.seeds), []
+  confs = _flows_configs(sec)
+  budget = {"train.steps": int(sec.steps), "train.ckpt_every": int(sec.ckpt_every),
+            "flows.classifier_width": int(sec.classifier_width)}
+  plan = []  # every run's config first: a bad field is refused before anything trains
   for dataset, spec in sec.runs.items():
-    fc = _run_config(spec, c, **{"train.steps": int(sec.steps),
-                                  "train.ckpt_every": int(sec.ckpt_every),
-                                  "flows.classifier_width": int(sec.classifier_width)})
+    for i, (name, fields) in enumerate(confs.items()):
+      fc = _run_config(spec, c, **budget)
+      try:
+        config_lib.set_fields(fc, **fields)
+        runs.check_family(fc)
+        validate.check_run(fc)
+        ffamily.check_flows(fc)
+      except (KeyError, ValueError) as e:
+        raise ValueError(f"flows_posthoc.configurations[{name!r}]: "
+                         f"{e.args[0] if e.args else e}") from None
+      if i:
+        config_lib.set_fields(fc, workdir=f"{fc.workdir.rstrip('/')}_{_slug(name)}")
+      plan.append((dataset, name, fc))
+  baselines = {}
+  for dataset, name, fc in plan:
     runs.ensure_trained(fc.decoder.workdir, fc.decoder.config)
-    log(f"[{dataset}] flows: {spec} in {fc.workdir}")
+    log(f"[{dataset}] flows ({name}): {sec.runs[dataset]} in {fc.workdir}")
     state, setup = runs.train(fc, fc.workdir, print_fn=log)
     flow, frozen = setup.objective.info["flow"], setup.objective.info["decoder"]
     dec = Decoder(frozen.model, frozen.params, frozen.dataset, 2000, data_seed=1234)
@@ -117,7 +148,10 @@ def flows_posthoc(c, log) -> list[dict]:
     sets = {"potential flows": (flow_traversal(flow, int(e.steps)), state.params["flow"], dec)}
     sets.update(reference_sets(dec, flow.num, len(seeds), span=float(e.span) * dec.sd,
                                num_steps=int(e.steps)))
-    sets.update(_baseline_sets(c, sec, dec, fc.decoder.to_dict(), dataset, flow.num, log))
+    if dataset not in baselines:  # fitted once per decoder, scored beside each configuration
+      baselines[dataset] = _baseline_sets(c, sec, dec, fc.decoder.to_dict(), dataset,
+                                          flow.num, log)
+    sets.update(baselines[dataset])
     oracle = lm.oracle_from_config(dec.dataset, e, pool=int(sec.oracle_pool) or None, log=log)
     res = lc.per_seed_protocols(sets, oracle, len(seeds), vp_pairs=int(sec.vp_pairs),
                                 anchors=int(sec.anchors), log=log)
@@ -125,19 +159,23 @@ def flows_posthoc(c, log) -> list[dict]:
     flows = vp.pop("potential flows")
     verdicts = lc.per_baseline(flows, vp, "exceeds")
     best = max(vp, key=lambda n: vp[n]["mean"])
+    option = f", {name}" if confs[name] else ""
     rows.append(lc.claim_row(
         "flows_posthoc", dataset, "potential flows (post hoc, convention "
-        f"'{fc.flows.convention}')", flows, best, vp[best], lc.all_hold(verdicts), seeds,
-        _command(c, "flows_posthoc"),
+        f"'{fc.flows.convention}'{option})", flows, best, vp[best], lc.all_hold(verdicts),
+        seeds, _command(c, "flows_posthoc"),
         metric=f"VP (vp_protocol: {int(sec.vp_pairs)} pairs per direction from z ~ N(0, I) "
                "along full paths, 10% to train; linear shifts matched to the flows' mean "
                "image change)", rule="exceeds each baseline: " + lc.RULE_TEXT["exceeds"],
         per_baseline=verdicts, image_change=lc.spread([r["ref_change"] for r in res["potential flows"]]),
         manipulation_leakage={n: lc.spread([r["manip_leakage"] for r in rs])
                               for n, rs in res.items()},
-        training_end=_flows_training_end(setup, state, seeds),
-        training_codes=str(fc.flows.codes), steps=int(fc.train.steps),
-        batch_size=int(fc.train.batch_size), differs=_differs(sec, int(fc.train.steps))))
+        training_end=_flows_training_end(setup, state, seeds), configuration=name,
+        configuration_fields=dict(confs[name]), training_codes=str(fc.flows.codes),
+        steps=int(fc.train.steps), batch_size=int(fc.train.batch_size),
+        differs=_differs(sec, int(fc.train.steps)) + (
+            f"; {sec.configurations_differs[name]}"
+            if name in sec.get("configurations_differs", {}) else "")))
   return rows
 
 

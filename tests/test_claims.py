@@ -98,6 +98,18 @@ def test_unknown_claim_and_repeated_seeds_fail_before_anything_runs(tmp_path):
       c[field], c.out = value, str(tmp_path / "x.json")
     with pytest.raises(ValueError, match=match):
       run_claims(c, log=QUIET)
+  # a flows configuration naming a field the run lacks, or a value it refuses: before any
+  # run trains (the first configuration is valid and would train first)
+  for fields, match in (({"flows": {"classifier_lables": "mixed"}},
+                         "no field 'flows.classifier_lables'"),
+                        ({"flows": {"classifier_labels": "every"}}, "classifier_labels")):
+    c = common.load("configs/claims.py:smoke")
+    with c.unlocked():
+      c.claims, c.out, c.run_root = ("flows_posthoc",), str(tmp_path / "x.json"), str(tmp_path)
+      c.flows_posthoc.configurations = {"public": {}, "bad": fields}
+    with pytest.raises(ValueError, match=r"configurations\['bad'\].*" + match):
+      run_claims(c, log=QUIET)
+    assert not list(tmp_path.glob("flows_*"))
   assert not (tmp_path / "x.json").exists()
 
 
@@ -204,20 +216,21 @@ def claims_run(tmp_path_factory):
 def test_every_claim_end_to_end(claims_run):
   rows, root = claims_run
   assert [(r["claim"], r["dataset"]) for r in rows] == [
-      ("flows_posthoc", "sprites"), ("flows_regularizer", "sprites"),
-      ("flows_regularizer", "sprites"), ("latentclr", "sprites")]
+      ("flows_posthoc", "sprites"), ("flows_posthoc", "sprites"),
+      ("flows_regularizer", "sprites"), ("flows_regularizer", "sprites"),
+      ("latentclr", "sprites")]
   assert json.load(open(root / "claims.json")) == rows
   for r in rows:
     assert set(lc.ROW_KEYS) <= set(r) and r["seeds"] == [0, 1]
     assert np.isfinite(r["value"]) and np.isfinite(r["baseline_value"])
     assert "--config.claims=" + r["claim"] in r["command"] and r["differs"]
-  flows, joint, joint_public, clr = rows
+  flows, mixed, joint, joint_public, clr = rows
   # the flows against the latent axes, random directions and the fitted baselines
   assert set(flows["per_baseline"]) == {"latent axes", "random", "pca"}
   assert flows["baseline_value"] == max(v["mean"] for v in flows["per_baseline"].values())
   assert all(0.0 <= v <= 1.0 for v in flows["value_per_seed"])
   # met follows from per_baseline by the rule, recomputed here from the numbers alone
-  for r in (flows, joint, joint_public):
+  for r in (flows, mixed, joint, joint_public):
     assert r["met"] == all(r["value"] - b["mean"] > r["value_std"] + b["std"]
                            for b in r["per_baseline"].values())
     assert all(b["verdict"] == (r["value"] - b["mean"] > r["value_std"] + b["std"])
@@ -228,8 +241,17 @@ def test_every_claim_end_to_end(claims_run):
   assert end["image_change_start"]["mean"] > 0  # untrained flows move the images
   assert flows["training_codes"] == "prior"
   # the trajectory is visible in the flows run's workdir: a curve per logged term
+  # one row per flows configuration: the run config's own form, then lsx's mixed-label
+  # option trained beside it, both scored against the same baselines
+  assert (flows["configuration"], mixed["configuration"]) == ("public", "mixed labels")
+  assert flows["configuration_fields"] == {} and "mixed labels" in mixed["method"]
+  assert mixed["configuration_fields"]["flows.classifier_labels"] == "mixed"
+  assert set(mixed["per_baseline"]) == set(flows["per_baseline"])
+  assert "flows.classifier_labels = 'mixed'" in mixed["differs"]
   import glob
-  (run,) = glob.glob(str(root / "runs" / "flows_sprites*"))
+  run, run_mixed = sorted(glob.glob(str(root / "runs" / "flows_sprites*")))
+  assert run_mixed == run + "_mixed_labels"
+  assert json.load(open(os.path.join(run_mixed, "config.json")))["flows"]["classifier"] == "mlp"
   last = lt.read_metrics(run)[-1]
   assert {"ic", "pde", "jvp", "cls_acc", "image_change", "speed"} <= set(last)
   assert len(last["image_change"]) == 2  # one value per seed

@@ -63,8 +63,9 @@ def posthoc_objective(config, flow, decode, image_shape, path_len=None) -> Objec
                          "hp_bounds": {"lambda_jvp": (0.0, True)}})
 
 
-def build_flows(config, runs=None):
-  """The `Setup` of a flows run (post hoc on a trained decoder, or joint with a VAE)."""
+def check_flows(config) -> None:
+  """The flows section's own rules (values and combinations), raised by name before
+  anything is built or loaded."""
   f = config.flows
   if f.mode not in MODES:
     raise ValueError(f"config.flows.mode must be one of {MODES}, got {f.mode!r}.")
@@ -94,6 +95,12 @@ def build_flows(config, runs=None):
     raise ValueError(f"config.flows.codes must be one of {CODES} (the codes the flows train "
                      f"from: the encoder means of data images, or z ~ N(0, I) as the public "
                      f"trainer), got {f.codes!r}.")
+
+
+def build_flows(config, runs=None):
+  """The `Setup` of a flows run (post hoc on a trained decoder, or joint with a VAE)."""
+  check_flows(config)
+  f = config.flows
   flow_kw = dict(output=f.flow_output, net=f.get("potential_net", "lsx"),
                  speed=f.get("speed", "log"), hidden=int(f.get("hidden", 0)) or None,
                  init=f.get("potential_init", "stacked"))
