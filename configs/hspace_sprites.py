@@ -5,7 +5,8 @@
   python -m experiments.hspace --config configs/hspace_sprites.py:smoke   # tests
 
 Sections: diffusion (the denoiser run: its workdir, and the config that trains it when the
-workdir holds none), hspace (methods: 'pca' of h over samples and timesteps, 'jacobian' of
+workdir holds none; workdirs: several trained runs, one per seed, each scored in
+workdir/<run's base name> and reported as mean ± std in scores_seeds.json), hspace (methods: 'pca' of h over samples and timesteps, 'jacobian' of
 ∂ε/∂h and 'pullback' of ∂h/∂x_t at one image and timestep t by `iters` power iterations,
 'noiseclr' / 'latentclr' learned contrastively on the noise predictions (config
 contrastive), 'random', 'factors' regressed on the oracle's reading of the samples; num:
@@ -34,7 +35,10 @@ def get_config(arg: str = ""):
   parts = common.check_arg(arg, ("smoke", "cpu"))
   c = ml_collections.ConfigDict()
   c.workdir = "workdirs/hspace_sprites"
-  c.diffusion = dict(workdir="workdirs/diffusion_sprites", config="configs/diffusion_sprites.py")
+  # workdirs: several denoiser runs (seeds) scored each and reported as mean ± std
+  # (lsx.hspace_seeds; () = the one run of `workdir`)
+  c.diffusion = dict(workdir="workdirs/diffusion_sprites", config="configs/diffusion_sprites.py",
+                     workdirs=())
   # the VAE whose prior samples are scored beside the denoiser's ('' workdir: none)
   c.vae = dict(workdir="", config="configs/betavae_sprites.py")
   c.hspace = dict(methods=("pca", "jacobian", "pullback", "noiseclr", "latentclr", "random",
@@ -56,7 +60,7 @@ def get_config(arg: str = ""):
   if "smoke" in parts:
     c.workdir = "workdirs/hspace_smoke"
     c.diffusion = dict(workdir="workdirs/diffusion_smoke",
-                       config="configs/diffusion_sprites.py:smoke")
+                       config="configs/diffusion_sprites.py:smoke", workdirs=())
     c.hspace.update(num=2, samples=8, sample_steps=3, t=10, iters=3)
     c.contrastive.update(steps=2, batch_size=3)
     c.pullback.update(anchors=2, k=2, iters=2)

@@ -499,3 +499,45 @@ def test_the_samples_experiment_scores_each_sampler_beside_the_data(smoke_run):
                         str(smoke_run), "--vae_workdir", str(smoke_run / "nothing")],
                        capture_output=True, text=True, timeout=300)
   assert bad.returncode != 0 and "holds no run" in bad.stderr + bad.stdout
+
+
+def test_hspace_over_seeds_reports_mean_and_spread(smoke_run, tmp_path):
+  """Two runs that are the same denoiser (a link): each scored in its own directory, the
+  numbers equal (the pipeline is deterministic), so every spread has std 0 and the mean
+  of the single run; a rerun reads the runs' scores back; bad run lists are refused."""
+  import json
+  import os
+  from lsx import hspace_seeds
+  os.symlink(smoke_run, tmp_path / "denoiser_b")
+  runs_ = (str(smoke_run), str(tmp_path / "denoiser_b"))
+  c = set_fields(common.load("configs/hspace_sprites.py:smoke"),
+                 **{"workdir": str(tmp_path / "hs"), "diffusion.workdirs": runs_,
+                    "hspace.methods": ("pca", "random"), "hspace.properties": (),
+                    "pullback.anchors": 0})
+  out = hspace_seeds.hspace_seeds(c, log=lambda s: None)
+  one = json.load(open(tmp_path / "hs" / os.path.basename(str(smoke_run)) / "scores.json"))
+  assert json.load(open(tmp_path / "hs" / "scores_seeds.json")) == out
+  for m in ("pca", "random"):
+    d = out["rows"][m]["disentanglement"]
+    assert d["std"] == 0 and d["per_seed"] == [one["rows"][m]["members"][0]["disentanglement"]] * 2
+  for name, q in out["sample_quality"].items():
+    assert q["validity"]["mean"] == one["sample_quality"][name]["validity"]
+  # equal numbers exceed nothing; pca is the only discovery method, so the best
+  assert out["disentanglement_exceeds_random"] == {"pca": False}
+  assert out["best_method"]["method"] == "pca" and not out["best_method"]["exceeds_random"]
+  said = []
+  hspace_seeds.hspace_seeds(c, log=said.append)
+  assert sum("read back" in s for s in said) == 2
+  # the spread and the verdict on a closed case
+  fake = lambda d: {"rows": {"pca": {"members": [{"disentanglement": d, "vp": 0.5}]},
+                             "random": {"members": [{"disentanglement": 0.1, "vp": 0.5}]}},
+                    "sample_quality": {"g": {"validity": d, "tv_mean": 0.2, "num": 8}}}
+  agg = hspace_seeds.aggregate([fake(0.3), fake(0.5)], ("a", "b"))
+  assert agg["rows"]["pca"]["disentanglement"]["mean"] == pytest.approx(0.4)
+  assert agg["rows"]["pca"]["disentanglement"]["std"] == pytest.approx(0.1414, abs=1e-4)
+  assert agg["disentanglement_exceeds_random"]["pca"]  # 0.4 - 0.1 > 0.1414 + 0
+  for wds, match in (((str(smoke_run),), ">= 2 distinct"),
+                     ((str(smoke_run), str(smoke_run)), ">= 2 distinct"),
+                     ((str(smoke_run), str(tmp_path / "nowhere")), "holds no trained denoiser")):
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
+      hspace_seeds.hspace_seeds(set_fields(c, **{"diffusion.workdirs": wds}), log=lambda s: None)
