@@ -171,7 +171,7 @@ def conv4s2(x, w, b=None, impl: str = "gemm"):
   if impl == "native":
     y = native_conv(x, w, "s2")
   elif impl == "xla":
-    y = lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN)
+    y = _xla_conv(x, w)
   elif impl == "patch":
     y = _mm(_windows.bind(_s2d(x)), _kernel(w, "abpqc", "o"))
   else:
@@ -198,6 +198,10 @@ def conv_transpose4s2(x, w, b=None, impl: str = "gemm"):
   else:
     y = _d2s(_mm(_spread.bind(x), _kernel(w, "abc", "pqo")))
   return y if b is None else y + b
+
+
+def _xla_conv(x, w):
+  return lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DN)
 
 
 def _xla_convT(x, w):
@@ -239,8 +243,7 @@ def _kernel_grad(x, g, dilation):
 _NATIVE_IMPLS = {
     "s1": lambda x, w: lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
                                                 dimension_numbers=_DN),
-    "s2": lambda x, w: lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)),
-                                                dimension_numbers=_DN),
+    "s2": _xla_conv,
     "t2": _xla_convT,
     "w1": lambda x, g: _kernel_grad(x, g, 1),
     "w2": lambda x, g: _kernel_grad(x, g, 2),
