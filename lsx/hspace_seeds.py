@@ -19,7 +19,7 @@ import json
 import os
 from typing import Callable
 
-from lsx import claims as lc, viz
+from lsx import claims as lc, records, traversal_eval, viz
 from lsx.records import write_json
 
 METRICS = ("disentanglement", "completeness", "direction_mig", "coverage", "vp",
@@ -29,7 +29,7 @@ REFERENCE_ROWS = ("random", "factors")  # not discovery methods: no "best method
 
 def check_workdirs(config) -> tuple[str, ...]:
   """config.diffusion.workdirs: >= 2 distinct trained denoiser runs, refused by name before
-  anything is computed."""
+  anything is computed (lsx.records.require_run: a diffusion run, not a sweep, trained)."""
   wds = tuple(str(w) for w in config.diffusion.get("workdirs", ()))
   if len(wds) < 2 or len(set(wds)) != len(wds):
     raise ValueError(f"config.diffusion.workdirs must name >= 2 distinct denoiser runs (one "
@@ -38,18 +38,18 @@ def check_workdirs(config) -> tuple[str, ...]:
   if len(set(names)) != len(names):
     raise ValueError(f"config.diffusion.workdirs {wds}: their base names {names} must differ "
                      f"(each is scored in <config.workdir>/<base name>).")
-  for w in wds:
-    ck = os.path.join(w, "checkpoints")
-    if not os.path.isdir(ck) or not any(n.isdigit() for n in os.listdir(ck)):
+  for w in wds:  # a run of another family, or a sweep, is refused as require_run says
+    try:
+      records.require_run(w, "experiments.hspace", ("diffusion",), sweep=False)
+    except FileNotFoundError as e:
       raise FileNotFoundError(
-          f"{w} holds no trained denoiser (no checkpoint in {ck}): train it first, e.g. "
-          f"python -m experiments.train --config {config.diffusion.config} "
-          f"--config.seed=<seed> --workdir {w}")
+          f"{w} holds no trained denoiser ({e}) Train it first, e.g. python -m "
+          f"experiments.train --config {config.diffusion.config} --config.seed=<seed> "
+          f"--workdir {w}") from None
   return wds
 
 
 def _per_run(config, wd: str, log: Callable) -> dict:
-  from lsx import traversal_eval
   out = os.path.join(config.workdir, os.path.basename(wd.rstrip("/")))
   path = os.path.join(out, "scores.json")
   if os.path.exists(path):
@@ -96,8 +96,7 @@ def aggregate(per_run: list[dict], workdirs) -> dict:
 
 def hspace_seeds(config, log: Callable = viz.log) -> dict:
   """Score every run of config.diffusion.workdirs and write their spread (module doc)."""
-  from lsx.traversal_eval import check_hspace
-  check_hspace(config)
+  traversal_eval.check_hspace(config)
   wds = check_workdirs(config)
   per_run = [_per_run(config, wd, log) for wd in wds]
   out = aggregate(per_run, wds)

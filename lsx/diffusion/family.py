@@ -94,7 +94,7 @@ def make_objective(net: UNet, image_shape, num_steps: int) -> Objective:
 def check_diffusion(config) -> None:
   validate.positive(config, "diffusion.timesteps", "diffusion.emb_dim",
                     "diffusion.sample_steps", "diffusion.num_samples", "data.size")
-  if str(config.diffusion.get("conv_impl", "native")) not in CONV_IMPLS:
+  if conv_forms(config)[0] not in CONV_IMPLS:
     raise ValueError(f"config.diffusion.conv_impl must be one of {list(CONV_IMPLS)}, got "
                      f"{config.diffusion.conv_impl!r}.")
   widths = tuple(config.diffusion.widths)
