@@ -265,6 +265,96 @@ print(sal.shape, np.round(np.asarray(sal[0]), 5))'''),
 ]
 
 
+NOTEBOOKS["diffusion"] = [
+    ("md", "# A denoiser's latent spaces: samples, inversion and directions in h\n\n"
+           "A small ε-prediction U-Net trained on the built-in sprites (docs/diffusion.md); "
+           "its DDIM samples judged by the factor oracle, real images inverted and "
+           "reconstructed, and directions in h — the U-Net's bottleneck, Kwon et al.'s "
+           "h-space — found by PCA (Haas et al.) and edited into the reverse process as "
+           "Asyrp does. If `workdirs/diffusion_sprites` holds the config's full run (6,000 "
+           "steps, about an hour on one CPU core) it is loaded; otherwise a 1,500-step run "
+           "trains here (about 10 minutes on a laptop CPU: expect blobs, not sprites)."),
+    ("code", SETUP),
+    ("code", '''RUN = os.path.join("..", "workdirs", "diffusion_sprites")  # configs/diffusion_sprites.py's run
+if not SMOKE and os.path.isdir(os.path.join(RUN, "checkpoints")):
+  setup, state = lt.load_run(RUN)
+  workdir = RUN
+  print("loaded the trained run in", RUN)
+else:
+  c = common.load("../configs/diffusion_sprites.py" + (":smoke" if SMOKE else ""))
+  with c.unlocked():
+    c.workdir = workdir = os.path.join(WORK, "denoiser")
+    if not SMOKE:
+      c.train.steps = 1500
+  state, setup = lt.train(c, workdir)  # progress: steps/s, ETA, eps_mse; resumes if re-run'''),
+    ("md", "DDIM samples from fixed noise (EMA weights) and, for the first samples, the "
+           "clean image x̂₀ each DDIM step predicts:"),
+    ("code", 'display(Image(os.path.join(workdir, "samples.png")))\n'
+             'display(Image(os.path.join(workdir, "denoising.png")))'),
+    ("md", "## Sample quality without a download\nThe grid oracle reads each image's "
+           "factors by its nearest rendered image. A sample is *valid* when it is as close "
+           "to the rendered grid as 99% of slightly blurred data images; the TV distance "
+           "compares each factor's read distribution with the data's. The data row is the "
+           "floor at this number of samples."),
+    ("code", '''from lsx.diffusion import family as dfam, directions as hd, properties
+from lsx.metrics.sample_quality import sample_quality
+from lsx import viz
+den = dfam.denoiser(setup, state.params)          # eps_fn(x_t, t, delta_h) -> (eps, h)
+ds = setup.dataset
+oracle = lm.grid_oracle(ds, pool=1 if SMOKE else 2)
+n, steps = (16, 4) if SMOKE else (256, 10)
+samples = dfam.sample_images(setup, state.params, n, steps)
+data, _ = ds.sample(jax.random.key(5), n)
+for name, x in (("data", data), (f"denoiser, DDIM {steps}", samples)):
+  q = sample_quality(x, oracle, ds, reference=500 if SMOKE else 5000)
+  print(f"{name:18s} validity {q['validity']:.3f}  factor TV {q['tv_mean']:.3f}",
+        {k: round(v, 2) for k, v in q["tv"].items()})'''),
+    ("md", "## Inversion\nDDIM inversion runs the sampler backwards; its error is first "
+           "order in the step, so the round trip converges with the number of steps. The "
+           "DPM-Encoder (CycleDiffusion) records the noises that take ancestral DDPM back "
+           "to the image exactly."),
+    ("code", '''real = data[:4 if SMOKE else 16]
+for s in ((2, 4) if SMOKE else (10, 50, 100)):
+  r = properties.inversion_quality(den, real, oracle, steps=s)
+  print(f"DDIM {s:3d} steps: MSE {r['mse']:.2e}  read as the same factors {r['same_factors']:.2f}")
+r = properties.inversion_quality(den, real, oracle, exact=True)
+print(f"DPM-Encoder + DDPM: MSE {r['mse']:.2e}  same factors {r['same_factors']:.2f}")'''),
+    ("md", "## Directions in h\nh along the DDIM paths of many noises, its principal "
+           "components (Haas et al.'s global directions), each scaled to the RMS std of h "
+           "along them. `EditGenerator` turns the denoiser and the directions into a "
+           "generator of codes [x_T, c]: DDIM with Δh = Σ c_k u_k, Asyrp's asymmetric edit "
+           "— the object lsx's scorer reads like a VAE decoder."),
+    ("code", '''K = 2 if SMOKE else 4
+x_T = jax.random.normal(jax.random.key(2), (8 if SMOKE else 64,) + den.image_shape)
+h = hd.collect_h(den, x_T, steps)                  # [steps, samples, *h_shape]
+flat = h.reshape(-1, int(np.prod(den.h_shape)))
+u, var = hd.pca_directions(flat, K)
+gen = hd.EditGenerator(den, u, ds, steps=steps, num_anchors=4 if SMOKE else 16,
+                       scale=float(jnp.sqrt(var.mean())))
+cs = np.linspace(-2, 2, 5)
+rows = [gen.generate(jnp.repeat(gen.z[:1], len(cs), 0).at[:, gen.x_dim + k].set(jnp.asarray(cs)))
+        for k in range(K)]
+fig = viz.grid_figure(np.stack([np.asarray(r) for r in rows]),
+                      row_labels=[f"PC {k}" for k in range(K)], col_labels=[f"{c:+.0f}" for c in cs],
+                      title="one noise, h edited along each principal direction")
+display(fig)'''),
+    ("md", "## Asyrp's properties, read by the oracle\nHomogeneity: the coefficient of "
+           "variation across samples of the factor change one Δh makes; linearity: the R² "
+           "of that change against the edit's scale. `python -m experiments.hspace` "
+           "scores every method (PCA, the Jacobian ∂ε/∂h, Park's pullback, NoiseCLR, "
+           "LatentCLR, random and regressed references) with DFA and VP, and "
+           "REPRODUCTION.md §12 has the numbers of the full runs."),
+    ("code", '''sizes = np.asarray(ds.factor_sizes)
+anchors = 4 if SMOKE else 16
+for k in range(K):
+  hom = properties.homogeneity(gen, oracle, sizes, k, 2.0, anchors)
+  j = int(np.argmax(np.abs(hom["mean"])))
+  lin = properties.linearity(gen, oracle, sizes, k, (-2.0, -1.0, 1.0, 2.0), anchors)
+  print(f"PC {k} moves {ds.factor_names[j]:11s} by {hom['mean'][j]:+.3f} of its range "
+        f"(CV across samples {hom['cv'][j]:.2f}, linearity R2 {lin['r2'][j]:.2f})")'''),
+]
+
+
 def main():
   for name, cells in NOTEBOOKS.items():
     nb = nbf.v4.new_notebook()

@@ -8,7 +8,8 @@ nbclient = pytest.importorskip("nbclient")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NB_DIR = os.path.join(os.path.dirname(HERE), "notebooks")
-NAMES = ["quickstart", "sweeps", "quantized_latents", "navigating_latents", "composition"]
+NAMES = ["quickstart", "sweeps", "quantized_latents", "navigating_latents", "composition",
+         "diffusion"]
 
 
 def test_every_notebook_is_listed():
