@@ -22,6 +22,11 @@ pullback (Park et al.'s claims, lsx.diffusion.properties.pullback_geometry: the 
 the top-k pullback tangent spaces across `anchors` samples and the factors an edit of
 edit * sqrt(X) along the top direction moves, at the DDIM steps nearest early * T and
 late * T, with `iters` power iterations; anchors 0: not measured),
+manipulation (the manipulation protocol, lsx.directions.protocols.manipulation: for each
+ordinal factor the direction that changes it most, chosen on the first `select` of
+`anchors` noises and measured on the rest at the ends of the span, with its leakage into
+the other factors; target: the share of a factor's range a direction must move it by for
+scores_seeds.json's `moved`; anchors 0: not measured),
 eval (as configs/flows_sprites.py: span in stds of h along each
 direction, steps each way, anchors, vp_anchors, the oracle).
 """
@@ -51,6 +56,7 @@ def get_config(arg: str = ""):
   c.pullback = dict(anchors=8, k=4, iters=20, early=0.8, late=0.2, edit=0.2)
   c.contrastive = dict(steps=1000, batch_size=16, lr=1e-3, temperature=0.5, alpha=0.5,
                        t_min=0)
+  c.manipulation = dict(anchors=32, select=16, target=0.25)
   c.eval = eval_options(anchors=8, steps=3, vp_anchors=24, null_permutations=0, oracle_pool=2)
   if "cpu" in parts:  # what fits a 2-core CPU in about half an hour
     c.hspace.update(num=4, samples=64, sample_steps=10, iters=10)
@@ -65,5 +71,6 @@ def get_config(arg: str = ""):
     c.contrastive.update(steps=2, batch_size=3)
     c.pullback.update(anchors=2, k=2, iters=2)
     c.eval.update(anchors=2, steps=2, vp_anchors=6)
+    c.manipulation.update(anchors=4, select=2)
   c.lock()
   return c

@@ -5,9 +5,11 @@
 
 Each run of `config.diffusion.workdirs` is scored by `lsx.traversal_eval.hspace` in
 `<config.workdir>/<run's base name>` (a run already scored there, for that denoiser, is
-read back rather than scored again: the pipeline resumes by run). Then, over the runs,
+read back rather than scored again when it holds every method and protocol the config
+asks for: the pipeline resumes by run). Then, over the runs,
 every method's scores (the traversal scorer's DFA disentanglement, completeness,
-direction MIG, coverage, VP, off-manifold change) and the sample quality of each
+direction MIG, coverage, VP, off-manifold change, the manipulation protocol's change and
+leakage; per factor, `manipulation_summary`) and the sample quality of each
 generator (validity and mean factor TV, the data floor row included) as lsx.claims.spread
 (mean, sample std, per seed), and for each method whether its disentanglement exceeds the
 random h-directions' by more than the two spreads (lsx.claims.exceeds). Writes
@@ -23,7 +25,7 @@ from lsx import claims as lc, records, traversal_eval, viz
 from lsx.records import write_json
 
 METRICS = ("disentanglement", "completeness", "direction_mig", "coverage", "vp",
-           "off_manifold")
+           "off_manifold", "manip_change", "manip_leakage")
 REFERENCE_ROWS = ("random", "factors")  # not discovery methods: no "best method" among them
 
 
@@ -55,9 +57,17 @@ def _per_run(config, wd: str, log: Callable) -> dict:
   if os.path.exists(path):
     with open(path) as f:
       got = json.load(f)
-    if got.get("denoiser") == wd:
+    man = config.get("manipulation")
+    wants_manip = man is not None and int(man.anchors) > 0
+    complete = (set(config.hspace.methods) <= set(got.get("rows", {})) and
+                (not wants_manip or all("manipulation" in r["members"][0]
+                                        for r in got["rows"].values())))
+    if got.get("denoiser") == wd and complete:
       log(f"{wd}: scored before in {out}, read back")
       return got
+    if got.get("denoiser") == wd:
+      log(f"{wd}: scored before in {out} without every method or the manipulation "
+          f"protocol this config asks for: scoring it again")
   sub = config.copy_and_resolve_references()
   with sub.unlocked():
     sub.diffusion.workdir, sub.diffusion.workdirs, sub.workdir = wd, (), out
@@ -66,7 +76,8 @@ def _per_run(config, wd: str, log: Callable) -> dict:
     return json.load(f)
 
 
-def aggregate(per_run: list[dict], workdirs) -> dict:
+def aggregate(per_run: list[dict], workdirs, target: float = 0.25,
+              floor: float = 0.01) -> dict:
   """Mean ± std over runs of every method's scores and every generator's sample quality
   (module doc), from the runs' scores.json contents."""
   methods = [m for m in per_run[0]["rows"] if all(m in r["rows"] for r in per_run)]
@@ -82,6 +93,8 @@ def aggregate(per_run: list[dict], workdirs) -> dict:
                        "tv_mean": lc.spread([q["tv_mean"] for q in qs]),
                        "num": int(qs[0]["num"])}
   out = {"denoisers": list(workdirs), "rows": rows, "sample_quality": quality}
+  if all("manipulation" in r["rows"][m]["members"][0] for r in per_run for m in methods):
+    out["manipulation"] = manipulation_summary(per_run, methods, target, floor)
   if "random" in rows:
     vs = {m: lc.exceeds(rows[m]["disentanglement"], rows["random"]["disentanglement"])
           for m in rows if m != "random"}
@@ -94,12 +107,41 @@ def aggregate(per_run: list[dict], workdirs) -> dict:
   return out
 
 
+def manipulation_summary(per_run: list[dict], methods, target: float, floor: float) -> dict:
+  """Per ordinal factor, over the runs: each method's change of it by the direction chosen
+  for it (the mean of both signs, in units of its range, on held-out anchors) and that
+  direction's leakage as spreads; the discovery method (not a reference row) that moves it
+  most on the mean; `informative` (some method, references included, moves it by more than
+  `floor`, lsx.claims.informative); `moved`: that best discovery method's mean change is
+  at least `target`. {"target", "floor", "factors": {factor: {...}},
+  "informative_factors", "moved_factors"}."""
+  first = per_run[0]["rows"][methods[0]]["members"][0]["manipulation"]
+  factors = {}
+  for fac in first:
+    rows = {}
+    for m in methods:
+      ms = [r["rows"][m]["members"][0]["manipulation"][fac] for r in per_run]
+      rows[m] = {"change": lc.spread([(x["change_pos"] + x["change_neg"]) / 2 for x in ms]),
+                 "leakage": lc.spread([x["leakage"] for x in ms])}
+    found = [m for m in methods if m not in REFERENCE_ROWS] or list(methods)
+    best = max(found, key=lambda m: rows[m]["change"]["mean"])
+    factors[fac] = {"methods": rows, "best_method": best,
+                    "change": rows[best]["change"], "leakage": rows[best]["leakage"],
+                    "informative": lc.informative({m: v["change"] for m, v in rows.items()},
+                                                  floor),
+                    "moved": bool(rows[best]["change"]["mean"] >= float(target))}
+  return {"target": float(target), "floor": float(floor), "factors": factors,
+          "informative_factors": [f for f, v in factors.items() if v["informative"]],
+          "moved_factors": [f for f, v in factors.items() if v["moved"]]}
+
+
 def hspace_seeds(config, log: Callable = viz.log) -> dict:
   """Score every run of config.diffusion.workdirs and write their spread (module doc)."""
   traversal_eval.check_hspace(config)
   wds = check_workdirs(config)
   per_run = [_per_run(config, wd, log) for wd in wds]
-  out = aggregate(per_run, wds)
+  man = config.get("manipulation")
+  out = aggregate(per_run, wds, target=float(man.target) if man is not None else 0.25)
   os.makedirs(config.workdir, exist_ok=True)
   write_json(os.path.join(config.workdir, "scores_seeds.json"), out, indent=1)
   log(f"{'row':<14}" + "".join(f"{k:>22}" for k in ("disentanglement", "vp")))
@@ -107,6 +149,11 @@ def hspace_seeds(config, log: Callable = viz.log) -> dict:
     log(f"{m:<14}" + "".join(
         f"{r[k]['mean']:>14.3f} ± {r[k]['std']:.3f}" if k in r else f"{'':>22}"
         for k in ("disentanglement", "vp")))
+  for fac, v in out.get("manipulation", {}).get("factors", {}).items():
+    log(f"manipulation {fac}: {v['best_method']} moves it {v['change']['mean']:.3f} ± "
+        f"{v['change']['std']:.3f} of its range (leakage {v['leakage']['mean']:.3f}); "
+        f"{'moved' if v['moved'] else 'not moved'} at the target "
+        f"{out['manipulation']['target']}")
   for name, q in out["sample_quality"].items():
     log(f"{name}: validity {q['validity']['mean']:.3f} ± {q['validity']['std']:.3f}, "
         f"factor TV {q['tv_mean']['mean']:.3f} ± {q['tv_mean']['std']:.3f}")

@@ -198,8 +198,40 @@ def check_hspace(config) -> None:
       if not 0.0 <= float(pb[key]) <= 1.0:
         raise ValueError(f"config.pullback.{key}={pb[key]} is a fraction of the schedule's "
                          f"T: set it in [0, 1].")
+  man = config.get("manipulation")
+  if man is not None and int(man.anchors) != 0:
+    validate.positive(config, "manipulation.anchors")
+    if not 0 <= int(man.select) < int(man.anchors):
+      raise ValueError(f"config.manipulation.select={man.select}: the anchors that choose each "
+                       f"factor's direction must be in [0, manipulation.anchors="
+                       f"{man.anchors}) so that some anchors are left to score it.")
+    if not 0.0 < float(man.target) <= 1.0:
+      raise ValueError(f"config.manipulation.target={man.target} is a share of a factor's "
+                       f"range: set it in (0, 1].")
   lm.check_oracle(config.eval.oracle)
   ld.protocols.check_protocol(config.eval)
+
+
+def hspace_manipulation(sets: dict, oracle, dataset, man, seed: int,
+                        log: Callable = viz.log) -> dict:
+  """The manipulation protocol (lsx.directions.protocols.manipulation) of every h-space
+  set's directions on the same `man.anchors` noises x_T (codes [x_T, 0] from key seed + 3):
+  for each ordinal factor, the direction that changes it most, chosen on the first
+  `man.select` anchors and measured on the others at the ends of the scoring span, in
+  units of the factor's range, with its leakage into the other factors. Returns {method:
+  {"manip_change", "manip_leakage", "manipulation": {factor: row}}}."""
+  out, n = {}, int(man.anchors)
+  for m, (trav, params, gen) in sets.items():
+    x_T = jax.random.normal(jax.random.key(int(seed) + 3), (n, gen.x_dim))
+    z = jnp.concatenate([x_T, jnp.zeros((n, gen.k))], 1)
+    r = ld.protocols.manipulation(trav, ld.take(params, 0), gen.generate, oracle, dataset, z,
+                                  num_directions=gen.k, select=int(man.select))
+    out[m] = {"manip_change": r["change"], "manip_leakage": r["leakage"],
+              "manipulation": r["factors"]}
+    log(f"manipulation: {m}: " + ", ".join(
+        f"{f} {(v['change_pos'] + v['change_neg']) / 2:.2f} (leak {v['leakage']:.2f})"
+        for f, v in r["factors"].items()))
+  return out
 
 
 def hspace_directions(config, den, dataset, oracle, log: Callable = viz.log):
@@ -318,6 +350,11 @@ def hspace(config, log: Callable = viz.log) -> dict:
                               t_edit=int(hs.t_edit), asymmetric=bool(hs.asymmetric))
     sets[m] = hdirs.coefficient_traversal(gen, steps, span)
   scored, _ = ld.evaluate_sets(sets, oracle, c.eval)
+  man = c.get("manipulation")
+  if man is not None and int(man.anchors) > 0:  # each factor's best direction, held out
+    for m, row in hspace_manipulation(sets, oracle, setup.dataset, man, int(hs.seed),
+                                      log).items():
+      scored[m][0].update(row)
   props = {}
   for m in hs.get("properties", ()):  # Asyrp's properties of the named methods' directions
     props[m] = h_properties.measure(sets[m][2], sets["random"][2], oracle, setup.dataset,

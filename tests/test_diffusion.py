@@ -326,6 +326,14 @@ def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
   assert len(labels) == 2 and labels[0].startswith("pca 0: ")
   # the factor-regressed reference has one direction per ordinal factor of sprites
   assert len(scored["factors"][0]["R"]) == 4
+  # the manipulation protocol on held-out anchors: every ordinal factor, a direction index,
+  # changes and leakage in units of the range
+  for m in scored:
+    man = rows[m]["members"][0]["manipulation"]
+    assert set(man) == {"scale", "orientation", "x", "y"}
+    for v in man.values():
+      assert 0 <= v["direction"] < len(scored[m][0]["R"]) and 0 <= v["change_pos"] <= 1 and 0 <= v["leakage"] <= 1
+    assert rows[m]["members"][0]["manip_change"] >= 0
   bad = set_fields(common.load("configs/hspace_sprites.py:smoke"),
                    **{"hspace.methods": ("pca", "sefa"), "diffusion.workdir": str(smoke_run),
                       "workdir": str(tmp_path / "bad")})
@@ -342,6 +350,9 @@ def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
     traversal_eval.hspace(bad, log=lambda s: None)
   bad = set_fields(bad, **{"pullback.anchors": 4, "pullback.early": 1.5})
   with pytest.raises(ValueError, match=r"pullback\.early=1\.5 is a fraction"):
+    traversal_eval.hspace(bad, log=lambda s: None)
+  bad = set_fields(bad, **{"pullback.early": 0.8, "manipulation.select": 4})
+  with pytest.raises(ValueError, match=r"manipulation\.select=4: the anchors that choose"):
     traversal_eval.hspace(bad, log=lambda s: None)
 
 
@@ -525,9 +536,37 @@ def test_hspace_over_seeds_reports_mean_and_spread(smoke_run, tmp_path):
   # equal numbers exceed nothing; pca is the only discovery method, so the best
   assert out["disentanglement_exceeds_random"] == {"pca": False}
   assert out["best_method"]["method"] == "pca" and not out["best_method"]["exceeds_random"]
+  fac = out["manipulation"]["factors"]
+  assert set(fac) == {"scale", "orientation", "x", "y"} and out["manipulation"]["target"] == 0.25
+  assert all(v["best_method"] == "pca" and v["change"]["std"] == 0 for v in fac.values())
   said = []
   hspace_seeds.hspace_seeds(c, log=said.append)
   assert sum("read back" in s for s in said) == 2
+  # a run scored without the manipulation protocol is scored again, not read back
+  path = tmp_path / "hs" / os.path.basename(str(smoke_run)) / "scores.json"
+  got = json.load(open(path))
+  for r in got["rows"].values():
+    del r["members"][0]["manipulation"]
+  json.dump(got, open(path, "w"))
+  said = []
+  again = hspace_seeds.hspace_seeds(c, log=said.append)
+  assert sum("scoring it again" in s for s in said) == 1 and again == out
+  # the per-factor summary on a closed case: the reference rows never count as the best
+  # discovery method, a factor moved only by the factor-regressed reference is informative
+  # but not moved, and 'moved' is the best discovery method's mean against the target
+  def man_run(x_pca, x_random, y_factors):
+    row = lambda x, y: {"manipulation": {"x": {"change_pos": x, "change_neg": x, "leakage": 0.1},
+                                         "y": {"change_pos": y, "change_neg": y, "leakage": 0.2}}}
+    return {"rows": {"pca": {"members": [row(x_pca, 0.0)]},
+                     "random": {"members": [row(x_random, 0.0)]},
+                     "factors": {"members": [row(0.0, y_factors)]}}}
+  summ = hspace_seeds.manipulation_summary([man_run(0.3, 0.9, 0.5), man_run(0.2, 0.9, 0.5)],
+                                           ["pca", "random", "factors"], 0.25, 0.01)
+  x, y = summ["factors"]["x"], summ["factors"]["y"]
+  assert x["best_method"] == "pca" and x["change"]["mean"] == pytest.approx(0.25) and x["moved"]
+  assert x["leakage"]["mean"] == pytest.approx(0.1)
+  assert y["best_method"] == "pca" and y["informative"] and not y["moved"]
+  assert summ["moved_factors"] == ["x"] and summ["informative_factors"] == ["x", "y"]
   # the spread and the verdict on a closed case
   fake = lambda d: {"rows": {"pca": {"members": [{"disentanglement": d, "vp": 0.5}]},
                              "random": {"members": [{"disentanglement": 0.1, "vp": 0.5}]}},
