@@ -17,7 +17,10 @@ the RMS std of h along its K principal directions) or 'direction' (the std of h 
 direction, which leaves directions off h's principal subspace nearly inert); t_edit: edits apply for t >= t_edit; asymmetric: Asyrp's
 edit, else symmetric; properties: the methods whose directions get Asyrp's homogeneity,
 linearity, composition and robustness measured, plus the inversion round trips), vae (a VAE run of the same data whose prior samples' validity and
-factor TV distance are reported beside the denoiser's samples: lsx.metrics.sample_quality),
+factor TV distance are reported beside the denoiser's samples: lsx.metrics.sample_quality,
+and whose decoder's directions by `methods` (lsx.directions; learned ones trained `steps`
+steps with directions_config's members and hyperparameters) are scored beside the h-space
+rows by the same protocol: lsx.traversal_eval.vae_decoder_rows),
 pullback (Park et al.'s claims, lsx.diffusion.properties.pullback_geometry: the overlap of
 the top-k pullback tangent spaces across `anchors` samples and the factors an edit of
 edit * sqrt(X) along the top direction moves, at the DDIM steps nearest early * T and
@@ -45,7 +48,11 @@ def get_config(arg: str = ""):
   c.diffusion = dict(workdir="workdirs/diffusion_sprites", config="configs/diffusion_sprites.py",
                      workdirs=())
   # the VAE whose prior samples are scored beside the denoiser's ('' workdir: none)
-  c.vae = dict(workdir="", config="configs/betavae_sprites.py")
+  # and whose decoder is scored beside the h-space rows by the same protocol: the direction
+  # methods `methods` (learned ones for `steps` steps, members and hp as directions_config)
+  c.vae = dict(workdir="", config="configs/betavae_sprites.py",
+               directions_config="configs/latentclr_sprites.py",
+               methods=("pca", "sefa", "jacobian", "latentclr", "noiseclr"), steps=1000)
   c.hspace = dict(methods=("pca", "jacobian", "pullback", "noiseclr", "latentclr", "random",
                            "factors"), num=8,
                   samples=256, sample_steps=20, t=500, iters=20, t_edit=0, asymmetric=True,
@@ -63,6 +70,7 @@ def get_config(arg: str = ""):
     c.contrastive.update(steps=150, batch_size=8)
     c.eval.update(anchors=4, vp_anchors=12)
     c.pullback.update(iters=10)
+    c.vae.steps = 500
   if "smoke" in parts:
     c.workdir = "workdirs/hspace_smoke"
     c.diffusion = dict(workdir="workdirs/diffusion_smoke",

@@ -12,7 +12,11 @@ direction MIG, coverage, VP, off-manifold change, the manipulation protocol's ch
 leakage; per factor, `manipulation_summary`) and the sample quality of each
 generator (validity and mean factor TV, the data floor row included) as lsx.claims.spread
 (mean, sample std, per seed), and for each method whether its disentanglement exceeds the
-random h-directions' by more than the two spreads (lsx.claims.exceeds). Writes
+random h-directions' by more than the two spreads (lsx.claims.exceeds). With
+config.vae.workdir and config.vae.methods, the VAE decoder of the same data is scored once
+by the same protocol (`lsx.traversal_eval.vae_decoder_rows`; its spread is over its rows'
+members) and the best h-space method is judged non-inferior to its best unsupervised row
+(lsx.claims.non_inferior, `at_least_vae_best`). Writes
 `scores_seeds.json` in config.workdir and returns it.
 """
 from __future__ import annotations
@@ -27,6 +31,8 @@ from lsx.records import write_json
 METRICS = ("disentanglement", "completeness", "direction_mig", "coverage", "vp",
            "off_manifold", "manip_change", "manip_leakage")
 REFERENCE_ROWS = ("random", "factors")  # not discovery methods: no "best method" among them
+# the VAE decoder's reference rows (lsx.directions.reference_sets), likewise
+VAE_REFERENCE_ROWS = ("random", "latent axes", "factor directions (supervised)")
 
 
 def check_workdirs(config) -> tuple[str, ...]:
@@ -71,13 +77,15 @@ def _per_run(config, wd: str, log: Callable) -> dict:
   sub = config.copy_and_resolve_references()
   with sub.unlocked():
     sub.diffusion.workdir, sub.diffusion.workdirs, sub.workdir = wd, (), out
+    if sub.get("vae") is not None:  # the VAE decoder's rows are scored once, for all runs
+      sub.vae.methods = ()
   traversal_eval.hspace(sub, log)
   with open(path) as f:
     return json.load(f)
 
 
 def aggregate(per_run: list[dict], workdirs, target: float = 0.25,
-              floor: float = 0.01) -> dict:
+              floor: float = 0.01, vae_rows: dict | None = None) -> dict:
   """Mean ± std over runs of every method's scores and every generator's sample quality
   (module doc), from the runs' scores.json contents."""
   methods = [m for m in per_run[0]["rows"] if all(m in r["rows"] for r in per_run)]
@@ -95,6 +103,15 @@ def aggregate(per_run: list[dict], workdirs, target: float = 0.25,
   out = {"denoisers": list(workdirs), "rows": rows, "sample_quality": quality}
   if all("manipulation" in r["rows"][m]["members"][0] for r in per_run for m in methods):
     out["manipulation"] = manipulation_summary(per_run, methods, target, floor)
+  if vae_rows:  # one VAE decoder: the spread is over its rows' members (learned seeds)
+    vae = {m: {k: lc.spread([r[k] for r in rows]) for k in METRICS if k in rows[0]}
+           for m, rows in vae_rows.items()}
+    out["vae_decoder"] = {"rows": vae}
+    found = [m for m in vae if m[len(traversal_eval.VAE_ROW):] not in VAE_REFERENCE_ROWS]
+    if found:
+      best = max(found, key=lambda m: vae[m]["disentanglement"]["mean"])
+      out["vae_decoder"]["best_unsupervised"] = {
+          "row": best, "disentanglement": vae[best]["disentanglement"]}
   if "random" in rows:
     vs = {m: lc.exceeds(rows[m]["disentanglement"], rows["random"]["disentanglement"])
           for m in rows if m != "random"}
@@ -104,6 +121,10 @@ def aggregate(per_run: list[dict], workdirs, target: float = 0.25,
       best = max(found, key=lambda m: rows[m]["disentanglement"]["mean"])
       out["best_method"] = {"method": best, "disentanglement": rows[best]["disentanglement"],
                             "exceeds_random": vs[best]}
+      vb = out.get("vae_decoder", {}).get("best_unsupervised")
+      if vb:  # "at least the VAE decoder's best unsupervised row": lsx.claims.non_inferior
+        out["best_method"]["at_least_vae_best"] = lc.non_inferior(
+            rows[best]["disentanglement"], vb["disentanglement"])
   return out
 
 
@@ -140,8 +161,13 @@ def hspace_seeds(config, log: Callable = viz.log) -> dict:
   traversal_eval.check_hspace(config)
   wds = check_workdirs(config)
   per_run = [_per_run(config, wd, log) for wd in wds]
+  vae_rows = None
+  if traversal_eval.wants_vae_rows(config):
+    size = int(records.config_from_json(os.path.join(wds[0], "config.json")).data.size)
+    vae_rows = traversal_eval.vae_decoder_rows(config, size, log)
   man = config.get("manipulation")
-  out = aggregate(per_run, wds, target=float(man.target) if man is not None else 0.25)
+  out = aggregate(per_run, wds, target=float(man.target) if man is not None else 0.25,
+                  vae_rows=vae_rows)
   os.makedirs(config.workdir, exist_ok=True)
   write_json(os.path.join(config.workdir, "scores_seeds.json"), out, indent=1)
   log(f"{'row':<14}" + "".join(f"{k:>22}" for k in ("disentanglement", "vp")))
@@ -149,6 +175,16 @@ def hspace_seeds(config, log: Callable = viz.log) -> dict:
     log(f"{m:<14}" + "".join(
         f"{r[k]['mean']:>14.3f} ± {r[k]['std']:.3f}" if k in r else f"{'':>22}"
         for k in ("disentanglement", "vp")))
+  for m, r in out.get("vae_decoder", {}).get("rows", {}).items():
+    log(f"{m:<14}" + "".join(
+        f"{r[k]['mean']:>14.3f} ± {r[k]['std']:.3f}" if k in r else f"{'':>22}"
+        for k in ("disentanglement", "vp")))
+  if "at_least_vae_best" in out.get("best_method", {}):
+    b = out["best_method"]
+    log(f"best h-space method {b['method']}: disentanglement "
+        f"{b['disentanglement']['mean']:.3f} ± {b['disentanglement']['std']:.3f}, "
+        f"{'at least' if b['at_least_vae_best'] else 'below'} the VAE decoder's best "
+        f"unsupervised row ({out['vae_decoder']['best_unsupervised']['row']})")
   for fac, v in out.get("manipulation", {}).get("factors", {}).items():
     log(f"manipulation {fac}: {v['best_method']} moves it {v['change']['mean']:.3f} ± "
         f"{v['change']['std']:.3f} of its range (leakage {v['leakage']['mean']:.3f}); "

@@ -208,30 +208,103 @@ def check_hspace(config) -> None:
     if not 0.0 < float(man.target) <= 1.0:
       raise ValueError(f"config.manipulation.target={man.target} is a share of a factor's "
                        f"range: set it in (0, 1].")
+  if wants_vae_rows(config):
+    for m in config.vae.methods:
+      dfamily.method_kind(m)  # an unknown name fails here, before anything trains
+    validate.positive(config, "vae.steps")
   lm.check_oracle(config.eval.oracle)
   ld.protocols.check_protocol(config.eval)
 
 
-def hspace_manipulation(sets: dict, oracle, dataset, man, seed: int,
-                        log: Callable = viz.log) -> dict:
-  """The manipulation protocol (lsx.directions.protocols.manipulation) of every h-space
-  set's directions on the same `man.anchors` noises x_T (codes [x_T, 0] from key seed + 3):
-  for each ordinal factor, the direction that changes it most, chosen on the first
-  `man.select` anchors and measured on the others at the ends of the scoring span, in
-  units of the factor's range, with its leakage into the other factors. Returns {method:
-  {"manip_change", "manip_leakage", "manipulation": {factor: row}}}."""
-  out, n = {}, int(man.anchors)
+def manipulation_rows(sets: dict, oracle, dataset, man, anchors_of: Callable,
+                      log: Callable = viz.log) -> dict:
+  """The manipulation protocol (lsx.directions.protocols.manipulation) of every member of
+  every set on the codes `anchors_of(name, generator)` [N, d]: for each ordinal factor,
+  the direction that changes it most, chosen on the first `man.select` anchors and
+  measured on the others at the ends of the scoring span, in units of the factor's range,
+  with its leakage into the other factors. Returns {name: [{"manip_change",
+  "manip_leakage", "manipulation": {factor: row}} per member]}."""
+  out = {}
   for m, (trav, params, gen) in sets.items():
-    x_T = jax.random.normal(jax.random.key(int(seed) + 3), (n, gen.x_dim))
-    z = jnp.concatenate([x_T, jnp.zeros((n, gen.k))], 1)
-    r = ld.protocols.manipulation(trav, ld.take(params, 0), gen.generate, oracle, dataset, z,
-                                  num_directions=gen.k, select=int(man.select))
-    out[m] = {"manip_change": r["change"], "manip_leakage": r["leakage"],
-              "manipulation": r["factors"]}
+    z, rows = anchors_of(m, gen), []
+    num = int(trav.paths(ld.take(params, 0), z[:1]).shape[0])
+    for i in range(jax.tree.leaves(params)[0].shape[0]):
+      r = ld.protocols.manipulation(trav, ld.take(params, i), gen.generate, oracle, dataset,
+                                    z, num_directions=num, select=int(man.select))
+      rows.append({"manip_change": r["change"], "manip_leakage": r["leakage"],
+                   "manipulation": r["factors"]})
     log(f"manipulation: {m}: " + ", ".join(
         f"{f} {(v['change_pos'] + v['change_neg']) / 2:.2f} (leak {v['leakage']:.2f})"
-        for f, v in r["factors"].items()))
+        for f, v in rows[0]["manipulation"].items()))
+    out[m] = rows
   return out
+
+
+def h_anchors(man, seed: int):
+  """anchors_of for h-space sets: the same `man.anchors` noises x_T (key seed + 3) for
+  every method, as codes [x_T, 0]."""
+  def anchors_of(name, gen):
+    del name
+    x_T = jax.random.normal(jax.random.key(int(seed) + 3), (int(man.anchors), gen.x_dim))
+    return jnp.concatenate([x_T, jnp.zeros((x_T.shape[0], gen.k))], 1)
+  return anchors_of
+
+
+VAE_ROW = "VAE decoder: "  # the prefix of the VAE decoder's rows in an h-space table
+
+
+def wants_vae_rows(config) -> bool:
+  v = config.get("vae")
+  return bool(v is not None and v.workdir and tuple(v.get("methods", ())))
+
+
+def vae_decoder_rows(config, image_size: int, log: Callable = viz.log) -> dict:
+  """The VAE decoder of config.vae.workdir scored beside the h-space rows by the same
+  protocol: the direction methods config.vae.methods (lsx.directions: closed forms, or
+  learned for config.vae.steps steps per config.vae.directions_config's members, in
+  <config.workdir>/vae_decoder/<method>), random directions, the decoder's latent axes and
+  the supervised factor directions, with hspace.num directions each, traversed over
+  ±eval.span stds of the codes in eval.steps steps from the codes of encoded data, DFA and
+  VP as the h-space rows are scored, and the manipulation protocol on other encoded codes.
+  The oracle reads the VAE's images at the h-space oracle's resolution (its pooling
+  scaled by the ratio of the VAE's image size to the denoiser's `image_size`). Returns {"VAE decoder: <row>": [per member]}."""
+  v, e = config.vae, config.eval
+  sub = config_lib.load_config(str(v.directions_config))
+  vae = runs.load_decoder(runs.ensure_trained(v.workdir, v.config), 16)
+  den_size = int(image_size)
+  ratio = int(vae.dataset.image_shape[0]) // den_size
+  if ratio < 1 or ratio * den_size != int(vae.dataset.image_shape[0]):
+    raise ValueError(f"The VAE in {v.workdir} renders {vae.dataset.image_shape[0]}-pixel "
+                     f"images and the denoiser {den_size}: give a VAE at the denoiser's size "
+                     f"or an integer multiple of it, so both are read at one resolution.")
+  with sub.unlocked():
+    sub.workdir = os.path.join(config.workdir, "vae_decoder")
+    sub.decoder = {"workdir": str(v.workdir), "config": str(v.config)}
+    sub.directions.num = int(config.hspace.num)
+    sub.train.steps = int(v.steps)
+    sub.train.ckpt_every = min(int(sub.train.ckpt_every), int(v.steps))
+    for k in ("anchors", "steps", "span", "vp_anchors", "oracle", "readable_orientation"):
+      sub.eval[k] = e[k]
+    sub.eval.update(protocol="lsx", null_permutations=0,
+                    oracle_pool=int(e.get("oracle_pool", 1)) * ratio)
+  for m in v.methods:
+    dfamily.method_kind(m)  # an unknown name fails before anything trains
+  dec = decoder_from_config(sub)
+  oracle = lm.oracle_from_config(dec.dataset, sub.eval, log=log)
+  sets = {m: (*dfamily.fit(sub, m, dec, os.path.join(sub.workdir, m), print_fn=log), dec)
+          for m in v.methods}
+  sets.update(ld.reference_sets(dec, sub.directions.num, 1, span=float(e.span) * dec.sd,
+                                num_steps=int(e.steps), supervised=True))
+  scored, _ = ld.evaluate_sets(sets, oracle, sub.eval)
+  man = config.get("manipulation")
+  if man is not None and int(man.anchors) > 0:
+    start = int(e.anchors)
+    for m, rows in manipulation_rows(
+        sets, oracle, dec.dataset, man, lambda name, d: d.z[start:start + int(man.anchors)],
+        log).items():
+      for row, extra in zip(scored[m], rows):
+        row.update(extra)
+  return {VAE_ROW + m: rows for m, rows in scored.items()}
 
 
 def hspace_directions(config, den, dataset, oracle, log: Callable = viz.log):
@@ -352,9 +425,9 @@ def hspace(config, log: Callable = viz.log) -> dict:
   scored, _ = ld.evaluate_sets(sets, oracle, c.eval)
   man = c.get("manipulation")
   if man is not None and int(man.anchors) > 0:  # each factor's best direction, held out
-    for m, row in hspace_manipulation(sets, oracle, setup.dataset, man, int(hs.seed),
-                                      log).items():
-      scored[m][0].update(row)
+    for m, rows in manipulation_rows(sets, oracle, setup.dataset, man,
+                                     h_anchors(man, int(hs.seed)), log).items():
+      scored[m][0].update(rows[0])
   props = {}
   for m in hs.get("properties", ()):  # Asyrp's properties of the named methods' directions
     props[m] = h_properties.measure(sets[m][2], sets["random"][2], oracle, setup.dataset,
@@ -373,6 +446,8 @@ def hspace(config, log: Callable = viz.log) -> dict:
     viz.save_traversal_grid(frames, os.path.join(c.workdir, f"hspace_{m}.png"),
                             row_labels=direction_labels(scored[m][0], setup.dataset, m),
                             title=f"h-space directions: {m} (edits t >= {int(hs.t_edit)})")
+  if wants_vae_rows(c):  # the same methods on the VAE decoder of the same data, beside
+    scored.update(vae_decoder_rows(c, int(den.image_shape[0]), log))
   report(scored, c.workdir, oracle, factor_names=ordinal_names(setup.dataset), log=log,
          denoiser=c.diffusion.workdir, sample_quality=quality, properties=props,
          **({"pullback_geometry": geometry} if geometry is not None else {}))

@@ -189,6 +189,19 @@ def smoke_run(tmp_path_factory):
   return wd
 
 
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+  """A tiny MLP β-VAE on 32 x 32 sprites (twice the smoke denoiser's size): the VAE decoder
+  an h-space table scores beside the denoiser."""
+  wd = tmp_path_factory.mktemp("vae") / "run"
+  c = set_fields(common.load("configs/betavae_sprites.py"),
+                 **{"workdir": str(wd), "data.size": 32, "model.arch": "mlp",
+                    "model.hidden": (32,), "train.steps": 4, "train.chunk": 2,
+                    "train.batch_size": 8, "train.ckpt_every": 4, "train.log_every_s": 0.0})
+  runs.train(c, **QUIET)
+  return wd
+
+
 def test_a_finished_run_writes_labelled_samples_and_its_denoising_trajectory(smoke_run):
   wd = smoke_run
   samples = viz.read_labels(str(wd / "samples.png"))
@@ -294,23 +307,32 @@ def process_to_image(x):
   return to_image(x)
 
 
-def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
+def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, vae_run, tmp_path):
   import json
   from lsx import traversal_eval
   # one method of each path (closed form, a contrastive run on the runner, the supervised
-  # reference); the others are tested as functions above (each set compiles its sampler)
+  # reference); the others are tested as functions above (each set compiles its sampler);
+  # the VAE decoder of the same data beside, by the same protocol (a closed form and its
+  # reference rows)
   c = set_fields(common.load("configs/hspace_sprites.py:smoke"),
                  **{"workdir": str(tmp_path / "hs"), "diffusion.workdir": str(smoke_run),
-                    "hspace.methods": ("pca", "noiseclr", "random", "factors")})
+                    "hspace.methods": ("pca", "noiseclr", "random", "factors"),
+                    "vae.workdir": str(vae_run), "vae.methods": ("pca",)})
   scored = traversal_eval.hspace(c, log=lambda s: None)
-  assert list(scored) == ["pca", "noiseclr", "random", "factors"]
+  vae_rows = ["VAE decoder: " + r for r in ("pca", "latent axes", "random",
+                                            "factor directions (supervised)")]
+  assert list(scored) == ["pca", "noiseclr", "random", "factors"] + vae_rows
+  for r in vae_rows:  # every VAE row scored like the h-space rows, manipulation included
+    assert {"disentanglement", "vp", "manip_change", "manipulation"} <= set(scored[r][0])
+  assert len(scored["VAE decoder: pca"][0]["R"]) == 2  # hspace.num directions
   out = json.load(open(tmp_path / "hs" / "scores.json"))
   # Asyrp's properties of the pca directions, and the inversion round trips
   (prop,) = out["properties"].values()
   assert len(prop["directions"]) == 2 and {"cv", "r2", "factor"} <= set(prop["directions"][0])
   assert 0 <= prop["robustness"]["h_validity"] <= 1
   assert prop["inversion"]["exact"]["mse"] < 1e-6  # the DPM-Encoder is exact
-  floor, q = out["sample_quality"].values()  # fresh data first: the TV floor, all valid
+  floor, q, prior = out["sample_quality"].values()  # fresh data first: the floor, all valid
+  assert 0 <= prior["validity"] <= 1  # the VAE's prior samples, averaged to 16 x 16
   assert floor["validity"] == 1.0 and floor["num"] == q["num"]
   assert 0 <= q["validity"] <= 1 and set(q["tv"]) == {"shape", "scale", "orientation", "x", "y"}
   # Park et al.'s claims: tangent overlaps in [k / X, 1] and the edits' factor changes
@@ -353,6 +375,10 @@ def test_hspace_scores_every_method_on_a_denoiser_run(smoke_run, tmp_path):
     traversal_eval.hspace(bad, log=lambda s: None)
   bad = set_fields(bad, **{"pullback.early": 0.8, "manipulation.select": 4})
   with pytest.raises(ValueError, match=r"manipulation\.select=4: the anchors that choose"):
+    traversal_eval.hspace(bad, log=lambda s: None)
+  bad = set_fields(bad, **{"manipulation.select": 2, "vae.workdir": str(vae_run),
+                           "vae.methods": ("pca", "nmf")})
+  with pytest.raises(ValueError, match=r"Unknown direction method .nmf."):
     traversal_eval.hspace(bad, log=lambda s: None)
 
 
@@ -512,7 +538,7 @@ def test_the_samples_experiment_scores_each_sampler_beside_the_data(smoke_run):
   assert bad.returncode != 0 and "holds no run" in bad.stderr + bad.stdout
 
 
-def test_hspace_over_seeds_reports_mean_and_spread(smoke_run, tmp_path):
+def test_hspace_over_seeds_reports_mean_and_spread(smoke_run, vae_run, tmp_path):
   """Two runs that are the same denoiser (a link): each scored in its own directory, the
   numbers equal (the pipeline is deterministic), so every spread has std 0 and the mean
   of the single run; a rerun reads the runs' scores back; bad run lists are refused."""
@@ -524,8 +550,18 @@ def test_hspace_over_seeds_reports_mean_and_spread(smoke_run, tmp_path):
   c = set_fields(common.load("configs/hspace_sprites.py:smoke"),
                  **{"workdir": str(tmp_path / "hs"), "diffusion.workdirs": runs_,
                     "hspace.methods": ("pca", "random"), "hspace.properties": (),
-                    "pullback.anchors": 0})
+                    "pullback.anchors": 0, "vae.workdir": str(vae_run),
+                    "vae.methods": ("pca",)})
   out = hspace_seeds.hspace_seeds(c, log=lambda s: None)
+  # the VAE decoder scored once (not in each run's table), its best unsupervised row
+  # named, and the best h-space method judged against it by lsx.claims.non_inferior
+  assert "VAE decoder: pca" not in json.load(open(
+      tmp_path / "hs" / os.path.basename(str(smoke_run)) / "scores.json"))["rows"]
+  vae = out["vae_decoder"]
+  assert vae["best_unsupervised"]["row"] == "VAE decoder: pca"
+  from lsx import claims as lc
+  assert out["best_method"]["at_least_vae_best"] == lc.non_inferior(
+      out["rows"]["pca"]["disentanglement"], vae["rows"]["VAE decoder: pca"]["disentanglement"])
   one = json.load(open(tmp_path / "hs" / os.path.basename(str(smoke_run)) / "scores.json"))
   assert json.load(open(tmp_path / "hs" / "scores_seeds.json")) == out
   for m in ("pca", "random"):
@@ -575,6 +611,16 @@ def test_hspace_over_seeds_reports_mean_and_spread(smoke_run, tmp_path):
   assert agg["rows"]["pca"]["disentanglement"]["mean"] == pytest.approx(0.4)
   assert agg["rows"]["pca"]["disentanglement"]["std"] == pytest.approx(0.1414, abs=1e-4)
   assert agg["disentanglement_exceeds_random"]["pca"]  # 0.4 - 0.1 > 0.1414 + 0
+  # against the VAE decoder: its reference rows are never its best unsupervised row, and
+  # 0.4 ± 0.1414 is non-inferior to 0.5 ± 0 (-0.1 >= -0.1414) but not to 0.6 ± 0
+  vrow = lambda *ds: [{"disentanglement": d, "vp": 0.5} for d in ds]
+  for best, ok in ((0.5, True), (0.6, False)):
+    agg = hspace_seeds.aggregate(
+        [fake(0.3), fake(0.5)], ("a", "b"),
+        vae_rows={"VAE decoder: sefa": vrow(best, best), "VAE decoder: latent axes": vrow(0.9),
+                  "VAE decoder: factor directions (supervised)": vrow(0.95)})
+    assert agg["vae_decoder"]["best_unsupervised"]["row"] == "VAE decoder: sefa"
+    assert agg["best_method"]["at_least_vae_best"] is ok
   for wds, match in (((str(smoke_run),), ">= 2 distinct"),
                      ((str(smoke_run), str(smoke_run)), ">= 2 distinct"),
                      ((str(smoke_run), str(tmp_path / "nowhere")), "holds no trained denoiser")):
