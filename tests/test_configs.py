@@ -8,9 +8,9 @@ from lsx import train as lt
 
 CONFIGS = sorted(p for p in glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py"))
                  if os.path.basename(p) not in ("__init__.py", "common.py", "claims.py",
-                                                "hspace_sprites.py"))
-# configs/claims.py and hspace_sprites.py configure experiments.claims and .hspace, not a
-# run: tests/test_claims.py and tests/test_diffusion.py
+                                                "hspace_sprites.py", "hspace_scenes.py"))
+# configs/claims.py and hspace_*.py configure experiments.claims and .hspace, not a run:
+# tests/test_claims.py and tests/test_diffusion.py
 
 
 def _load(path, arg=""):

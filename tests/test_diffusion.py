@@ -538,6 +538,17 @@ def test_the_samples_experiment_scores_each_sampler_beside_the_data(smoke_run):
   assert bad.returncode != 0 and "holds no run" in bad.stderr + bad.stdout
 
 
+def test_hspace_configs_name_their_runs_and_pass_the_checks():
+  from lsx import traversal_eval
+  for data, vae in (("sprites", "betavae_sprites"), ("scenes", "vae_scenes_wide")):
+    for arg in ("", "cpu"):
+      c = common.load(f"configs/hspace_{data}.py" + (f":{arg}" if arg else ""))
+      traversal_eval.check_hspace(c)  # every method, protocol and option is known
+      assert c.diffusion.config == f"configs/diffusion_{data}.py"
+      assert c.diffusion.workdir == f"workdirs/diffusion_{data}"
+      assert c.workdir == f"workdirs/hspace_{data}" and c.vae.config == f"configs/{vae}.py"
+
+
 def test_hspace_over_seeds_reports_mean_and_spread(smoke_run, vae_run, tmp_path):
   """Two runs that are the same denoiser (a link): each scored in its own directory, the
   numbers equal (the pipeline is deterministic), so every spread has std 0 and the mean
