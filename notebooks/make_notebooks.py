@@ -337,7 +337,8 @@ rows = [gen.generate(jnp.repeat(gen.z[:1], len(cs), 0).at[:, gen.x_dim + k].set(
 fig = viz.grid_figure(np.stack([np.asarray(r) for r in rows]),
                       row_labels=[f"PC {k}" for k in range(K)], col_labels=[f"{c:+.0f}" for c in cs],
                       title="one noise, h edited along each principal direction")
-display(fig)'''),
+viz.save_figure(fig, os.path.join(WORK, "pca_edits.png"))
+display(Image(os.path.join(WORK, "pca_edits.png")))'''),
     ("md", "## Asyrp's properties, read by the oracle\nHomogeneity: the coefficient of "
            "variation across samples of the factor change one Δh makes; linearity: the R² "
            "of that change against the edit's scale. `python -m experiments.hspace` "
