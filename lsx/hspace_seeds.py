@@ -11,7 +11,9 @@ every method's scores (the traversal scorer's DFA disentanglement, completeness,
 direction MIG, coverage, VP, off-manifold change, the manipulation protocol's change and
 leakage; per factor, `manipulation_summary`) and the sample quality of each
 generator (validity and mean factor TV, the data floor row included) as lsx.claims.spread
-(mean, sample std, per seed), and for each method whether its disentanglement exceeds the
+(mean, sample std, per seed), Park et al.'s pullback geometry (`geometry_summary`) and
+Asyrp's properties (`properties_summary`) as spreads, and for each method whether its
+disentanglement exceeds the
 random h-directions' by more than the two spreads (lsx.claims.exceeds). With
 config.vae.workdir and config.vae.methods, the VAE decoder of the same data is scored once
 by the same protocol (`lsx.traversal_eval.vae_decoder_rows`; its spread is over its rows'
@@ -24,6 +26,8 @@ from __future__ import annotations
 import json
 import os
 from typing import Callable
+
+import numpy as np
 
 from lsx import claims as lc, records, traversal_eval, viz
 from lsx.records import write_json
@@ -103,6 +107,12 @@ def aggregate(per_run: list[dict], workdirs, target: float = 0.25,
   out = {"denoisers": list(workdirs), "rows": rows, "sample_quality": quality}
   if all("manipulation" in r["rows"][m]["members"][0] for r in per_run for m in methods):
     out["manipulation"] = manipulation_summary(per_run, methods, target, floor)
+  if all("pullback_geometry" in r for r in per_run):
+    out["pullback_geometry"] = geometry_summary([r["pullback_geometry"] for r in per_run])
+  props = [r.get("properties", {}) for r in per_run]
+  common = [m for m in props[0] if all(m in p for p in props)]
+  if common:
+    out["properties"] = {m: properties_summary([p[m] for p in props]) for m in common}
   if vae_rows:  # one VAE decoder: the spread is over its rows' members (learned seeds)
     vae = {m: {k: lc.spread([r[k] for r in rows]) for k in METRICS if k in rows[0]}
            for m, rows in vae_rows.items()}
@@ -126,6 +136,46 @@ def aggregate(per_run: list[dict], workdirs, target: float = 0.25,
         out["best_method"]["at_least_vae_best"] = lc.non_inferior(
             rows[best]["disentanglement"], vb["disentanglement"])
   return out
+
+
+def geometry_summary(geos: list[dict]) -> dict:
+  """Park et al.'s pullback geometry over runs (lsx.diffusion.properties.pullback_geometry
+  per run): at the early and the late timestep, the tangent overlap across samples, the
+  image change and each factor's change by the top direction as spreads; and whether the
+  early overlap exceeds the late one by more than the two spreads (lsx.claims.exceeds:
+  Park's claim that early tangent spaces are shared)."""
+  out = {}
+  for when in ("early", "late"):
+    gs = [g[when] for g in geos]
+    out[when] = {"t": [int(g["t"]) for g in gs],
+                 "overlap": lc.spread([g["overlap"] for g in gs]),
+                 "overlap_random": float(gs[0]["overlap_random"]),
+                 "image_change": lc.spread([g["image_change"] for g in gs]),
+                 "factor_change": {f: lc.spread([g["factor_change"][f] for g in gs])
+                                   for f in gs[0]["factor_change"]}}
+  out["early_overlap_exceeds_late"] = lc.exceeds(out["early"]["overlap"],
+                                                 out["late"]["overlap"])
+  return out
+
+
+def properties_summary(props: list[dict]) -> dict:
+  """Asyrp's properties of one method's directions over runs (lsx.diffusion.properties.
+  measure per run; the directions differ from run to run, so per direction only what is
+  comparable): the largest factor change of any direction, the median coefficient of
+  variation across samples and the median linearity R² over directions, the composition
+  errors, robustness and both inversion round trips, each as a spread."""
+  med = lambda key: lc.spread([float(np.median([d[key] for d in p["directions"]]))
+                               for p in props])
+  return {
+      "max_change": lc.spread([max(abs(d["change"]) for d in p["directions"])
+                               for p in props]),
+      "median_cv": med("cv"), "median_r2": med("r2"),
+      "composition": {k: lc.spread([p["composition"][k] for p in props])
+                      for k in ("image_error", "factor_error")},
+      "robustness": {k: lc.spread([p["robustness"][k] for p in props])
+                     for k in ("h_validity", "x_validity", "image_change")},
+      "inversion": {w: {k: lc.spread([p["inversion"][w][k] for p in props])
+                        for k in ("mse", "same_factors")} for w in ("ddim", "exact")}}
 
 
 def manipulation_summary(per_run: list[dict], methods, target: float, floor: float) -> dict:
@@ -179,6 +229,12 @@ def hspace_seeds(config, log: Callable = viz.log) -> dict:
     log(f"{m:<14}" + "".join(
         f"{r[k]['mean']:>14.3f} ± {r[k]['std']:.3f}" if k in r else f"{'':>22}"
         for k in ("disentanglement", "vp")))
+  geo = out.get("pullback_geometry")
+  if geo:
+    log(f"pullback tangent overlap: early (t {geo['early']['t']}) "
+        f"{geo['early']['overlap']['mean']:.3f} ± {geo['early']['overlap']['std']:.3f}, late "
+        f"{geo['late']['overlap']['mean']:.3f} ± {geo['late']['overlap']['std']:.3f}; early "
+        f"exceeds late: {geo['early_overlap_exceeds_late']}")
   if "at_least_vae_best" in out.get("best_method", {}):
     b = out["best_method"]
     log(f"best h-space method {b['method']}: disentanglement "

@@ -637,3 +637,31 @@ def test_hspace_over_seeds_reports_mean_and_spread(smoke_run, vae_run, tmp_path)
                      ((str(smoke_run), str(tmp_path / "nowhere")), "holds no trained denoiser")):
     with pytest.raises((ValueError, FileNotFoundError), match=match):
       hspace_seeds.hspace_seeds(set_fields(c, **{"diffusion.workdirs": wds}), log=lambda s: None)
+
+
+def test_seed_summaries_of_the_pullback_geometry_and_asyrp_properties():
+  """Closed cases for lsx.hspace_seeds' summaries of per-run geometry and properties."""
+  from lsx import hspace_seeds
+  geo = lambda early, late: {
+      w: {"t": t, "overlap": o, "overlap_random": 0.004, "image_change": 0.3,
+          "factor_change": {"x": o / 2}}
+      for w, t, o in (("early", 777, early), ("late", 222, late))}
+  g = hspace_seeds.geometry_summary([geo(0.40, 0.25), geo(0.50, 0.15)])
+  assert g["early"]["overlap"]["mean"] == pytest.approx(0.45)
+  assert g["early"]["overlap"]["std"] == pytest.approx(0.0707, abs=1e-4)
+  assert g["early"]["t"] == [777, 777] and g["late"]["factor_change"]["x"]["mean"] == pytest.approx(0.1)
+  assert g["early_overlap_exceeds_late"]  # 0.45 - 0.20 > 0.0707 + 0.0707
+  assert not hspace_seeds.geometry_summary([geo(0.40, 0.35), geo(0.50, 0.30)])[
+      "early_overlap_exceeds_late"]  # 0.45 - 0.325 < 0.0707 + 0.0354
+  prop = lambda changes, cvs, r2s: {
+      "directions": [{"change": c, "cv": v, "r2": r} for c, v, r in zip(changes, cvs, r2s)],
+      "composition": {"image_error": 0.5, "factor_error": 0.7},
+      "robustness": {"h_validity": 0.2, "x_validity": 0.1, "image_change": 1.5},
+      "inversion": {"ddim": {"mse": 0.04, "same_factors": 0.0},
+                    "exact": {"mse": 1e-8, "same_factors": 1.0}}}
+  p = hspace_seeds.properties_summary([prop((-0.5, 0.1, 0.2), (1.0, 2.0, 9.0), (0.9, 0.1, -3.0)),
+                                       prop((0.3, 0.1, 0.0), (0.5, 1.5, 2.5), (0.8, 0.6, 0.2))])
+  assert p["max_change"]["per_seed"] == [0.5, 0.3]  # the largest |change| of any direction
+  assert p["median_cv"]["per_seed"] == [2.0, 1.5] and p["median_r2"]["per_seed"] == [0.1, 0.6]
+  assert p["inversion"]["exact"]["same_factors"]["mean"] == 1.0
+  assert p["composition"]["image_error"]["std"] == 0.0
