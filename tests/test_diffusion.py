@@ -651,8 +651,8 @@ def test_seed_summaries_of_the_pullback_geometry_and_asyrp_properties():
   assert g["early"]["overlap"]["std"] == pytest.approx(0.0707, abs=1e-4)
   assert g["early"]["t"] == [777, 777] and g["late"]["factor_change"]["x"]["mean"] == pytest.approx(0.1)
   assert g["early_overlap_exceeds_late"]  # 0.45 - 0.20 > 0.0707 + 0.0707
-  assert not hspace_seeds.geometry_summary([geo(0.40, 0.35), geo(0.50, 0.30)])[
-      "early_overlap_exceeds_late"]  # 0.45 - 0.325 < 0.0707 + 0.0354
+  assert not hspace_seeds.geometry_summary([geo(0.40, 0.40), geo(0.50, 0.30)])[
+      "early_overlap_exceeds_late"]  # 0.45 - 0.35 < 0.0707 + 0.0707
   prop = lambda changes, cvs, r2s: {
       "directions": [{"change": c, "cv": v, "r2": r} for c, v, r in zip(changes, cvs, r2s)],
       "composition": {"image_error": 0.5, "factor_error": 0.7},
