@@ -19,7 +19,8 @@ config.vae.workdir and config.vae.methods, the VAE decoder of the same data is s
 by the same protocol (`lsx.traversal_eval.vae_decoder_rows`; its spread is over its rows'
 members) and the best h-space method is judged non-inferior to its best unsupervised row
 (lsx.claims.non_inferior, `at_least_vae_best`). Writes
-`scores_seeds.json` in config.workdir and returns it.
+`scores_seeds.json` and `scores_seeds.png` (every row's scores, mean ± std and each seed)
+in config.workdir and returns the json's dict.
 """
 from __future__ import annotations
 
@@ -206,6 +207,19 @@ def manipulation_summary(per_run: list[dict], methods, target: float, floor: flo
           "moved_factors": [f for f, v in factors.items() if v["moved"]]}
 
 
+def save_plot(out: dict, path: str) -> None:
+  """scores_seeds.png: every h-space row (and the VAE decoder's rows) as mean ± std over
+  the seeds (the bars; sample std) with each seed's value (the dots)."""
+  rows = {**out["rows"], **out.get("vae_decoder", {}).get("rows", {})}
+  keys = [k for k in ("disentanglement", "completeness", "direction_mig", "coverage", "vp")
+          if all(k in r for r in rows.values())]
+  scored = {m: [{k: r[k]["per_seed"][i] for k in keys}
+                for i in range(len(r[keys[0]]["per_seed"]))] for m, r in rows.items()}
+  table = {m: {k: {"mean": r[k]["mean"], "std": r[k]["std"]} for k in keys}
+           for m, r in rows.items()}
+  viz.save_score_plot(scored, table, path)
+
+
 def hspace_seeds(config, log: Callable = viz.log) -> dict:
   """Score every run of config.diffusion.workdirs and write their spread (module doc)."""
   traversal_eval.check_hspace(config)
@@ -220,6 +234,7 @@ def hspace_seeds(config, log: Callable = viz.log) -> dict:
                   vae_rows=vae_rows)
   os.makedirs(config.workdir, exist_ok=True)
   write_json(os.path.join(config.workdir, "scores_seeds.json"), out, indent=1)
+  save_plot(out, os.path.join(config.workdir, "scores_seeds.png"))
   log(f"{'row':<14}" + "".join(f"{k:>22}" for k in ("disentanglement", "vp")))
   for m, r in out["rows"].items():
     log(f"{m:<14}" + "".join(

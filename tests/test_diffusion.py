@@ -575,6 +575,7 @@ def test_hspace_over_seeds_reports_mean_and_spread(smoke_run, vae_run, tmp_path)
       out["rows"]["pca"]["disentanglement"], vae["rows"]["VAE decoder: pca"]["disentanglement"])
   one = json.load(open(tmp_path / "hs" / os.path.basename(str(smoke_run)) / "scores.json"))
   assert json.load(open(tmp_path / "hs" / "scores_seeds.json")) == out
+  assert os.path.getsize(tmp_path / "hs" / "scores_seeds.png") > 0
   for m in ("pca", "random"):
     d = out["rows"][m]["disentanglement"]
     assert d["std"] == 0 and d["per_seed"] == [one["rows"][m]["members"][0]["disentanglement"]] * 2
