@@ -255,7 +255,10 @@ FAMILY_USE = {"autoencoder": "an autoencoder",
               "relative_decoder": "relative decoders (experiments.compare_spaces --stitch)",
               "sae": "a sparse autoencoder, whose scores are in its metrics.json",
               "directions": "learned directions, scored by experiments.discover",
-              "flows": "potential flows, scored by experiments.flows"}
+              "flows": "potential flows, scored by experiments.flows",
+              "diffusion": "a denoiser, whose h-space directions experiments.hspace finds and "
+                           "scores beside a VAE decoder's (configs/hspace_*.py)",
+              "h_directions": "contrastive h-space directions, scored by experiments.hspace"}
 
 
 def require_run(workdir: str, command: str, families=None, *, sweep: bool | None = None,

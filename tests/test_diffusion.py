@@ -538,6 +538,13 @@ def test_the_samples_experiment_scores_each_sampler_beside_the_data(smoke_run):
   assert bad.returncode != 0 and "holds no run" in bad.stderr + bad.stdout
 
 
+def test_a_decoder_reader_given_a_denoiser_points_to_experiments_hspace(smoke_run):
+  from lsx.records import WorkdirError
+  with pytest.raises(WorkdirError, match=r"holds a 'diffusion' run \(a denoiser, whose "
+                                         r"h-space directions experiments\.hspace finds"):
+    runs.load_decoder(str(smoke_run))
+
+
 def test_hspace_configs_name_their_runs_and_pass_the_checks():
   from lsx import traversal_eval
   for data, vae in (("sprites", "betavae_sprites"), ("scenes", "vae_scenes_wide")):
