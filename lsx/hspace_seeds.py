@@ -5,8 +5,9 @@
 
 Each run of `config.diffusion.workdirs` is scored by `lsx.traversal_eval.hspace` in
 `<config.workdir>/<run's base name>` (a run already scored there, for that denoiser, is
-read back rather than scored again when it holds every method and protocol the config
-asks for: the pipeline resumes by run). Then, over the runs,
+read back rather than scored again when it was scored with this config's settings, its
+hspace, contrastive, pullback, manipulation, eval and vae sections: the pipeline resumes
+by run, and a changed setting scores every run again). Then, over the runs,
 every method's scores (the traversal scorer's DFA disentanglement, completeness,
 direction MIG, coverage, VP, off-manifold change, the manipulation protocol's change and
 leakage; per factor, `manipulation_summary`) and the sample quality of each
@@ -65,25 +66,21 @@ def check_workdirs(config) -> tuple[str, ...]:
 def _per_run(config, wd: str, log: Callable) -> dict:
   out = os.path.join(config.workdir, os.path.basename(wd.rstrip("/")))
   path = os.path.join(out, "scores.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      got = json.load(f)
-    man = config.get("manipulation")
-    wants_manip = man is not None and int(man.anchors) > 0
-    complete = (set(config.hspace.methods) <= set(got.get("rows", {})) and
-                (not wants_manip or all("manipulation" in r["members"][0]
-                                        for r in got["rows"].values())))
-    if got.get("denoiser") == wd and complete:
-      log(f"{wd}: scored before in {out}, read back")
-      return got
-    if got.get("denoiser") == wd:
-      log(f"{wd}: scored before in {out} without every method or the manipulation "
-          f"protocol this config asks for: scoring it again")
   sub = config.copy_and_resolve_references()
   with sub.unlocked():
     sub.diffusion.workdir, sub.diffusion.workdirs, sub.workdir = wd, (), out
     if sub.get("vae") is not None:  # the VAE decoder's rows are scored once, for all runs
       sub.vae.methods = ()
+  settings = json.loads(json.dumps(traversal_eval.hspace_settings(sub)))  # as stored
+  if os.path.exists(path):
+    with open(path) as f:
+      got = json.load(f)
+    if got.get("denoiser") == wd and got.get("settings") == settings:
+      log(f"{wd}: scored before in {out}, read back")
+      return got
+    if got.get("denoiser") == wd:
+      log(f"{wd}: scored before in {out} with other settings than this config's "
+          f"({', '.join(traversal_eval.SETTINGS)} sections): scoring it again")
   traversal_eval.hspace(sub, log)
   with open(path) as f:
     return json.load(f)

@@ -216,6 +216,15 @@ def check_hspace(config) -> None:
   ld.protocols.check_protocol(config.eval)
 
 
+SETTINGS = ("hspace", "contrastive", "pullback", "manipulation", "eval", "vae")
+
+
+def hspace_settings(config) -> dict:
+  """The config sections an h-space table's numbers depend on (scores.json `settings`):
+  a table is read back only for the same settings (lsx.hspace_seeds)."""
+  return {k: config[k].to_dict() for k in SETTINGS if config.get(k) is not None}
+
+
 def manipulation_rows(sets: dict, oracle, dataset, man, anchors_of: Callable,
                       log: Callable = viz.log) -> dict:
   """The manipulation protocol (lsx.directions.protocols.manipulation) of every member of
@@ -449,6 +458,7 @@ def hspace(config, log: Callable = viz.log) -> dict:
   if wants_vae_rows(c):  # the same methods on the VAE decoder of the same data, beside
     scored.update(vae_decoder_rows(c, int(den.image_shape[0]), log))
   report(scored, c.workdir, oracle, factor_names=ordinal_names(setup.dataset), log=log,
-         denoiser=c.diffusion.workdir, sample_quality=quality, properties=props,
+         denoiser=c.diffusion.workdir, settings=hspace_settings(c),
+         sample_quality=quality, properties=props,
          **({"pullback_geometry": geometry} if geometry is not None else {}))
   return scored
