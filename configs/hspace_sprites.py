@@ -66,7 +66,7 @@ def get_config(arg: str = ""):
   c.manipulation = dict(anchors=32, select=16, target=0.25)
   c.eval = eval_options(anchors=8, steps=3, vp_anchors=24, null_permutations=0, oracle_pool=2)
   if "cpu" in parts:  # what fits a 2-core CPU in about half an hour; 24 DFA anchors: with
-    # 4, random h-directions' D ranged 0.08-0.46 over 3 denoisers (REPRODUCTION.md §12)
+    # 4, random h-directions' D ranged 0.06-0.46 over 3 denoisers (REPRODUCTION.md §12)
     c.hspace.update(num=4, samples=64, sample_steps=10, iters=10)
     c.contrastive.update(steps=150, batch_size=8)
     c.eval.update(anchors=24, vp_anchors=12)
